@@ -1,0 +1,1 @@
+"""Job entrypoints: thin modules over the library, runnable locally or with `ray job submit`."""

@@ -1,0 +1,31 @@
+"""The one `trinity-data` command: each package contributes its own sub-app.
+
+Sub-app modules keep heavy imports (ray, torch, tokenizers) inside their
+commands, so `trinity-data --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.cli import app as pipeline_app
+from rsdb.cli import app as rsdb_app
+from tokenizer.cli import app as tokenizer_app
+
+app = typer.Typer(
+    name="trinity-data",
+    help="Pretraining data pipeline: curate, train a tokenizer, tokenize, mix and load.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(rsdb_app, name="rsdb")
+app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(pipeline_app, name="pipeline")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Curation: Ray Data jobs that read, normalize, filter, dedup, rephrase and write corpora."""

@@ -1,0 +1,1 @@
+"""Curation stages; importing this package registers every built-in stage."""

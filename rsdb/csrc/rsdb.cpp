@@ -1,0 +1,7 @@
+#include "rsdb.hpp"
+
+namespace rsdb {
+
+int core_version() { return kStateVersion; }
+
+}  // namespace rsdb
