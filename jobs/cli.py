@@ -10,6 +10,7 @@ import typer
 
 from pipeline.cli import app as pipeline_app
 from rsdb.cli import app as rsdb_app
+from rsdb.mixture_cli import app as mix_app
 from tokenizer.cli import app as tokenizer_app
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(rsdb_app, name="rsdb")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(mix_app, name="mix")
 
 
 def main() -> None:

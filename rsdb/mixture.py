@@ -1,0 +1,306 @@
+"""Phase mixtures: which sources feed training, in what shares, for how many tokens.
+
+A mixture file (YAML) names sources (token-shard directories or Megatron
+prefixes) and an ordered list of phases, each with a token budget and a weight
+per source. Trinity Large ran three phases of 10T, 4T and 3T tokens, shifting
+toward code, math/STEM and higher-quality data in the later ones:
+
+.. code-block:: yaml
+
+    sources:
+      web:  {path: s3://bucket/tokens/web}
+      code: {path: tokens/code}
+    phases:
+      - {name: phase1, tokens: 10T, weights: {web: 0.8, code: 0.2}}
+      - {name: phase2, tokens: 4T,  weights: {web: 0.6, code: 0.4}}
+    max_epochs: 8        # refuse a plan that repeats any source more often
+
+Planning reads only each source's ``manifest.json`` (token counts), never the
+shards, so a trillion-token plan is checked in milliseconds. Epochs are counted
+cumulatively: a source keeps one shuffled stream across phases, so phase 2
+continues where phase 1 stopped rather than starting the source over.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "P": 10**15}
+_TOKENS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMBGTP]?)\s*$", re.IGNORECASE)
+
+
+def parse_tokens(value: int | float | str) -> int:
+    """Parse a token count such as ``10T``, ``2.5B``, ``1_000_000`` or ``4e12``.
+
+    >>> parse_tokens("10T"), parse_tokens("2.5M"), parse_tokens(4096)
+    (10000000000000, 2500000, 4096)
+    """
+    if isinstance(value, bool):
+        raise ValueError("a token count must be a number or a string like '10T'")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).replace("_", "").strip()
+        match = _TOKENS_RE.match(text)
+        if match:
+            number = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
+        else:
+            try:
+                number = float(text)
+            except ValueError:
+                raise ValueError(f"cannot read {value!r} as a token count (examples: 4096, 2.5B, 10T)") from None
+    if number <= 0 or number != number:
+        raise ValueError(f"a token count must be positive, got {value!r}")
+    return int(round(number))
+
+
+def format_tokens(n: float) -> str:
+    """Human-readable token count: ``10.0T``, ``512.0M``, ``900``."""
+    for suffix, scale in (("P", 10**15), ("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return f"{n:.0f}"
+
+
+class SourceSpec(BaseModel):
+    """One source: where its tokens are, optionally a declared size for dry runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="token-shard directory (with manifest.json) or Megatron prefix")
+    tokens: int | None = Field(default=None, description="declared token count; overrides the manifest")
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, v: Any) -> int | None:
+        return None if v is None else parse_tokens(v)
+
+
+class PhaseSpec(BaseModel):
+    """One phase: a token budget split between sources by weight."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    tokens: int
+    weights: dict[str, float]
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, v: Any) -> int:
+        return parse_tokens(v)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, w: dict[str, float]) -> dict[str, float]:
+        if not w:
+            raise ValueError("a phase needs at least one source weight")
+        for name, value in w.items():
+            if value < 0:
+                raise ValueError(f"weight of {name!r} is negative ({value})")
+        if sum(w.values()) <= 0:
+            raise ValueError("weights sum to zero")
+        return w
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.weights.values())
+        return {name: value / total for name, value in self.weights.items() if value > 0}
+
+
+class Mixture(BaseModel):
+    """A validated mixture file. Load with :func:`load_mixture`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "mixture"
+    sources: dict[str, SourceSpec]
+    phases: list[PhaseSpec]
+    max_epochs: float = Field(default=10.0, gt=0, description="refuse plans that repeat a source more often")
+    warn_epochs: float = Field(default=4.0, gt=0, description="flag heavy upsampling above this many epochs")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Mixture":
+        if not self.sources:
+            raise ValueError("sources: at least one source is needed")
+        if not self.phases:
+            raise ValueError("phases: at least one phase is needed")
+        for i, phase in enumerate(self.phases):
+            if phase.name is None:
+                phase.name = f"phase{i + 1}"
+            unknown = sorted(set(phase.weights) - set(self.sources))
+            if unknown:
+                raise ValueError(f"phases[{i}] ({phase.name}): unknown source(s) {unknown}; known: {sorted(self.sources)}")
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phase names must be unique, got {names}")
+        return self
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(p.tokens for p in self.phases)
+
+    def phase_boundaries(self) -> list[int]:
+        """Cumulative token counts at which each phase ends (global, across all ranks)."""
+        out, acc = [], 0
+        for phase in self.phases:
+            acc += phase.tokens
+            out.append(acc)
+        return out
+
+
+def _resolve(base: Path | None, path: str) -> str:
+    if "://" in path or base is None or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())
+
+
+def load_mixture(path: str | Path) -> Mixture:
+    """Read and validate a mixture YAML file (local path or fsspec URI).
+
+    Relative source paths are resolved against the mixture file's folder.
+
+    Raises:
+        ConfigError: naming the key and the problem, before anything is read.
+    """
+    import fsspec
+
+    path = str(path)
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: mixture file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a mixture file must be a mapping with 'sources' and 'phases'")
+    try:
+        mixture = Mixture.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{path}: invalid mixture:\n  " + "\n  ".join(lines)) from None
+    base = None if "://" in path else Path(path).resolve().parent
+    for spec in mixture.sources.values():
+        spec.path = _resolve(base, spec.path)
+    return mixture
+
+
+def available_tokens(spec: SourceSpec) -> int:
+    """Tokens a source holds, from its declaration or its manifest (never the shards)."""
+    if spec.tokens is not None:
+        return spec.tokens
+    import fsspec
+
+    path = spec.path
+    if not path.endswith(".json"):
+        idx = path + ".idx"
+        fs, local = fsspec.core.url_to_fs(idx)
+        if fs.exists(local):
+            return _megatron_tokens(path)
+        path = path.rstrip("/") + "/manifest.json"
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{spec.path}: no manifest.json (and no Megatron .idx) found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: manifest is not valid JSON: {exc}") from None
+    if "num_tokens" not in manifest:
+        raise ConfigError(f"{path}: manifest has no 'num_tokens'")
+    return int(manifest["num_tokens"])
+
+
+def _megatron_tokens(prefix: str) -> int:
+    from .megatron import open_megatron
+
+    return int(open_megatron(prefix).num_tokens)
+
+
+@dataclass
+class PlanRow:
+    phase: str
+    source: str
+    share: float
+    target_tokens: int
+    available_tokens: int
+    epochs_in_phase: float
+    cumulative_epochs: float
+    flag: str = ""
+
+
+@dataclass
+class Plan:
+    """The planned consumption of every source in every phase."""
+
+    mixture: Mixture
+    rows: list[PlanRow]
+    available: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.mixture.name,
+            "total_tokens": self.mixture.total_tokens,
+            "available": self.available,
+            "rows": [r.__dict__ for r in self.rows],
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
+
+
+def plan_mixture(mixture: Mixture) -> Plan:
+    """Check a mixture against what its sources hold.
+
+    A plan is refused (``problems`` non-empty) when a weighted source is empty
+    or would have to be repeated more than ``max_epochs`` times.
+
+    >>> m = Mixture.model_validate({"sources": {"a": {"path": "x", "tokens": "1B"}},
+    ...                             "phases": [{"tokens": "3B", "weights": {"a": 1}}]})
+    >>> plan_mixture(m).rows[0].epochs_in_phase
+    3.0
+    """
+    available = {name: available_tokens(spec) for name, spec in mixture.sources.items()}
+    rows: list[PlanRow] = []
+    problems: list[str] = []
+    warnings: list[str] = []
+    consumed = {name: 0 for name in mixture.sources}
+    for phase in mixture.phases:
+        shares = phase.shares()
+        # Largest-remainder rounding so per-phase targets add up to the budget exactly.
+        exact = {name: phase.tokens * share for name, share in shares.items()}
+        targets = {name: int(v) for name, v in exact.items()}
+        short = phase.tokens - sum(targets.values())
+        for name in sorted(exact, key=lambda n: exact[n] - targets[n], reverse=True)[:short]:
+            targets[name] += 1
+        for name, share in shares.items():
+            have = available[name]
+            consumed[name] += targets[name]
+            if have <= 0:
+                problems.append(f"{phase.name}: source {name!r} has weight {phase.weights[name]} but holds no tokens")
+                rows.append(PlanRow(phase.name, name, share, targets[name], have, float("inf"), float("inf"), "EMPTY"))
+                continue
+            cumulative = consumed[name] / have
+            flag = ""
+            if cumulative > mixture.max_epochs:
+                flag = "REFUSED"
+                problems.append(
+                    f"{phase.name}: source {name!r} needs {cumulative:.2f} epochs by the end of this phase "
+                    f"({format_tokens(consumed[name])} of {format_tokens(have)} available), above max_epochs="
+                    f"{mixture.max_epochs:g}; add data, lower its weight or the phase budget"
+                )
+            elif cumulative > mixture.warn_epochs:
+                flag = "UPSAMPLED"
+                warnings.append(f"{phase.name}: source {name!r} is repeated {cumulative:.2f}x (heavy upsampling)")
+            rows.append(PlanRow(phase.name, name, share, targets[name], have, targets[name] / have, cumulative, flag))
+    return Plan(mixture=mixture, rows=rows, available=available, problems=problems, warnings=warnings)
