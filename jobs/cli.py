@@ -12,6 +12,7 @@ from pipeline.cli import app as pipeline_app
 from rsdb.cli import app as rsdb_app
 from rsdb.mixture_cli import app as mix_app
 from tokenizer.cli import app as tokenizer_app
+from tokenizer.shards_cli import tokenize_command
 
 app = typer.Typer(
     name="trinity-data",
@@ -23,6 +24,7 @@ app.add_typer(rsdb_app, name="rsdb")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(mix_app, name="mix")
+app.command("tokenize")(tokenize_command)
 
 
 def main() -> None:

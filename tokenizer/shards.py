@@ -1,0 +1,345 @@
+"""The tokenize job: curated Parquet/Arrow shards -> RSDB token shards, on Ray Data.
+
+Work is split by input file. Each file is one unit: a Ray Data task loads the
+tokenizer once per worker, encodes the file in batches, writes its token shards
+atomically (temp file + rename, through :class:`rsdb.ShardWriter`) and finally a
+small done-marker with its counts. A rerun skips every unit whose marker exists,
+so a killed job resumes where it stopped and the output is the same as an
+uninterrupted run (unit outputs are named after the unit, not after the order in
+which workers finished). The per-source ``manifest.json`` is assembled from the
+markers at the end, so it is written only once every unit is done.
+
+Output layout::
+
+    OUT/<source>/manifest.json            # RSDB manifest over every unit's shards
+    OUT/<source>/parts/<unit>/shard-*.arrow
+    OUT/_units/<unit>.json                # done-markers (counts per source / language)
+    OUT/rejected/<unit>.parquet           # rows that could not be encoded, with reason
+    OUT/summary.json                      # tokens per source and per language, timings
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pyarrow as pa
+
+from rsdb.errors import ConfigError, TrinityError
+
+log = logging.getLogger(__name__)
+
+_INPUT_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
+
+
+@dataclass
+class TokenizeSpec:
+    """What one tokenize run does; plain data so Ray can ship it to workers."""
+
+    tokenizer_dir: str
+    out_dir: str
+    source: str | None = None
+    source_field: str | None = None
+    text_field: str = "text"
+    id_field: str = "id"
+    lang_field: str = "lang"
+    add_bos: bool = True
+    add_eos: bool = True
+    batch_size: int = 512
+    shard_tokens: int = 1 << 26
+    max_doc_tokens: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.source is None) == (self.source_field is None):
+            raise ConfigError("give exactly one of source (a fixed name) or source_field (a column to split by)")
+        if self.batch_size <= 0 or self.shard_tokens <= 0:
+            raise ConfigError("batch_size and shard_tokens must be positive")
+
+
+def list_inputs(inputs: str | Iterable[str]) -> list[str]:
+    """Expand input URIs (files, folders, globs; any fsspec protocol) to sorted data files."""
+    import fsspec
+
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    files: list[str] = []
+    for item in items:
+        fs, path = fsspec.core.url_to_fs(item)
+        proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        prefix = "" if proto in ("file", "local") else f"{proto}://"
+        if any(ch in path for ch in "*?["):
+            found = fs.glob(path)
+        elif fs.isdir(path):
+            found = [p for p in fs.find(path) if p.endswith(_INPUT_SUFFIXES)]
+            # Skip rejected rows and temp files a curation run keeps beside its output.
+            found = [p for p in found if "/rejected/" not in p and not Path(p).name.startswith((".", "_"))]
+        elif fs.exists(path):
+            found = [path]
+        else:
+            raise ConfigError(f"{item}: input not found")
+        files.extend(prefix + p for p in sorted(found))
+    if not files:
+        raise ConfigError(f"no Parquet/Arrow files under {items}")
+    return files
+
+
+def unit_name(index: int, path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name.split(".")[0])[:60]
+    return f"u{index:05d}-{stem}"
+
+
+def _read_table(path: str) -> pa.Table:
+    import fsspec
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    with fsspec.open(path, "rb") as f:
+        if path.endswith(".parquet"):
+            return pq.read_table(f)
+        data = f.read()
+    try:
+        return feather.read_table(pa.BufferReader(data))
+    except pa.ArrowInvalid:
+        return pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+
+
+class _UnitTokenizer:
+    """Ray Data callable class: one tokenizer per worker, one input file per call."""
+
+    def __init__(self, spec: TokenizeSpec):
+        from tokenizer import load as load_tokenizer
+
+        self.spec = spec
+        self.tok = load_tokenizer(spec.tokenizer_dir)
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.bos = self._special("bos") if spec.add_bos else None
+        self.eos = self._special("eos") if spec.add_eos else None
+        self.name = Path(spec.tokenizer_dir).name
+
+    def _special(self, which: str) -> int:
+        import tokenizer
+
+        fn = getattr(tokenizer, f"{which}_id")
+        return int(fn(self.tok))
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"result": json.dumps(tokenize_unit(self, row["unit"], row["path"]))}
+
+
+def _encode(worker: _UnitTokenizer, texts: list[str]) -> list[np.ndarray]:
+    encodings = worker.tok.encode_batch(texts, add_special_tokens=False)
+    out = []
+    for enc in encodings:
+        ids = enc.ids
+        if worker.bos is not None:
+            ids = [worker.bos, *ids]
+        if worker.eos is not None:
+            ids.append(worker.eos)
+        out.append(np.asarray(ids, dtype=np.uint32))
+    return out
+
+
+def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str) -> dict[str, Any]:
+    """Encode one input file into token shards; returns its counts (also written as the done-marker)."""
+    import rsdb
+
+    spec = worker.spec
+    out = Path(spec.out_dir)
+    started = time.perf_counter()
+    table = _read_table(path)
+    missing = [c for c in (spec.text_field, spec.source_field) if c and c not in table.column_names]
+    if missing:
+        raise TrinityError(f"{path}: missing column(s) {missing}; columns are {table.column_names}")
+    n = table.num_rows
+    texts = table.column(spec.text_field).to_pylist()
+    ids = table.column(spec.id_field).to_pylist() if spec.id_field in table.column_names else [None] * n
+    ids = [str(i) if i is not None else f"{unit}:{row}" for row, i in enumerate(ids)]
+    langs = table.column(spec.lang_field).to_pylist() if spec.lang_field in table.column_names else [None] * n
+    sources = table.column(spec.source_field).to_pylist() if spec.source_field else [spec.source] * n
+
+    writers: dict[str, Any] = {}
+    counts: dict[str, dict[str, Any]] = {}
+    rejected: list[dict[str, Any]] = []
+    for start in range(0, n, spec.batch_size):
+        rows = range(start, min(n, start + spec.batch_size))
+        good = []
+        for r in rows:
+            reason = _reject_reason(texts[r], sources[r])
+            if reason:
+                rejected.append({"unit": unit, "file": path, "row": r, "id": ids[r], "reject_reason": reason,
+                                 "text": texts[r] if isinstance(texts[r], str) else None})
+            else:
+                good.append(r)
+        for r, tokens in zip(good, _encode(worker, [texts[r] for r in good])):
+            if spec.max_doc_tokens and len(tokens) > spec.max_doc_tokens:
+                rejected.append({"unit": unit, "file": path, "row": r, "id": ids[r],
+                                 "reject_reason": f"too_long: {len(tokens)} tokens > {spec.max_doc_tokens}",
+                                 "text": texts[r]})
+                continue
+            src = str(sources[r])
+            if src not in writers:
+                writers[src] = rsdb.ShardWriter(
+                    out / _safe(src) / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
+                    tokenizer=worker.name, vocab_size=worker.vocab_size,
+                )
+                counts[src] = {"docs": 0, "tokens": 0, "tokens_per_lang": {}}
+            extra = {"lang": str(langs[r])} if langs[r] is not None else {}
+            writers[src].add(tokens, doc_id=ids[r], **extra)
+            c = counts[src]
+            c["docs"] += 1
+            c["tokens"] += int(len(tokens))
+            lang = str(langs[r]) if langs[r] is not None else "unknown"
+            c["tokens_per_lang"][lang] = c["tokens_per_lang"].get(lang, 0) + int(len(tokens))
+    manifests = {src: w.close() for src, w in writers.items()}
+    if rejected:
+        _write_rejected(out / "rejected" / f"{unit}.parquet", rejected)
+    result = {
+        "unit": unit, "file": path, "rows": n, "rejected": len(rejected),
+        "sources": {src: {**counts[src], "manifest": manifests[src]} for src in counts},
+        "seconds": time.perf_counter() - started,
+    }
+    _atomic_write_text(out / "_units" / f"{unit}.json", json.dumps(result))
+    return result
+
+
+def _reject_reason(text: Any, source: Any) -> str | None:
+    if not isinstance(text, str):
+        return "text_not_a_string" if text is not None else "text_missing"
+    if not text:
+        return "text_empty"
+    if source is None:
+        return "source_missing"
+    return None
+
+
+def _safe(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    if not safe or safe.startswith((".", "_")):
+        safe = "s" + safe
+    return safe
+
+
+def _write_rejected(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec) -> dict[str, dict[str, Any]]:
+    """Write OUT/<source>/manifest.json listing every unit's shards, in unit order."""
+    merged: dict[str, dict[str, Any]] = {}
+    for res in sorted(results, key=lambda r: r["unit"]):
+        for src, info in res["sources"].items():
+            m = info["manifest"]
+            agg = merged.setdefault(src, {
+                **{k: v for k, v in m.items() if k not in ("shards", "num_docs", "num_tokens", "tokens_per_source",
+                                                             "extra")},
+                "source": src, "num_docs": 0, "num_tokens": 0, "shards": [],
+                "extra": {"tokens_per_lang": {}, "units": 0, "bos": spec.add_bos, "eos": spec.add_eos},
+            })
+            for shard in m["shards"]:
+                agg["shards"].append({**shard, "file": f"parts/{res['unit']}/{shard['file']}"})
+            agg["num_docs"] += m["num_docs"]
+            agg["num_tokens"] += m["num_tokens"]
+            agg["extra"]["units"] += 1
+            for lang, t in info["tokens_per_lang"].items():
+                agg["extra"]["tokens_per_lang"][lang] = agg["extra"]["tokens_per_lang"].get(lang, 0) + t
+    for src, agg in merged.items():
+        agg["tokens_per_source"] = {src: agg["num_tokens"]}
+        _atomic_write_text(out / _safe(src) / "manifest.json", json.dumps(agg, indent=2))
+    return merged
+
+
+@dataclass
+class TokenizeSummary:
+    out_dir: str
+    units_total: int
+    units_skipped: int
+    rows: int
+    rejected: int
+    tokens_per_source: dict[str, int]
+    docs_per_source: dict[str, int]
+    tokens_per_lang: dict[str, int]
+    seconds: float
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.tokens_per_source.values())
+
+
+def tokenize_to_shards(spec: TokenizeSpec, inputs: str | Iterable[str], *, num_workers: int | None = None) -> TokenizeSummary:
+    """Run the tokenize job on the current Ray cluster (``ray.init()`` first; local by default).
+
+    Args:
+        spec: what to do (tokenizer, output folder, source naming, bos/eos).
+        inputs: curated Parquet/Arrow files, folders or globs (any fsspec URI).
+        num_workers: tokenizer actors; default: the cluster's CPUs.
+
+    Returns:
+        Counts per source and language; the same figures are in ``OUT/summary.json``.
+    """
+    import ray
+
+    started = time.perf_counter()
+    if "://" in spec.out_dir and not spec.out_dir.startswith("file://"):
+        raise ConfigError(f"{spec.out_dir}: token shards are memory-mapped, so the output must be a local path")
+    out = Path(spec.out_dir.removeprefix("file://"))
+    files = list_inputs(inputs)
+    units = [{"unit": unit_name(i, p), "path": p} for i, p in enumerate(files)]
+    done = {u["unit"]: _read_marker(out, u["unit"]) for u in units}
+    todo = [u for u in units if done[u["unit"]] is None]
+    log.info("tokenize: %d input files, %d already done", len(units), len(units) - len(todo))
+    results = [r for r in done.values() if r is not None]
+    if todo:
+        workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ds = ray.data.from_items(todo, override_num_blocks=len(todo)).map(
+            _UnitTokenizer,
+            fn_constructor_args=(spec,),
+            concurrency=min(workers, len(todo)),
+            num_cpus=1,
+            # One encoder thread per worker: Ray already runs one worker per CPU.
+            runtime_env={"env_vars": {"RAYON_RS_NUM_CPUS": "1", "TOKENIZERS_PARALLELISM": "false"}},
+        )
+        results.extend(json.loads(r["result"]) for r in ds.take_all())
+    merged = _merge_manifests(out, results, spec)
+    tokens_per_lang: dict[str, int] = {}
+    for agg in merged.values():
+        for lang, t in agg["extra"]["tokens_per_lang"].items():
+            tokens_per_lang[lang] = tokens_per_lang.get(lang, 0) + t
+    summary = TokenizeSummary(
+        out_dir=str(out), units_total=len(units), units_skipped=len(units) - len(todo),
+        rows=sum(r["rows"] for r in results), rejected=sum(r["rejected"] for r in results),
+        tokens_per_source={s: a["num_tokens"] for s, a in merged.items()},
+        docs_per_source={s: a["num_docs"] for s, a in merged.items()},
+        tokens_per_lang=dict(sorted(tokens_per_lang.items(), key=lambda kv: -kv[1])),
+        seconds=time.perf_counter() - started,
+    )
+    _atomic_write_text(out / "summary.json", json.dumps(summary.__dict__, indent=2))
+    return summary
+
+
+def _read_marker(out: Path, unit: str) -> dict[str, Any] | None:
+    path = out / "_units" / f"{unit}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # a marker is written atomically; an unreadable one means redo the unit
