@@ -38,7 +38,7 @@ test: $(BUILD_STAMP)
 
 # The C++ core under AddressSanitizer + UBSan, in its own build.
 test-asan: $(DEPS_STAMP)
-	bash benchmarks/../.ci/asan.sh
+	bash .ci/asan.sh
 
 bench: $(BUILD_STAMP)
 	$(PIP) ".[bench]" --no-build-isolation
