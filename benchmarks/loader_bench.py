@@ -1,0 +1,417 @@
+"""Loader benchmark: RSDB vs the memcpy bound, a numpy reference, and peer loaders.
+
+One synthetic corpus (``loader_corpus.py``: 3 sources, heavy-tailed document
+lengths, 100k+ token documents, 200M tokens by default), seq_len 8192, one core.
+Every loader runs in a fresh subprocess pinned to one CPU, so startup time and peak
+memory are its own, and all are measured in this one run, side by side:
+
+  memcpy        the bound: the same token bytes copied from the memory-mapped shards
+                into a preallocated (batch, seq_len + 1) int32 batch, one row-sized
+                ``ctypes.memmove`` at a time, in file order
+  rsdb          rsdb.RSDBLoader(packing="rsdb")
+  sequential    rsdb.RSDBLoader(packing="sequential"), the naive packer
+  numpy_ref     loader_numpy_ref.NumpyRSDB, same algorithm and chunk rule in numpy
+  litdata       litdata StreamingDataset + TokensLoader(block_size=seq_len + 1),
+                shuffle=True, StreamingDataLoader(num_workers=0), after litdata.optimize
+  mosaic        mosaicml-streaming StreamingDataset (shuffle=True) over MDS samples of
+                seq_len + 1 concatenated tokens, torch DataLoader(num_workers=0)
+  rsdb_torch2   rsdb.torch.RSDBIterableDataset through torch DataLoader(num_workers=2)
+                (not pinned: two workers on two cores), against the same bound
+
+A token here is one delivered token slot: a batch counts batch_size * (seq_len + 1).
+Each measurement prints one JSON line; a table follows; ``--json-out`` saves all.
+
+Run:  .venv/bin/python benchmarks/loader_bench.py                 (200M tokens)
+      .venv/bin/python benchmarks/loader_bench.py --tokens 5000000  (smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import loader_corpus as corpus  # noqa: E402
+
+ALL = ["memcpy", "rsdb", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2"]
+PEERS = ["litdata", "mosaic"]
+
+
+# ---------------------------------------------------------------------------- workers
+# Each function builds its loader and returns an iterator of batches; the harness
+# times construction + first batch (startup) and the rest (throughput).
+
+
+def _views(cfg) -> dict[str, list]:
+    """Shard views of every source: what the memcpy bound and the numpy reference read."""
+    import rsdb
+    from rsdb.megatron import open_megatron
+
+    out = {}
+    for name, path in cfg["paths"].items():
+        if cfg["format"] == "megatron":
+            out[name] = [open_megatron(path)]
+        else:
+            out[name] = list(rsdb.open_shards(path).shards())
+    return out
+
+
+def make_memcpy(cfg):
+    views = _views(cfg)
+    B, row = cfg["batch_size"], cfg["seq_len"] + 1
+    batch = np.zeros((B, row), np.int32)
+    nbytes = row * 4
+    memmove = ctypes.memmove
+    dst = [batch.ctypes.data + r * nbytes for r in range(B)]
+
+    def gen():
+        r = 0
+        for vs in views.values():
+            for v in vs:
+                t = v.tokens
+                assert t.dtype.itemsize == 4, "the bound assumes 32-bit tokens, as the corpus has"
+                base = t.ctypes.data
+                n = (int(v.offsets[-1]) // row) * row
+                for off in range(0, n * 4, nbytes):
+                    memmove(dst[r], base + off, nbytes)
+                    r += 1
+                    if r == B:
+                        r = 0
+                        yield batch
+
+    return gen()
+
+
+def make_rsdb(cfg, packing="rsdb"):
+    import rsdb
+
+    loader = rsdb.RSDBLoader(
+        {k: v for k, v in cfg["paths"].items()},
+        seq_len=cfg["seq_len"],
+        batch_size=cfg["batch_size"],
+        buffer_docs=cfg["buffer_docs"],
+        seed=cfg["seed"],
+        epochs=1,
+        packing=packing,
+    )
+    return iter(loader)
+
+
+def make_sequential(cfg):
+    return make_rsdb(cfg, packing="sequential")
+
+
+def make_numpy_ref(cfg):
+    from loader_numpy_ref import NumpyRSDB
+
+    return iter(NumpyRSDB(_views(cfg), seq_len=cfg["seq_len"], batch_size=cfg["batch_size"],
+                          buffer_docs=cfg["buffer_docs"], seed=cfg["seed"]))
+
+
+def make_litdata(cfg):
+    from litdata import StreamingDataLoader, StreamingDataset
+    from litdata.streaming.item_loader import TokensLoader
+
+    ds = StreamingDataset(input_dir=cfg["litdata_path"], item_loader=TokensLoader(block_size=cfg["seq_len"] + 1),
+                          shuffle=True, drop_last=True, seed=cfg["seed"])
+    return iter(StreamingDataLoader(ds, batch_size=cfg["batch_size"], num_workers=0, drop_last=True))
+
+
+def make_mosaic(cfg):
+    import torch
+
+    base = corpus.import_streaming()
+
+    class TokenBlocks(base.StreamingDataset):
+        # what llm-foundry's text dataset does with pre-concatenated token samples
+        def __getitem__(self, idx):
+            sample = super().__getitem__(idx)
+            return torch.from_numpy(np.frombuffer(sample["tokens"], dtype=np.int32).copy())
+
+    base.util.clean_stale_shared_memory()
+    ds = TokenBlocks(local=cfg["mds_path"], remote=None, shuffle=True, shuffle_seed=cfg["seed"],
+                     batch_size=cfg["batch_size"])
+    return iter(torch.utils.data.DataLoader(ds, batch_size=cfg["batch_size"], num_workers=0, drop_last=True))
+
+
+def make_rsdb_torch2(cfg):
+    import torch
+    from rsdb.torch import RSDBIterableDataset
+
+    ds = RSDBIterableDataset(
+        {k: v for k, v in cfg["paths"].items()},
+        seq_len=cfg["seq_len"],
+        batch_size=cfg["batch_size"],
+        buffer_docs=cfg["buffer_docs"],
+        seed=cfg["seed"],
+        epochs=1,
+    )
+    return iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
+
+
+PRE_IMPORT = {
+    "memcpy": ["rsdb"], "rsdb": ["rsdb"], "sequential": ["rsdb"], "numpy_ref": ["rsdb", "loader_numpy_ref"],
+    "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"],
+}
+
+MAKERS = {
+    "memcpy": make_memcpy,
+    "rsdb": make_rsdb,
+    "sequential": make_sequential,
+    "numpy_ref": make_numpy_ref,
+    "litdata": make_litdata,
+    "mosaic": make_mosaic,
+    "rsdb_torch2": make_rsdb_torch2,
+}
+
+
+def _ntok(batch) -> int:
+    t = batch["tokens"] if isinstance(batch, dict) else batch
+    return int(np.prod(tuple(t.shape)))
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def run_worker(name: str, cfg: dict) -> dict:
+    """Measure one loader in this (fresh) process; returns its measurement dict."""
+    if name != "rsdb_torch2":
+        os.sched_setaffinity(0, {cfg["cpu"]})
+    # Every worker is a training process: torch and the loader's library are imported
+    # before the clock starts and before the memory baseline is taken.
+    import torch
+
+    torch.set_num_threads(1)
+    for mod in PRE_IMPORT.get(name, ()):
+        corpus.import_streaming() if mod == "streaming" else __import__(mod)
+    gc.collect()
+    base_rss = _status_kb("VmRSS")
+    base_anon = _status_kb("RssAnon")
+    t0 = time.perf_counter()
+    it = MAKERS[name](cfg)
+    first = next(it)
+    t1 = time.perf_counter()
+    tokens, batches = 0, 0
+    peak_anon = _status_kb("RssAnon")
+    deadline = t1 + cfg["max_seconds"]
+    next_sample = t1 + 0.1
+    done = True
+    t = t1
+    for batch in it:
+        tokens += _ntok(batch)
+        batches += 1
+        t = time.perf_counter()
+        if t >= next_sample:
+            peak_anon = max(peak_anon, _status_kb("RssAnon"))
+            next_sample = t + 0.1
+            if t >= deadline:
+                done = False
+                break
+    t = time.perf_counter()
+    peak_anon = max(peak_anon, _status_kb("RssAnon"))
+    secs = t - t1
+    first_tokens = _ntok(first)
+    del first, it
+    return {
+        "name": name,
+        "tokens": tokens,
+        "seconds": round(secs, 4),
+        "tokens_s": tokens / secs if secs > 0 else 0.0,
+        "bytes_s": 4 * tokens / secs if secs > 0 else 0.0,
+        "startup_s": round(t1 - t0, 4),
+        "first_batch_tokens": first_tokens,
+        "batches": batches + 1,
+        "epoch_done": done,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "children_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "peak_anon_mb": round(peak_anon / 1024, 1),
+        "anon_growth_mb": round((peak_anon - base_anon) / 1024, 1),
+        "baseline_rss_mb": round(base_rss / 1024, 1),
+    }
+
+
+# ---------------------------------------------------------------------------- harness
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=HERE, check=True).stdout.strip()
+    except Exception:  # noqa: BLE001 - benchmark metadata only
+        return "unknown"
+
+
+def _emit(rec: dict, sink: list) -> None:
+    sink.append(rec)
+    print(json.dumps(rec), flush=True)
+
+
+def _warm_page_cache(paths: list[Path]) -> None:
+    """Read every file once, so no loader pays for the first disk read."""
+    for root in paths:
+        for f in sorted(Path(root).rglob("*")) if Path(root).is_dir() else [Path(root)]:
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    while fh.read(1 << 24):
+                        pass
+
+
+def _available(name: str) -> str | None:
+    """Why a loader cannot run here, or None."""
+    import importlib.util
+
+    need = {"rsdb": ("rsdb", "RSDBLoader"), "sequential": ("rsdb", "RSDBLoader"),
+            "rsdb_torch2": ("rsdb.torch", "RSDBIterableDataset"),
+            "litdata": ("litdata", None), "mosaic": ("streaming", None)}.get(name)
+    if need is None:
+        return None
+    mod, attr = need
+    try:
+        if importlib.util.find_spec(mod.split(".")[0]) is None:
+            return f"{mod} not installed (pip install 'trinity-data[bench]')"
+        if attr:
+            m = __import__(mod, fromlist=[attr])
+            if not hasattr(m, attr):
+                return f"{mod}.{attr} not available in this build"
+    except ImportError as e:
+        return f"{mod}: {e}"
+    return None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=200_000_000, help="corpus size in tokens (default 200M)")
+    ap.add_argument("--seq-len", type=int, default=8192)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--buffer-docs", type=int, default=1024)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--format", choices=["rsdb", "megatron"], default="rsdb",
+                    help="storage RSDB, memcpy and the numpy reference read (default: RSDB token shards)")
+    ap.add_argument("--only", default=",".join(ALL), help=f"comma list out of {','.join(ALL)}")
+    ap.add_argument("--max-seconds", type=float, default=60.0,
+                    help="stop a loader after this many seconds of steady-state reading (default 60)")
+    ap.add_argument("--cpu", type=int, default=None, help="CPU to pin single-core runs to (default: last allowed)")
+    ap.add_argument("--out", type=Path, default=None, help="cache folder (default out/bench)")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write all measurements to this JSON file")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-cfg", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.worker:
+        rec = run_worker(args.worker, json.loads(args.worker_cfg))
+        print("RESULT " + json.dumps(rec), flush=True)
+        return 0
+
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(names) - set(ALL)
+    if unknown:
+        ap.error(f"--only: unknown loader(s) {sorted(unknown)}; choose from {ALL}")
+    if "memcpy" not in names:
+        names.insert(0, "memcpy")  # every ratio needs the bound
+    root = args.out or corpus.default_root()
+    spec = corpus.CorpusSpec(tokens=args.tokens, seed=args.seed)
+    L1 = args.seq_len + 1
+    cpu = args.cpu if args.cpu is not None else max(os.sched_getaffinity(0))
+    records: list[dict] = []
+    meta = {"commit": _commit(), "device": "cpu", "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "corpus_tokens": args.tokens, "seq_len": args.seq_len,
+            "batch_size": args.batch_size, "buffer_docs": args.buffer_docs, "format": args.format}
+
+    skipped = {n: why for n in names if (why := _available(n))}
+    if args.format == "rsdb" and not hasattr(__import__("rsdb"), "write_shards"):
+        ap.error("this rsdb build has no write_shards yet; use --format megatron")
+
+    build = corpus.build_rsdb if args.format == "rsdb" else corpus.build_megatron
+    info = build(spec, root)
+    _emit({"name": "corpus_build", "format": args.format, "seconds": round(info["build_s"], 2),
+           "sources": info["sources"], **meta}, records)
+    cfg = {"paths": info["paths"], "format": args.format, "seq_len": args.seq_len, "batch_size": args.batch_size,
+           "buffer_docs": args.buffer_docs, "seed": args.seed, "max_seconds": args.max_seconds, "cpu": cpu}
+    warm = [root / spec.key / args.format]
+    if "litdata" in names and "litdata" not in skipped:
+        li = corpus.build_litdata(spec, root, L1)
+        cfg["litdata_path"] = li["path"]
+        warm.append(Path(li["path"]))
+        _emit({"name": "litdata_optimize", "seconds": round(li["build_s"], 2), **meta}, records)
+    if "mosaic" in names and "mosaic" not in skipped:
+        mi = corpus.build_mds(spec, root, L1)
+        cfg["mds_path"] = mi["path"]
+        warm.append(Path(mi["path"]))
+        _emit({"name": "mds_convert", "seconds": round(mi["build_s"], 2), **meta}, records)
+    _warm_page_cache(warm)
+
+    results: dict[str, dict] = {}
+    for name in names:
+        if name in skipped:
+            _emit({"name": name, "skipped": skipped[name], **meta}, records)
+            continue
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   TOKENIZERS_PARALLELISM="false")
+        proc = subprocess.run([sys.executable, __file__, "--worker", name, "--worker-cfg", json.dumps(cfg)],
+                              capture_output=True, text=True, env=env)
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            _emit({"name": name, "error": " | ".join(tail), **meta}, records)
+            continue
+        rec = json.loads(line[len("RESULT "):])
+        results[name] = rec
+    bound = results.get("memcpy", {}).get("tokens_s")
+    ref = results.get("numpy_ref", {}).get("tokens_s")
+    peer_best = max((results[p]["tokens_s"] for p in PEERS if p in results), default=None)
+    for name, rec in results.items():
+        tps = rec["tokens_s"]
+        rec["frac_of_memcpy"] = round(tps / bound, 4) if bound else None
+        rec["x_numpy_ref"] = round(tps / ref, 2) if ref else None
+        rec["x_best_peer"] = round(tps / peer_best, 2) if peer_best else None
+        rec["pinned_cpus"] = 2 if name == "rsdb_torch2" else 1
+        _emit({**rec, **meta}, records)
+
+    _table(results)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(records, indent=1))
+    return 0
+
+
+def _table(results: dict[str, dict]) -> None:
+    cols = ["loader", "Mtok/s", "GB/s", "% memcpy", "x numpy", "x peer", "startup s", "peak RSS MB",
+            "+anon MB", "epoch"]
+    rows = []
+    for name, r in results.items():
+        rows.append([
+            name, f"{r['tokens_s'] / 1e6:.1f}", f"{r['bytes_s'] / 1e9:.2f}",
+            f"{100 * r['frac_of_memcpy']:.1f}" if r.get("frac_of_memcpy") is not None else "-",
+            f"{r['x_numpy_ref']:.2f}" if r.get("x_numpy_ref") is not None else "-",
+            f"{r['x_best_peer']:.2f}" if r.get("x_best_peer") is not None else "-",
+            f"{r['startup_s']:.3f}", f"{r['peak_rss_mb']:.0f}", f"{r['anon_growth_mb']:.0f}",
+            "full" if r["epoch_done"] else "capped",
+        ])
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    print()
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(cols, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(row, widths)) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
