@@ -1,0 +1,510 @@
+"""RSDB token shards: Arrow IPC files of tokenized documents plus a ``manifest.json``.
+
+A shard directory holds ``manifest.json`` and ``shard-00000.arrow``, ``shard-00001.arrow``,
+... Each shard is an *uncompressed* Arrow IPC **file** (so it can be memory-mapped) with
+one row per document and one record batch per file::
+
+    tokens  large_list<uint32>   the document's token ids
+    doc_id  string               the caller's document id
+    ...     optional small columns (``lang``, ...), null where a document lacks them
+
+The schema metadata carries ``rsdb.format = rsdb-tokens`` and ``rsdb.format_version``.
+The manifest lists every shard with its documents, tokens, size in bytes and xxh64
+checksum, plus the source name, tokenizer name and vocabulary size.
+
+Validation trade-off. :func:`open_shards` reads only the manifest (O(shards)); a shard
+file is opened on first use, when its size, Arrow footer, schema, record-batch count
+and document/token counts are checked against the manifest, and its offsets are checked
+to be non-decreasing and inside the values buffer (a vectorised pass over 8 bytes per
+document, never over the tokens). The loader's compiled core re-checks each document's
+bounds when it admits it and checks token ids against the vocabulary inside its copy
+loop (a max-reduction fused with the copy), so no step scans a shard's tokens up front.
+Reading the whole file (xxh64 checksum, token range scan) happens only on request:
+``open_shards(path, verify=True)`` or ``trinity-data rsdb inspect --verify``. Corruption
+that keeps every structure valid (a flipped token byte) is therefore caught only with
+``verify=True``; truncation is always caught by the size check.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ConfigError, ShardError
+
+__all__ = ["ShardView", "ShardWriter", "TokenShards", "open_shards", "write_shards"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rsdb-tokens"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_SHARD_TOKENS = 1 << 26  # 256 MiB of uint32 tokens per file: few files, cheap to mmap
+_TOKEN_TYPES = {pa.uint32(): np.uint32, pa.int32(): np.int32, pa.uint16(): np.uint16}
+_SCHEMA_META = {b"rsdb.format": FORMAT.encode(), b"rsdb.format_version": str(FORMAT_VERSION).encode()}
+
+
+def _xxh64_file(path: Path, chunk: int = 1 << 24) -> str:
+    import xxhash
+
+    h = xxhash.xxh64()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ShardWriter:
+    """Write tokenized documents into a shard directory, atomically.
+
+    Each shard file is written under a temporary name and renamed when complete; the
+    manifest is written last, so a directory with a ``manifest.json`` is always whole.
+
+    Args:
+        out_dir: the shard directory (created).
+        source: the source name recorded in the manifest (mixtures refer to it).
+        shard_tokens: start a new shard file once this many tokens are buffered.
+        tokenizer: tokenizer name recorded in the manifest, or None.
+        vocab_size: if given, every token id must be below it (checked on ``add``).
+
+    >>> import tempfile, numpy as np
+    >>> d = tempfile.mkdtemp()
+    >>> with ShardWriter(d, source="web") as w:
+    ...     w.add(np.array([1, 2, 3]), doc_id="a", lang="en")
+    ...     w.add([4, 5])
+    >>> s = open_shards(d)
+    >>> s.num_docs, s.num_tokens, s[1].tolist()
+    (2, 5, [4, 5])
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        source: str = "default",
+        shard_tokens: int = DEFAULT_SHARD_TOKENS,
+        tokenizer: str | None = None,
+        vocab_size: int | None = None,
+    ):
+        if shard_tokens <= 0:
+            raise ConfigError(f"shard_tokens must be positive, got {shard_tokens}")
+        if vocab_size is not None and not 0 < vocab_size <= 2**31:
+            raise ConfigError(f"vocab_size must be in [1, 2**31], got {vocab_size}")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.source = str(source)
+        self.shard_tokens = int(shard_tokens)
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self._shards: list[dict[str, Any]] = []
+        self._docs: list[np.ndarray] = []
+        self._ids: list[str] = []
+        self._cols: dict[str, list[Any]] = {}
+        self._buffered = 0
+        self._num_docs = 0
+        self._num_tokens = 0
+        self._closed = False
+        self._manifest: dict[str, Any] | None = None
+
+    def add(self, tokens: Any, doc_id: str | None = None, **columns: Any) -> None:
+        """Append one document (a 1-D array or sequence of non-negative ints)."""
+        if self._closed:
+            raise ConfigError(f"{self.out_dir}: ShardWriter is closed")
+        arr = np.asarray(tokens)
+        if arr.ndim != 1:
+            raise ConfigError(f"document {self._num_docs}: tokens must be 1-D, got shape {arr.shape}")
+        if arr.size and arr.dtype.kind not in "iu":
+            raise ConfigError(f"document {self._num_docs}: tokens must be integers, got dtype {arr.dtype}")
+        if arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            limit = self.vocab_size if self.vocab_size is not None else 2**31
+            if lo < 0 or hi >= limit:
+                bad = lo if lo < 0 else hi
+                what = f"vocab_size {self.vocab_size}" if self.vocab_size is not None else "2**31"
+                raise ConfigError(f"document {self._num_docs} ({doc_id!r}): token id {bad} outside [0, {what})")
+        self._docs.append(arr.astype(np.uint32, copy=False))
+        self._ids.append(str(doc_id) if doc_id is not None else f"{self.source}:{self._num_docs}")
+        n_buffered = len(self._docs) - 1
+        for name, value in columns.items():
+            if name in ("tokens", "doc_id"):
+                raise ConfigError(f"column name {name!r} is reserved")
+            col = self._cols.get(name)
+            if col is None:
+                col = self._cols[name] = [None] * n_buffered
+            col.append(value)
+        for name, col in self._cols.items():
+            if len(col) == n_buffered:
+                col.append(None)
+        self._buffered += arr.size
+        self._num_docs += 1
+        self._num_tokens += int(arr.size)
+        if self._buffered >= self.shard_tokens:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._docs:
+            return
+        lengths = np.fromiter((d.size for d in self._docs), dtype=np.int64, count=len(self._docs))
+        offsets = np.zeros(len(self._docs) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.concatenate(self._docs) if int(offsets[-1]) else np.empty(0, np.uint32)
+        arrays = [
+            pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, type=pa.uint32())),
+            pa.array(self._ids, type=pa.string()),
+        ]
+        names = ["tokens", "doc_id"]
+        for name, col in self._cols.items():
+            try:
+                arrays.append(pa.array(col))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                arrays.append(pa.array([None if v is None else str(v) for v in col], type=pa.string()))
+            names.append(name)
+        batch = pa.RecordBatch.from_arrays(arrays, names=names)
+        batch = batch.replace_schema_metadata(_SCHEMA_META)
+        name = f"shard-{len(self._shards):05d}.arrow"
+        path = self.out_dir / name
+        tmp = self.out_dir / f".{name}.tmp"
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        os.replace(tmp, path)
+        self._shards.append({
+            "file": name,
+            "num_docs": len(self._docs),
+            "num_tokens": int(offsets[-1]),
+            "bytes": path.stat().st_size,
+            "xxh64": _xxh64_file(path),
+        })
+        self._docs, self._ids, self._cols, self._buffered = [], [], {}, 0
+
+    def close(self) -> dict[str, Any]:
+        """Write the last shard and the manifest; returns the manifest (idempotent)."""
+        if self._closed:
+            assert self._manifest is not None
+            return self._manifest
+        self._flush()
+        self._manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "source": self.source,
+            "tokenizer": self.tokenizer,
+            "vocab_size": self.vocab_size,
+            "dtype": "uint32",
+            "num_docs": self._num_docs,
+            "num_tokens": self._num_tokens,
+            "tokens_per_source": {self.source: self._num_tokens},
+            "shards": self._shards,
+            "extra": {},
+        }
+        _atomic_write_text(self.out_dir / MANIFEST, json.dumps(self._manifest, indent=2))
+        self._closed = True
+        return self._manifest
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def write_shards(
+    out_dir: str | os.PathLike,
+    docs: Iterable[Any],
+    *,
+    source: str = "default",
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    doc_ids: Iterable[str] | None = None,
+    tokenizer: str | None = None,
+    vocab_size: int | None = None,
+) -> dict[str, Any]:
+    """Write an iterable of 1-D integer arrays as a shard directory; returns the manifest.
+
+    >>> import tempfile
+    >>> m = write_shards(tempfile.mkdtemp(), [[1, 2], [3]], source="s", shard_tokens=2)
+    >>> m["num_docs"], m["num_tokens"], len(m["shards"])
+    (2, 3, 2)
+    """
+    ids = iter(doc_ids) if doc_ids is not None else None
+    with ShardWriter(out_dir, source=source, shard_tokens=shard_tokens, tokenizer=tokenizer,
+                     vocab_size=vocab_size) as w:
+        for doc in docs:
+            w.add(doc, doc_id=next(ids) if ids is not None else None)
+    return w.close()
+
+
+class ShardView:
+    """One opened shard file: zero-copy numpy views of its Arrow buffers.
+
+    Implements the shard-view protocol the loader consumes: ``path``, ``offsets``
+    (int64, ``num_docs + 1``), ``tokens`` (uint32), ``num_docs``, ``num_tokens``.
+    ``vocab_size`` is the bound token ids must respect (None: unknown).
+    """
+
+    def __init__(self, path: str, offsets: np.ndarray, tokens: np.ndarray, table: pa.Table | pa.RecordBatch,
+                 vocab_size: int | None):
+        self.path = path
+        self.offsets = offsets
+        self.tokens = tokens
+        self.vocab_size = vocab_size
+        self.num_docs = int(offsets.shape[0] - 1)
+        self.num_tokens = int(offsets[-1] - offsets[0]) if self.num_docs else 0
+        self._table = table  # keeps the memory map alive
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -self.num_docs <= i < self.num_docs:
+            raise IndexError(f"document {i} out of range for {self.num_docs} documents")
+        i %= self.num_docs
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def doc_ids(self) -> list[str]:
+        return self._table.column("doc_id").to_pylist()
+
+    def column(self, name: str) -> list[Any]:
+        return self._table.column(name).to_pylist()
+
+    def validate(self) -> None:
+        """Full check (reads offsets and tokens): monotonic offsets, ids below vocab_size."""
+        off = self.offsets
+        if self.num_docs and bool(np.any(off[1:] < off[:-1])):
+            i = int(np.argmax(off[1:] < off[:-1]))
+            raise ShardError(self.path, f"offsets decrease at document {i} ({int(off[i])} -> {int(off[i + 1])})")
+        if self.num_docs and self.num_tokens:
+            used = self.tokens[int(off[0]) : int(off[-1])]
+            hi = int(used.max())
+            limit = self.vocab_size if self.vocab_size is not None else 2**31
+            if hi >= limit:
+                pos = int(np.argmax(used >= limit)) + int(off[0])
+                doc = int(np.searchsorted(off, pos, side="right")) - 1
+                raise ShardError(self.path, f"token id {hi} >= {limit} (vocab_size) in document {doc}")
+
+    def __repr__(self) -> str:
+        return f"ShardView({self.path!r}, num_docs={self.num_docs}, num_tokens={self.num_tokens})"
+
+
+def _open_view(path: Path, info: Mapping[str, Any], vocab_size: int | None, verify: bool) -> ShardView:
+    p = str(path)
+    if not path.is_file():
+        raise ShardError(p, "shard file listed in the manifest is missing")
+    size = path.stat().st_size
+    if "bytes" in info and size != int(info["bytes"]):
+        raise ShardError(p, f"size is {size} bytes but the manifest says {int(info['bytes'])}: truncated or rewritten")
+    if verify:
+        if "xxh64" in info:
+            got = _xxh64_file(path)
+            if got != info["xxh64"]:
+                raise ShardError(p, f"xxh64 checksum mismatch: file has {got}, manifest says {info['xxh64']}")
+        elif "sha256" in info:
+            import hashlib
+
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 24), b""):
+                    h.update(block)
+            if h.hexdigest() != info["sha256"]:
+                raise ShardError(p, "sha256 checksum mismatch")
+    try:
+        source = pa.memory_map(p, "r")
+        reader = pa.ipc.open_file(source)
+        schema = reader.schema
+        n_batches = reader.num_record_batches
+        meta = schema.metadata or {}
+        names = schema.names
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise ShardError(p, f"not a readable Arrow IPC file (bad magic, footer or schema): {exc}") from None
+    if meta.get(b"rsdb.format") not in (None, FORMAT.encode()):
+        raise ShardError(p, f"schema metadata says format {meta.get(b'rsdb.format')!r}, expected {FORMAT!r}")
+    if "tokens" not in names:
+        raise ShardError(p, f"no 'tokens' column; columns are {names}")
+    ttype = schema.field("tokens").type
+    if not (pa.types.is_large_list(ttype) and ttype.value_type in _TOKEN_TYPES):
+        raise ShardError(p, f"'tokens' has type {ttype}; expected large_list<uint32> (or int32/uint16 values)")
+    if "doc_id" in names and not (pa.types.is_string(schema.field("doc_id").type)
+                                  or pa.types.is_large_string(schema.field("doc_id").type)):
+        raise ShardError(p, f"'doc_id' has type {schema.field('doc_id').type}; expected string")
+    try:
+        if n_batches == 1:
+            table: pa.Table | pa.RecordBatch = reader.get_batch(0)
+        else:
+            if n_batches > 1:
+                log.warning("%s: %d record batches; combining them in memory (rsdb writes one)", p, n_batches)
+            table = reader.read_all().combine_chunks()
+        table.validate(full=False)
+        col = table.column("tokens")
+        if isinstance(col, pa.ChunkedArray):
+            col = col.chunks[0] if col.num_chunks else pa.array([], type=ttype)
+        if col.null_count:
+            raise ShardError(p, f"'tokens' has {col.null_count} null rows")
+        n = len(col)
+        bufs = col.buffers()
+        obuf = bufs[1]
+        vbuf = bufs[3] if len(bufs) > 3 else None
+    except ShardError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, IndexError) as exc:
+        raise ShardError(p, f"corrupt record batch: {exc}") from None
+    dtype = np.dtype(_TOKEN_TYPES[ttype.value_type])
+    if obuf is None or obuf.size < 8 * (col.offset + n + 1):
+        raise ShardError(p, "offsets buffer missing or shorter than the row count needs")
+    offsets = np.frombuffer(obuf, dtype=np.int64, count=n + 1, offset=8 * col.offset)
+    nvals = (vbuf.size // dtype.itemsize) if vbuf is not None else 0
+    tokens = np.frombuffer(vbuf, dtype=dtype, count=nvals) if nvals else np.empty(0, dtype)
+    first, last = int(offsets[0]), int(offsets[-1])
+    if first < 0 or last < first or last > nvals:
+        raise ShardError(p, f"offsets span [{first}, {last}) outside the values buffer of {nvals} tokens")
+    if "num_docs" in info and n != int(info["num_docs"]):
+        raise ShardError(p, f"holds {n} documents but the manifest says {int(info['num_docs'])}")
+    if "num_tokens" in info and last - first != int(info["num_tokens"]):
+        raise ShardError(p, f"holds {last - first} tokens but the manifest says {int(info['num_tokens'])}")
+    if n and bool(np.any(offsets[1:] < offsets[:-1])):
+        i = int(np.argmax(offsets[1:] < offsets[:-1]))
+        raise ShardError(p, f"offsets decrease at document {i} ({int(offsets[i])} -> {int(offsets[i + 1])})")
+    view = ShardView(p, offsets, tokens, table, vocab_size)
+    if verify:
+        view.validate()
+    return view
+
+
+class TokenShards:
+    """A validated shard directory: its manifest and lazily opened shard files.
+
+    Build it with :func:`open_shards`. ``views()`` opens (and caches) every shard;
+    ``view(i)`` opens one. Indexing (``shards[i]``) returns a document's tokens.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], verify: bool = False):
+        self.path = str(path)
+        self.dir = path
+        self.manifest = manifest
+        self.verify = verify
+        self.source: str = str(manifest["source"])
+        self.tokenizer: str | None = manifest.get("tokenizer")
+        self.vocab_size: int | None = manifest.get("vocab_size")
+        self.shards: list[dict[str, Any]] = list(manifest["shards"])
+        self.num_docs: int = int(manifest["num_docs"])
+        self.num_tokens: int = int(manifest["num_tokens"])
+        self.docs_per_shard = [int(s["num_docs"]) for s in self.shards]
+        self.tokens_per_shard = [int(s["num_tokens"]) for s in self.shards]
+        self._doc_starts = np.concatenate([[0], np.cumsum(self.docs_per_shard, dtype=np.int64)]).tolist()
+        self._views: dict[int, ShardView] = {}
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shards)
+
+    def shard_path(self, i: int) -> Path:
+        return self.dir / self.shards[i]["file"]
+
+    def view(self, i: int) -> ShardView:
+        """Open (once) and return shard ``i`` as a :class:`ShardView`."""
+        v = self._views.get(i)
+        if v is None:
+            v = self._views[i] = _open_view(self.shard_path(i), self.shards[i], self.vocab_size, self.verify)
+        return v
+
+    def views(self) -> list[ShardView]:
+        return [self.view(i) for i in range(self.num_shards)]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not -self.num_docs <= i < self.num_docs:
+            raise IndexError(f"document {i} out of range for {self.num_docs} documents")
+        i %= self.num_docs
+        s = bisect.bisect_right(self._doc_starts, i) - 1
+        return self.view(s)[i - self._doc_starts[s]]
+
+    def __iter__(self):
+        for s in range(self.num_shards):
+            v = self.view(s)
+            for i in range(v.num_docs):
+                yield v[i]
+
+    def validate(self, verify: bool = True) -> None:
+        """Open every shard; with ``verify``, also checksum and scan them (offsets, token range)."""
+        for i in range(self.num_shards):
+            v = _open_view(self.shard_path(i), self.shards[i], self.vocab_size, verify)
+            if not verify:
+                v.validate()
+
+    def __repr__(self) -> str:
+        return (f"TokenShards({self.path!r}, source={self.source!r}, shards={self.num_shards}, "
+                f"num_docs={self.num_docs}, num_tokens={self.num_tokens})")
+
+
+def _check_manifest(mpath: Path, m: Any) -> None:
+    p = str(mpath)
+    if not isinstance(m, dict):
+        raise ShardError(p, "manifest is not a JSON object")
+    if m.get("format") != FORMAT:
+        raise ShardError(p, f"format is {m.get('format')!r}, expected {FORMAT!r}")
+    if m.get("format_version") != FORMAT_VERSION:
+        raise ShardError(p, f"format_version {m.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+    for key in ("source", "num_docs", "num_tokens", "shards"):
+        if key not in m:
+            raise ShardError(p, f"missing key {key!r}")
+    if not isinstance(m["shards"], list):
+        raise ShardError(p, "'shards' must be a list")
+    vocab = m.get("vocab_size")
+    if vocab is not None and (not isinstance(vocab, int) or not 0 < vocab <= 2**31):
+        raise ShardError(p, f"vocab_size {vocab!r} must be null or an int in [1, 2**31]")
+    docs = tokens = 0
+    for i, s in enumerate(m["shards"]):
+        if not isinstance(s, dict) or not isinstance(s.get("file"), str):
+            raise ShardError(p, f"shards[{i}] must be an object with a 'file'")
+        f = s["file"]
+        if os.path.isabs(f) or ".." in Path(f).parts:
+            raise ShardError(p, f"shards[{i}].file {f!r} must be a relative path inside the shard directory")
+        for key in ("num_docs", "num_tokens"):
+            if not isinstance(s.get(key), int) or s[key] < 0:
+                raise ShardError(p, f"shards[{i}].{key} must be a non-negative int, got {s.get(key)!r}")
+        docs += s["num_docs"]
+        tokens += s["num_tokens"]
+    if docs != m["num_docs"] or tokens != m["num_tokens"]:
+        raise ShardError(p, f"shards add up to {docs} docs / {tokens} tokens but the manifest says "
+                            f"{m['num_docs']} / {m['num_tokens']}")
+
+
+def open_shards(path: str | os.PathLike, *, verify: bool = False) -> TokenShards:
+    """Open a shard directory (or its ``manifest.json``) and validate the manifest.
+
+    Args:
+        path: the shard directory or its manifest file.
+        verify: also checksum each shard file and scan its offsets and token ids when it
+            is opened (reads every byte once; off by default).
+
+    Raises:
+        ShardError: naming the file and the problem.
+    """
+    path = Path(path)
+    if path.name == MANIFEST:
+        path = path.parent
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise ShardError(str(mpath), "no manifest.json: not a token shard directory (or an unfinished write)")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ShardError(str(mpath), f"manifest is not valid JSON: {exc}") from None
+    _check_manifest(mpath, manifest)
+    return TokenShards(path, manifest, verify=verify)
