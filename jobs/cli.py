@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.cli import app as pipeline_app
+from pipeline.cli import curate
 from rsdb.cli import app as rsdb_app
 from rsdb.mixture_cli import app as mix_app
 from tokenizer.cli import app as tokenizer_app
@@ -25,6 +26,7 @@ app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(mix_app, name="mix")
 app.command("tokenize")(tokenize_command)
+app.command("curate")(curate)
 
 
 def main() -> None:

@@ -1,0 +1,256 @@
+"""Ray adapter: how stages run on a cluster. Stages themselves never import ray.
+
+The map phase processes *work units*. Stages whose ``ray_map_kwargs()`` is empty are
+fused into one actor per worker that reads a unit, runs them batch by batch and
+commits the unit's rows (kept and rejected together) in one atomic Parquet file plus
+a done marker: no data crosses processes between stages. A stage that asks for
+special resources (``num_gpus``, ``concurrency``, ``batch_size``...) gets its own
+``map_batches`` operator with exactly those arguments; rows then reach the unit
+writer in arbitrary batches, and the driver marks a unit done once every one of its
+rows has been written (counting distinct row ordinals).
+
+Rejected rows travel with the kept ones (``reject_stage`` set) so that a unit's
+output is one complete record of what happened to each input row; every stage sees
+only the live rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline._fs import OutFS
+from pipeline.config import InputConfig
+from pipeline.read import READ_STAGE, ROW, UNIT, WorkUnit, read_unit
+from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, GlobalStage, Stage
+
+log = logging.getLogger(__name__)
+
+META = (REJECT_STAGE, REJECT_REASON)
+
+
+def concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def text_bytes(table: pa.Table) -> int:
+    if table.num_rows == 0 or "text" not in table.column_names:
+        return 0
+    return int(pc.sum(pc.binary_length(table.column("text"))).as_py() or 0)
+
+
+def row_keys(table: pa.Table) -> pa.Array:
+    """``unit index << 32 | row ordinal``: a run-wide unique int64 per input row."""
+    unit_idx = pc.cast(pc.utf8_slice_codeunits(table.column(UNIT), 1), pa.int64())
+    return pc.add(pc.shift_left(unit_idx, 32), table.column(ROW))
+
+
+class StageStats:
+    """Per-unit, per-stage counters; merged across batches and units by summing."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self.order: list[str] = []
+
+    def record(self, unit: str, stage: str, live_in: pa.Table, kept: pa.Table, rejected: pa.Table,
+               seconds: float) -> None:
+        if stage not in self.order:
+            self.order.append(stage)
+        s = self.data[unit].setdefault(stage, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
+                                               "bytes_out": 0, "seconds": 0.0, "reasons": {}})
+        s["docs_in"] += live_in.num_rows
+        s["docs_kept"] += kept.num_rows
+        s["docs_rejected"] += rejected.num_rows
+        s["bytes_in"] += text_bytes(live_in)
+        s["bytes_out"] += text_bytes(kept)
+        s["seconds"] += seconds
+        if rejected.num_rows:
+            for r in rejected.column(REJECT_REASON).to_pylist():
+                s["reasons"][r] = s["reasons"].get(r, 0) + 1
+
+    def for_unit(self, unit: str) -> dict[str, Any]:
+        return {"order": self.order, "stages": self.data.get(unit, {})}
+
+
+def _split_live(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
+    if REJECT_STAGE not in table.column_names:
+        return table, None
+    dead_mask = pc.is_valid(table.column(REJECT_STAGE))
+    live = table.filter(pc.invert(dead_mask)).drop_columns(list(META))
+    dead = table.filter(dead_mask)
+    return live, dead
+
+
+def apply_stage(stage: Stage, table: pa.Table, stats: StageStats | None = None,
+                prepare_only: bool = False) -> pa.Table:
+    """Run ``stage`` on the live rows of ``table``; rejected rows pass through untouched."""
+    live, dead = _split_live(table)
+    started = time.perf_counter()
+    if prepare_only:
+        assert isinstance(stage, GlobalStage)
+        kept, rejected = stage.prepare(live), live.slice(0, 0)
+    else:
+        result = stage.process(live)
+        kept, rejected = result.kept, result.rejected
+    seconds = time.perf_counter() - started
+    if stats is not None and live.num_rows:
+        if prepare_only:  # only the time counts; the global phase decides and counts rows
+            for unit in pc.unique(live.column(UNIT)).to_pylist():
+                s = stats.data[unit].setdefault(f"{stage.name}:prepare", {"seconds": 0.0})
+                s["seconds"] += seconds * pc.sum(pc.equal(live.column(UNIT), unit)).as_py() / live.num_rows
+            return concat([kept, rejected, dead])
+        units = live.column(UNIT)
+        for unit in pc.unique(units).to_pylist():
+            share = pc.sum(pc.equal(units, unit)).as_py() / live.num_rows
+            sel = lambda t: t.filter(pc.equal(t.column(UNIT), unit)) if t.num_rows else t  # noqa: E731
+            stats.record(unit, stage.name, sel(live), sel(kept), sel(rejected), seconds * share)
+    return concat([kept, rejected, dead])
+
+
+def unit_dir(phase: int, unit: str) -> tuple[str, str]:
+    return (f"_work/map{phase}", unit)
+
+
+class UnitLoader:
+    """Loads one unit's input for a map phase: raw records (phase 0) or the previous phase's live rows.
+
+    Rows dropped by the previous segment's global stages become rejected rows here,
+    carrying the global stage's name, reason and the id of the duplicate kept.
+    """
+
+    def __init__(self, out: OutFS, input_cfg: InputConfig, phase: int, drops: list[tuple[str, pa.Table]]):
+        self.out, self.input_cfg, self.phase, self.drops = out, input_cfg, phase, drops
+
+    def load(self, unit: WorkUnit, stats: StageStats) -> pa.Table:
+        if self.phase == 0:
+            started = time.perf_counter()
+            kept, rejected = read_unit(unit, self.input_cfg)
+            stats.record(unit.name, READ_STAGE, concat([kept, rejected]), kept, rejected,
+                         time.perf_counter() - started)
+            return concat([kept, rejected])
+        prev = load_unit_rows(self.out, self.phase - 1, unit.name)
+        live, _ = _split_live(prev)
+        if DUP_OF in live.column_names:
+            live = live.drop_columns([DUP_OF])
+        keys = row_keys(live) if live.num_rows else pa.array([], pa.int64())
+        parts = []
+        for name, drops in self.drops:
+            hit = pc.is_in(keys, value_set=drops.column(ROW_KEY))
+            gone = live.filter(hit)
+            if gone.num_rows:
+                info = drops.filter(pc.is_in(drops.column(ROW_KEY), value_set=pc.filter(keys, hit)))
+                order = {k: i for i, k in enumerate(info.column(ROW_KEY).to_pylist())}
+                idx = [order[k] for k in pc.filter(keys, hit).to_pylist()]
+                info = info.take(pa.array(idx, pa.int64()))
+                gone = gone.append_column(REJECT_STAGE, pa.array([name] * gone.num_rows, pa.string()))
+                gone = gone.append_column(REJECT_REASON, info.column(REJECT_REASON))
+                gone = gone.append_column(DUP_OF, info.column(DUP_OF))
+                parts.append(gone)
+            live = live.filter(pc.invert(hit))
+            keys = pc.filter(keys, pc.invert(hit))
+        return concat([live, *parts])
+
+
+def load_unit_rows(out: OutFS, phase: int, unit: str) -> pa.Table:
+    """Every row (kept and rejected) a map phase committed for a unit, in input order."""
+    folder = unit_dir(phase, unit)
+    files = [n for n in out.ls(*folder) if n.endswith(".parquet") and not n.startswith(".")]
+    table = concat([out.read_parquet(*folder, f) for f in files])
+    if table.num_rows:
+        table = table.sort_by([(ROW, "ascending")])
+    return table
+
+
+def load_unit_stats(out: OutFS, phase: int, unit: str) -> list[dict[str, Any]]:
+    folder = unit_dir(phase, unit)
+    return [out.read_json(*folder, n) for n in out.ls(*folder) if n.startswith("stats") and n.endswith(".json")]
+
+
+class UnitWorker:
+    """Actor body for the fused path: read or load a unit, run the fused stages, commit it."""
+
+    def __init__(self, stages: list[tuple[Stage, bool]], loader: UnitLoader, batch_size: int,
+                 commit: bool, compression: str, level: int | None):
+        self.stages, self.loader, self.batch_size = stages, loader, batch_size
+        self.commit, self.compression, self.level = commit, compression, level
+
+    def __call__(self, batch: dict[str, Any]) -> Any:
+        out_rows = []
+        for blob in batch["unit"]:
+            unit = WorkUnit.from_json(json.loads(blob))
+            stats = StageStats()
+            table = self.loader.load(unit, stats)
+            pieces = []
+            for start in range(0, max(table.num_rows, 1), self.batch_size):
+                piece = table.slice(start, self.batch_size)
+                for stage, prepare_only in self.stages:
+                    piece = apply_stage(stage, piece, stats, prepare_only)
+                pieces.append(piece)
+            result = concat(pieces)
+            if self.commit:
+                folder = unit_dir(self.loader.phase, unit.name)
+                out = self.loader.out
+                out.rm(*folder, recursive=True)
+                if result.num_rows:
+                    result = result.sort_by([(ROW, "ascending")])
+                    out.write_parquet(result, *folder, "part.parquet", compression=self.compression,
+                                      level=self.level)
+                out.write_json(stats.for_unit(unit.name), *folder, "stats.json")
+                out.write_json({"rows": unit_rows_expected(result)}, folder[0], f"{unit.name}.done")
+            else:
+                self.loader.out.rm(*unit_dir(self.loader.phase, unit.name), recursive=True)
+                self.loader.out.write_json(stats.for_unit(unit.name), *unit_dir(self.loader.phase, unit.name),
+                                           "stats-0.json")
+                out_rows.append(result)
+        if self.commit:
+            return {"unit": [json.loads(b)["index"] for b in batch["unit"]]}
+        return concat(out_rows)
+
+
+def unit_rows_expected(table: pa.Table) -> int:
+    return len(pc.unique(table.column(ROW))) if table.num_rows else 0
+
+
+class StageUDF:
+    """Actor/task body for a stage with its own ``ray_map_kwargs`` (e.g. a GPU model)."""
+
+    def __init__(self, stage: Stage, out: OutFS, phase: int):
+        self.stage, self.out, self.phase = stage, out, phase
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        stats = StageStats()
+        result = apply_stage(self.stage, table, stats)
+        if table.num_rows:
+            first = int(pc.min(table.column(ROW)).as_py())
+            for unit in stats.data:
+                self.out.write_json(stats.for_unit(unit), *unit_dir(self.phase, unit),
+                                    f"stats-{self.stage.name}-{first:09d}.json")
+        return result
+
+
+class PartWriter:
+    """Task body ending the general path: commit each unit's rows of this batch as one part."""
+
+    def __init__(self, out: OutFS, phase: int, compression: str, level: int | None):
+        self.out, self.phase, self.compression, self.level = out, phase, compression, level
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        units, rows = [], []
+        if table.num_rows:
+            for unit in pc.unique(table.column(UNIT)).to_pylist():
+                part = table.filter(pc.equal(table.column(UNIT), unit)).sort_by([(ROW, "ascending")])
+                first = int(part.column(ROW)[0].as_py())
+                self.out.write_parquet(part, *unit_dir(self.phase, unit), f"p{first:09d}.parquet",
+                                       compression=self.compression, level=self.level)
+                units.append(unit)
+                rows.append(unit_rows_expected(part))
+        return pa.table({"unit": pa.array(units, pa.string()), "rows": pa.array(rows, pa.int64())})

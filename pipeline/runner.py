@@ -1,0 +1,545 @@
+"""Run a curate config on Ray: map phases over work units, global phases for dedup, then the writer.
+
+Phases and what makes each resumable:
+
+1. **plan**: the input is split into work units (``pipeline.read``) and saved with the
+   config hash in ``_work/run.json``; a rerun reuses the plan and refuses a different config.
+2. **map k**: every unit not yet marked done runs through the segment's batch stages
+   (and the ``prepare`` part of its global stages); each unit commits one atomic file
+   of its rows, kept and rejected, then a ``.done`` marker.
+3. **global k.j**: a global stage (dedup) decides over all live rows of map k, as a
+   distributed Ray job; its drop list is committed atomically as one file.
+4. **write**: kept rows become zstd Parquet (or Arrow) shards of ``shard_bytes`` text
+   bytes in unit order, rejected rows go to ``rejected/``, and ``manifest.json`` is
+   written last. Names and cut points depend only on the data, so an interrupted and
+   an uninterrupted run write byte-identical shards.
+
+Stages after a global stage form the next segment and read map k's survivors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline._fs import OutFS
+from pipeline._ray import (
+    PartWriter,
+    StageUDF,
+    UnitLoader,
+    UnitWorker,
+    concat,
+    load_unit_rows,
+    load_unit_stats,
+    row_keys,
+    unit_dir,
+)
+from pipeline.config import PipelineConfig
+from pipeline.errors import PipelineError
+from pipeline.read import READ_STAGE, ROW, UNIT, WorkUnit, plan_units
+from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, GlobalStage, Stage
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Segment:
+    batch: list[Stage] = field(default_factory=list)
+    globals: list[GlobalStage] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` returns: the manifest and how much work was skipped."""
+
+    manifest: dict[str, Any]
+    seconds: float
+    units_total: int
+    units_skipped: int
+    already_complete: bool = False
+
+
+def segments_of(stages: list[Stage]) -> list[Segment]:
+    segs = [Segment()]
+    for s in stages:
+        if isinstance(s, GlobalStage):
+            segs[-1].globals.append(s)
+        else:
+            if segs[-1].globals:
+                segs.append(Segment())
+            segs[-1].batch.append(s)
+    return segs
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when run from a checkout."""
+    import subprocess
+    from importlib import metadata
+    from pathlib import Path
+
+    try:
+        version = metadata.version("trinity-data")
+    except metadata.PackageNotFoundError:
+        version = "0+unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+g{commit}" if commit else version
+
+
+def _ensure_ray(cfg: PipelineConfig) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if cfg.ray.address:
+            kwargs["address"] = cfg.ray.address
+        elif cfg.ray.num_cpus:
+            kwargs["num_cpus"] = cfg.ray.num_cpus
+        ray.init(**kwargs)
+
+
+def _workers(cfg: PipelineConfig) -> int:
+    import ray
+
+    return cfg.ray.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def run_pipeline(cfg: PipelineConfig, *, overwrite: bool = False) -> RunResult:
+    """Run (or resume) a curate config; returns the manifest.
+
+    Args:
+        cfg: a validated config (see :func:`pipeline.config.load_config`).
+        overwrite: discard a finished or partial run of another config at ``output.path``.
+
+    Raises:
+        PipelineError: ``output.path`` holds a run of a different config (and not ``overwrite``).
+    """
+    started = time.perf_counter()
+    out = OutFS(cfg.output.path, cfg.output.storage_options)
+    chash = cfg.config_hash()
+    stages = cfg.build_stages()
+
+    if out.exists(MANIFEST) and out.exists("_work", "run.json"):
+        manifest = out.read_json(MANIFEST)
+        if manifest.get("config_hash") == chash and not overwrite:
+            log.info("%s: already complete for this config", out.uri())
+            return RunResult(manifest, 0.0, len(manifest.get("units", [])) or 0, 0, already_complete=True)
+    units = _plan(cfg, out, chash, overwrite)
+    _ensure_ray(cfg)
+
+    segs = segments_of(stages)
+    skipped = 0
+    prev_drops: list[tuple[str, pa.Table]] = []
+    global_stats: dict[str, dict[str, Any]] = {}
+    for k, seg in enumerate(segs):
+        skipped += _map_phase(cfg, out, units, k, seg, prev_drops)
+        drops_here: list[tuple[str, pa.Table]] = []
+        for j, g in enumerate(seg.globals):
+            table, stats = _global_phase(cfg, out, units, k, j, g, drops_here)
+            drops_here.append((g.name, table))
+            global_stats[g.name] = stats
+        prev_drops = drops_here
+    manifest = _write_final(cfg, out, units, len(segs) - 1, prev_drops, stages, global_stats, chash)
+    return RunResult(manifest, time.perf_counter() - started, len(units), skipped)
+
+
+def _plan(cfg: PipelineConfig, out: OutFS, chash: str, overwrite: bool) -> list[WorkUnit]:
+    if out.exists("_work", "run.json"):
+        state = out.read_json("_work", "run.json")
+        if state.get("config_hash") == chash:
+            return [WorkUnit.from_json(u) for u in state["units"]]
+        if not overwrite:
+            raise PipelineError(
+                f"{out.uri()} holds a run of a different config (hash {state.get('config_hash', '?')[:12]}, "
+                f"this one {chash[:12]}); choose another output.path or pass --overwrite")
+    if overwrite:
+        for name in out.ls():
+            out.rm(name, recursive=True)
+    units = plan_units(cfg.input)
+    out.write_json({"config_hash": chash, "format_version": FORMAT_VERSION,
+                    "units": [u.to_json() for u in units]}, "_work", "run.json")
+    log.info("planned %d work units", len(units))
+    return units
+
+
+def _is_done(out: OutFS, k: int, unit: WorkUnit) -> bool:
+    return out.exists(f"_work/map{k}", f"{unit.name}.done")
+
+
+def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, seg: Segment,
+               prev_drops: list[tuple[str, pa.Table]]) -> int:
+    import ray
+
+    done = set(out.ls(f"_work/map{k}"))
+    todo = [u for u in units if f"{u.name}.done" not in done]
+    if not todo:
+        log.info("map %d: all %d units already done", k, len(units))
+        return len(units)
+    for u in todo:  # a unit killed half-way starts over
+        out.rm(*unit_dir(k, u.name), recursive=True)
+    loader = UnitLoader(out, cfg.input, k, prev_drops)
+    chain: list[tuple[Stage, bool]] = [(s, False) for s in seg.batch] + [(g, True) for g in seg.globals]
+    special = [i for i, (s, _) in enumerate(chain) if s.ray_map_kwargs()]
+    workers = min(_workers(cfg), len(todo))
+    level = cfg.output.compression_level
+    items = [{"unit": json.dumps(u.to_json())} for u in todo]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    names = "+".join(s.name for s, _ in chain) or "copy"
+    if not special:
+        udf = type(f"Unit[{names}]", (UnitWorker,), {})
+        ds = ds.map_batches(udf, batch_size=1, concurrency=workers, num_cpus=1, fn_constructor_kwargs={
+            "stages": chain, "loader": loader, "batch_size": cfg.ray.batch_size, "commit": True,
+            "compression": "zstd", "level": level})
+        for _ in ds.iter_batches(batch_size=1):
+            pass
+    else:
+        head = chain[: special[0]]
+        udf = type(f"Unit[{'+'.join(s.name for s, _ in head) or 'read'}]", (UnitWorker,), {})
+        ds = ds.map_batches(udf, batch_size=1, concurrency=workers, num_cpus=1, batch_format="pyarrow",
+                            fn_constructor_kwargs={"stages": head, "loader": loader,
+                                                   "batch_size": cfg.ray.batch_size, "commit": False,
+                                                   "compression": "zstd", "level": level})
+        for stage, _prep in chain[special[0]:]:
+            kwargs = dict(stage.ray_map_kwargs())
+            if "concurrency" not in kwargs and "compute" not in kwargs:
+                kwargs["concurrency"] = 1
+            kwargs.setdefault("batch_format", "pyarrow")
+            sudf = type(f"Stage[{stage.name}]", (StageUDF,), {})
+            ds = ds.map_batches(sudf, fn_constructor_kwargs={"stage": stage, "out": out, "phase": k}, **kwargs)
+        writer = PartWriter(out, k, "zstd", level)
+        ds = ds.map_batches(_call, fn_kwargs={"obj": writer}, batch_format="pyarrow", batch_size=None)
+        expected = {u.name: _expected_rows(out, u, k, prev_drops) for u in todo}
+        got: dict[str, int] = {u.name: 0 for u in todo}
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            for unit, rows in zip(batch.column("unit").to_pylist(), batch.column("rows").to_pylist()):
+                got[unit] += rows
+                if got[unit] == expected[unit]:
+                    out.write_json({"rows": rows}, f"_work/map{k}", f"{unit}.done")
+        missing = [u for u in todo if got[u.name] != expected[u.name]]
+        if missing:
+            raise PipelineError(f"map {k}: units {[u.name for u in missing[:5]]} lost rows "
+                                f"(got {[got[u.name] for u in missing[:5]]}, expected "
+                                f"{[expected[u.name] for u in missing[:5]]}); rerun to retry them")
+    return len(units) - len(todo)
+
+
+def _call(table: pa.Table, obj: Any) -> pa.Table:
+    return obj(table)
+
+
+def _expected_rows(out: OutFS, unit: WorkUnit, k: int, prev_drops: list) -> int:
+    if k == 0:
+        return unit.size
+    prev = load_unit_rows(out, k - 1, unit.name)
+    return int(pc.sum(pc.is_null(prev.column(REJECT_STAGE))).as_py() or 0) if prev.num_rows else 0
+
+
+def _load_keys(out: OutFS, k: int, unit: str, columns: list[str], prior: list[pa.Array]) -> pa.Table:
+    table = load_unit_rows(out, k, unit)
+    if not table.num_rows:
+        return pa.table({})
+    table = table.filter(pc.is_null(table.column(REJECT_STAGE)))
+    keys = row_keys(table)
+    table = table.append_column(ROW_KEY, keys)
+    for drops in prior:
+        table = table.filter(pc.invert(pc.is_in(table.column(ROW_KEY), value_set=drops)))
+    nbytes = pc.binary_length(table.column("text"))
+    return table.select(["id", ROW_KEY, *columns]).append_column("_nbytes", nbytes)
+
+
+def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, j: int, g: GlobalStage,
+                  prior: list[tuple[str, pa.Table]]) -> tuple[pa.Table, dict[str, Any]]:
+    import ray
+
+    name = f"global{k}-{j}-{g.name}"
+    if out.exists("_work", f"{name}.parquet") and out.exists("_work", f"{name}.json"):
+        log.info("%s: already done", name)
+        return out.read_parquet("_work", f"{name}.parquet"), out.read_json("_work", f"{name}.json")
+    started = time.perf_counter()
+    load = ray.remote(num_cpus=1)(_load_keys)
+    prior_keys = [d.column(ROW_KEY) for _, d in prior]
+    refs = [load.remote(out, k, u.name, list(g.key_columns), prior_keys) for u in units]
+    nbytes = ray.get([ray.remote(_sizes).remote(r) for r in refs])
+    drops = g.run_distributed(refs, num_partitions=max(2, _workers(cfg)))
+    drops = drops.sort_by([(ROW_KEY, "ascending")])
+    docs_in = sum(n for n, _ in nbytes)
+    bytes_in = sum(b for _, b in nbytes)
+    dropped_bytes = sum(ray.get([ray.remote(_dropped_bytes).remote(r, drops.column(ROW_KEY)) for r in refs]))
+    reasons: dict[str, int] = {}
+    for r in drops.column(REJECT_REASON).to_pylist():
+        reasons[r] = reasons.get(r, 0) + 1
+    stats = {"docs_in": docs_in, "docs_kept": docs_in - drops.num_rows, "docs_rejected": drops.num_rows,
+             "bytes_in": bytes_in, "bytes_out": bytes_in - dropped_bytes,
+             "seconds": time.perf_counter() - started, "reasons": reasons}
+    out.write_parquet(drops, "_work", f"{name}.parquet")
+    out.write_json(stats, "_work", f"{name}.json")
+    log.info("%s: %d of %d rows dropped", name, drops.num_rows, docs_in)
+    return drops, stats
+
+
+def _sizes(t: pa.Table) -> tuple[int, int]:
+    if not t.num_rows:
+        return 0, 0
+    return t.num_rows, int(pc.sum(t.column("_nbytes")).as_py() or 0)
+
+
+def _dropped_bytes(t: pa.Table, keys: pa.Array) -> int:
+    if not t.num_rows:
+        return 0
+    hit = pc.is_in(t.column(ROW_KEY), value_set=keys)
+    return int(pc.sum(pc.filter(t.column("_nbytes"), hit)).as_py() or 0)
+
+
+# --------------------------------------------------------------------------- final write
+
+
+def _public(table: pa.Table, keep_meta: bool) -> pa.Table:
+    drop = [c for c in table.column_names if c.startswith("_")]
+    if not keep_meta:
+        drop += [c for c in (REJECT_STAGE, REJECT_REASON, DUP_OF) if c in table.column_names]
+    return table.drop_columns(drop)
+
+
+def _unify(schemas: list[pa.Schema], first: tuple[str, ...]) -> pa.Schema:
+    """One schema for every shard: permissive promotion, strings where types disagree."""
+    fields: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for f in schema:
+            t = fields.get(f.name)
+            if t is None or pa.types.is_null(t):
+                fields[f.name] = f.type
+            elif t != f.type and not pa.types.is_null(f.type):
+                try:
+                    fields[f.name] = pa.unify_schemas([pa.schema([(f.name, t)]), pa.schema([(f.name, f.type)])],
+                                                      promote_options="permissive").field(0).type
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    fields[f.name] = pa.string()
+    names = [n for n in first if n in fields] + sorted(n for n in fields if n not in first)
+    return pa.schema([(n, pa.string() if pa.types.is_null(fields[n]) else fields[n]) for n in names])
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = []
+    for f in schema:
+        if f.name in table.column_names:
+            col = table.column(f.name)
+            if col.type != f.type:
+                try:
+                    col = col.cast(f.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    col = pa.array([None if v is None else (v if isinstance(v, str) else json.dumps(v))
+                                    for v in col.to_pylist()], pa.string())
+            cols.append(col)
+        else:
+            cols.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+class ShardWriter:
+    """Cuts a row stream into shards of ``target`` text bytes: ``part-00000.parquet``, ...
+
+    Cut points depend only on the rows, so the same rows always give the same shards.
+    """
+
+    def __init__(self, out: OutFS, folder: str | None, schema: pa.Schema, target: int, fmt: str,
+                 compression: str, level: int | None):
+        self.out, self.folder, self.schema, self.target = out, folder, schema, target
+        self.fmt, self.compression, self.level = fmt, compression, level
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+        self.shards: list[dict[str, Any]] = []
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        table = _conform(table, self.schema)
+        sizes = pc.binary_length(table.column("text")).fill_null(0).to_numpy(zero_copy_only=False)
+        start, n = 0, table.num_rows
+        while start < n:
+            cum = self.buffered + np.cumsum(sizes[start:])
+            cut = int(np.searchsorted(cum, self.target, side="left"))
+            if cut >= len(cum):
+                self.buffer.append(table.slice(start))
+                self.buffered = int(cum[-1])
+                return
+            self.buffer.append(table.slice(start, cut + 1))
+            self._flush()
+            start += cut + 1
+
+    def _flush(self) -> None:
+        table = pa.concat_tables(self.buffer).combine_chunks() if self.buffer else self.schema.empty_table()
+        self.buffer, self.buffered = [], 0
+        ext = "parquet" if self.fmt == "parquet" else "arrow"
+        name = f"part-{len(self.shards):05d}.{ext}"
+        parts = ([self.folder] if self.folder else []) + [name]
+        if self.fmt == "parquet":
+            import io
+
+            import pyarrow.parquet as pq
+
+            buf = io.BytesIO()
+            pq.write_table(table, buf, compression=None if self.compression == "none" else self.compression,
+                           compression_level=self.level if self.compression in ("zstd", "gzip") else None,
+                           row_group_size=8192)
+        else:
+            import io
+
+            import pyarrow.ipc as ipc
+
+            buf = io.BytesIO()
+            opts = ipc.IpcWriteOptions(compression=None if self.compression in ("none", "snappy", "gzip")
+                                       else self.compression)
+            with ipc.new_file(buf, table.schema, options=opts) as w:
+                w.write_table(table)
+        data = buf.getvalue()
+        self.out.write_bytes(data, *parts)
+        self.shards.append({"path": "/".join(parts), "rows": table.num_rows, "bytes": len(data),
+                            "text_bytes": int(pc.sum(pc.binary_length(table.column("text"))).as_py() or 0),
+                            "sha256": hashlib.sha256(data).hexdigest()})
+
+    def close(self) -> list[dict[str, Any]]:
+        if self.buffer or not self.shards:
+            self._flush()
+        return self.shards
+
+
+def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: int,
+                 last_drops: list[tuple[str, pa.Table]], stages: list[Stage],
+                 global_stats: dict[str, dict[str, Any]], chash: str) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    # Pass 1: schemas from Parquet footers only.
+    kept_schemas, rej_schemas = [], []
+    for k in range(last + 1):
+        for u in units:
+            for name in out.ls(*unit_dir(k, u.name)):
+                if name.endswith(".parquet"):
+                    with out.fs.open(out.path(*unit_dir(k, u.name), name), "rb") as f:
+                        s = pq.read_schema(f)
+                    rej_schemas.append(s)
+                    if k == last:
+                        kept_schemas.append(s)
+    base = ("id", "text", "source", "lang", "lang_score", "source_file", "source_line")
+    kept_schema = _unify([_public(s.empty_table(), False).schema for s in kept_schemas]
+                         or [pa.schema([("id", pa.string()), ("text", pa.string())])], base)
+    rej_schema = _unify([_public(s.empty_table(), True).schema for s in rej_schemas]
+                        + [pa.schema([(REJECT_STAGE, pa.string()), (REJECT_REASON, pa.string()),
+                                      (DUP_OF, pa.string())])], (REJECT_STAGE, REJECT_REASON, *base))
+    # Previous output shards would linger if this run writes fewer.
+    for name in out.ls():
+        if name.startswith("part-"):
+            out.rm(name)
+    out.rm("rejected", recursive=True)
+    fmt, comp, level = cfg.output.format, cfg.output.compression, cfg.output.compression_level
+    kept_w = ShardWriter(out, None, kept_schema, cfg.output.shard_bytes, fmt, comp, level)
+    rej_w = ShardWriter(out, "rejected", rej_schema, cfg.output.shard_bytes, "parquet", comp, level)
+    final = UnitLoader(out, cfg.input, last + 1, last_drops)
+    for u in tqdm(units, desc="write shards", unit="unit", disable=not cfg.progress, leave=False):
+        rejected = []
+        for k in range(last):
+            rows = load_unit_rows(out, k, u.name)
+            if rows.num_rows:
+                rejected.append(rows.filter(pc.is_valid(rows.column(REJECT_STAGE))))
+        rows = load_unit_rows(out, last, u.name)
+        if rows.num_rows:
+            rejected.append(rows.filter(pc.is_valid(rows.column(REJECT_STAGE))))
+        table = final.load(u, None)  # type: ignore[arg-type]
+        if table.num_rows:
+            dead = pc.is_valid(table.column(REJECT_STAGE)) if REJECT_STAGE in table.column_names else None
+            kept = table if dead is None else table.filter(pc.invert(dead))
+            if dead is not None:
+                rejected.append(table.filter(dead))
+            kept_w.add(_public(kept.sort_by([(ROW, "ascending")]), False))
+        rej = concat(rejected)
+        if rej.num_rows:
+            rej_w.add(_public(rej.sort_by([(ROW, "ascending")]), True))
+    shards = kept_w.close()
+    rejected_shards = rej_w.close()
+
+    stage_stats = _stage_stats(out, units, last, stages, global_stats)
+    rows_out = sum(s["rows"] for s in shards)
+    rows_rej = sum(s["rows"] for s in rejected_shards)
+    rows_in = stage_stats[0]["docs_in"] if stage_stats else 0
+    problems = _check_accounting(stage_stats, rows_in, rows_out, rows_rej)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "config_hash": chash,
+        "code_version": code_version(),
+        "format": fmt,
+        "compression": comp,
+        "rows": rows_out,
+        "text_bytes": sum(s["text_bytes"] for s in shards),
+        "bytes": sum(s["bytes"] for s in shards),
+        "shards": shards,
+        "schema": [{"name": f.name, "type": str(f.type)} for f in kept_schema],
+        "rejected": {"rows": rows_rej, "shards": rejected_shards},
+        "input": {"rows": rows_in, "units": len(units), "files": sorted({u.path for u in units})},
+        "stages": stage_stats,
+        "accounting": {"ok": not problems, "problems": problems,
+                       "rule": "per stage docs_in = docs_kept + docs_rejected; input rows = kept + rejected"},
+        "write_seconds": time.perf_counter() - started,
+    }
+    out.write_json(manifest, MANIFEST)
+    if problems:
+        raise PipelineError("row accounting failed: " + "; ".join(problems))
+    return manifest
+
+
+def _stage_stats(out: OutFS, units: list[WorkUnit], last: int, stages: list[Stage],
+                 global_stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for k in range(last + 1):
+        for u in units:
+            for piece in load_unit_stats(out, k, u.name):
+                for name, s in piece["stages"].items():
+                    if name.endswith(":prepare"):
+                        prep = merged.setdefault(name, {"seconds": 0.0})
+                        prep["seconds"] += s["seconds"]
+                        continue
+                    m = merged.setdefault(name, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
+                                                 "bytes_out": 0, "seconds": 0.0, "reasons": {}})
+                    for key in ("docs_in", "docs_kept", "docs_rejected", "bytes_in", "bytes_out", "seconds"):
+                        m[key] += s[key]
+                    for r, n in s["reasons"].items():
+                        m["reasons"][r] = m["reasons"].get(r, 0) + n
+    for name, g in global_stats.items():
+        merged[name] = {**g, "seconds": g["seconds"] + merged.pop(f"{name}:prepare", {"seconds": 0.0})["seconds"]}
+    order = [READ_STAGE] + [s.name for s in stages]
+    result = []
+    for name in order:
+        s = merged.get(name, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0, "bytes_out": 0,
+                              "seconds": 0.0, "reasons": {}})
+        result.append({"stage": name, **s, "reasons": dict(sorted(s["reasons"].items(), key=lambda x: -x[1]))})
+    return result
+
+
+def _check_accounting(stats: list[dict[str, Any]], rows_in: int, rows_out: int, rows_rej: int) -> list[str]:
+    problems = []
+    for i, s in enumerate(stats):
+        if s["docs_in"] != s["docs_kept"] + s["docs_rejected"]:
+            problems.append(f"{s['stage']}: {s['docs_in']} in != {s['docs_kept']} kept + {s['docs_rejected']} rejected")
+        if i and s["docs_in"] != stats[i - 1]["docs_kept"]:
+            problems.append(f"{s['stage']}: {s['docs_in']} in != {stats[i - 1]['docs_kept']} kept by "
+                            f"{stats[i - 1]['stage']}")
+    if rows_in != rows_out + rows_rej:
+        problems.append(f"input {rows_in} rows != {rows_out} kept + {rows_rej} rejected")
+    if stats and stats[-1]["docs_kept"] != rows_out:
+        problems.append(f"last stage kept {stats[-1]['docs_kept']} but {rows_out} rows were written")
+    return problems

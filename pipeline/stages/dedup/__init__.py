@@ -1,0 +1,3 @@
+"""Deduplication stages: exact (normalized-text hash) and fuzzy (MinHash + LSH)."""
+
+from pipeline.stages.dedup import exact, minhash  # noqa: F401
