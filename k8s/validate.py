@@ -27,8 +27,9 @@ PATH, else the small built-in renderer below), then every object is checked thre
 The built-in renderer covers exactly the kustomize features used in ``k8s/``: ``resources``
 (files and directories), ``namespace``, ``labels`` (metadata only), ``images``,
 ``configMapGenerator`` (``literals``, ``files``, ``behavior: create|replace|merge``, with
-``generatorOptions.disableNameSuffixHash: true``) and ``patches`` holding JSON 6902 operations
-(``add``, ``replace``, ``remove``, ``test``). It refuses any other key, so it never renders a
+``generatorOptions.disableNameSuffixHash: true``) and ``patches``: JSON 6902 operations
+(``add``, ``replace``, ``remove``, ``test``) or strategic-merge documents whose lists hold
+only scalars (no merge keys needed). It refuses any other key, so it never renders a
 kustomization differently in silence; the tests compare it with ``kubectl kustomize`` where that
 exists.
 """
@@ -115,8 +116,13 @@ class _Builtin:
             objs = self._generate(path, gen, objs, kfile)
         for patch in k.get("patches", []):
             ops = yaml.safe_load((path / patch["path"]).read_text())
-            if not isinstance(ops, list):
-                raise ManifestError(f"{kfile}: built-in renderer supports JSON 6902 patches only")
+            if isinstance(ops, dict):  # strategic merge, identified by kind + name
+                tgt = {"kind": ops["kind"], "name": ops["metadata"]["name"]}
+                hits = [o for o in objs if all(_selects(o, key, val) for key, val in tgt.items())]
+                if len(hits) != 1:
+                    raise ManifestError(f"{kfile}: patch {patch['path']} matches {len(hits)} objects")
+                _merge_patch(hits[0], ops, where=str(path / patch["path"]))
+                continue
             tgt = patch.get("target", {})
             hits = [o for o in objs if all(_selects(o, key, val) for key, val in tgt.items())]
             if not hits:
@@ -169,6 +175,23 @@ def _selects(obj: Obj, key: str, val: str) -> bool:
     if key == "name":
         return obj["metadata"].get("name") == val
     raise ManifestError(f"built-in renderer: unsupported patch target key {key!r}")
+
+
+def _merge_patch(doc: Obj, patch: Obj, *, where: str) -> None:
+    """Strategic merge without merge keys: maps merge, lists of scalars replace, null deletes.
+
+    A list of mappings would need the kind's merge keys (containers by name...), which this
+    renderer does not know, so such a patch is refused rather than applied differently.
+    """
+    for key, val in patch.items():
+        if val is None:
+            doc.pop(key, None)
+        elif isinstance(val, dict) and isinstance(doc.get(key), dict):
+            _merge_patch(doc[key], val, where=where)
+        elif isinstance(val, list) and any(isinstance(v, dict) for v in val):
+            raise ManifestError(f"{where}: {key}: lists of mappings need strategic-merge keys; use JSON 6902")
+        else:
+            doc[key] = copy.deepcopy(val)
 
 
 def _json_patch(doc: Obj, op: Obj, *, where: str) -> None:

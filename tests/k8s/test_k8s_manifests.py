@@ -188,6 +188,13 @@ def test_cluster_shape(rendered, name):
     assert groups["gpu"]["minReplicas"] == 0, "GPU nodes must be able to scale to zero"
     for g in groups.values():
         assert g["minReplicas"] <= g.get("replicas", 0) <= g["maxReplicas"]
+    # every Ray pod sees the shared volume at /data (tokenizer, token shards)
+    pvc = _one(rendered[name], "PersistentVolumeClaim", "trinity-data-shared")
+    assert pvc["spec"]["accessModes"] == (["ReadWriteOnce"] if name == "overlays/dev" else ["ReadWriteMany"])
+    pods = [spec["headGroupSpec"]["template"]["spec"], cpu_pod, gpu_pod]
+    for pod in pods:
+        assert {"name": "shared", "persistentVolumeClaim": {"claimName": "trinity-data-shared"}} in pod["volumes"]
+        assert {"name": "shared", "mountPath": "/data"} in pod["containers"][0]["volumeMounts"]
     configs = _one(rendered[name], "ConfigMap", "trinity-data-job-configs")["data"]
     for job in (o for o in rendered[name] if o["kind"] == "RayJob"):
         assert job["spec"]["clusterSelector"] == {"ray.io/cluster": "trinity-data"}
