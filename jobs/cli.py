@@ -11,6 +11,7 @@ import typer
 from pipeline.cli import app as pipeline_app
 from pipeline.cli import curate
 from rsdb.cli import app as rsdb_app
+from rsdb.diagnostics.cli import app as diagnose_app
 from rsdb.mixture_cli import app as mix_app
 from tokenizer.cli import app as tokenizer_app
 from tokenizer.shards_cli import tokenize_command
@@ -25,6 +26,7 @@ app.add_typer(rsdb_app, name="rsdb")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(mix_app, name="mix")
+app.add_typer(diagnose_app, name="diagnose")
 app.command("tokenize")(tokenize_command)
 app.command("curate")(curate)
 
