@@ -3,15 +3,21 @@
 >>> import rsdb, tempfile
 >>> d = tempfile.mkdtemp()
 >>> _ = rsdb.write_shards(d, [[1, 2, 3], [4, 5]], source="web")
+>>> loader = rsdb.RSDBLoader({"web": d}, seq_len=4, batch_size=1, buffer_docs=2, epochs=1)
+>>> sorted(int(t) for b in loader for t, m in zip(b["tokens"].ravel(), b["loss_mask"].ravel()) if m)
+[1, 2, 3, 4, 5]
 """
 
 from .errors import ConfigError, LoaderError, ShardError, TrinityError
+from .loader import Phase, RSDBLoader
 from .megatron import open_megatron
 from .shards import ShardView, ShardWriter, TokenShards, open_shards, write_shards
 
 __all__ = [
     "ConfigError",
     "LoaderError",
+    "Phase",
+    "RSDBLoader",
     "ShardError",
     "ShardView",
     "ShardWriter",

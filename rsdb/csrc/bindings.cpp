@@ -1,11 +1,147 @@
 // nanobind glue only: the algorithm lives in rsdb.cpp.
+//
+// Buffers cross the boundary as (address, length) pairs taken from numpy arrays by the
+// Python wrapper (rsdb/loader.py), which checks dtype, shape and contiguity and keeps
+// every array alive for as long as the core may read or write it. This keeps read-only
+// memory maps zero-copy without any writeability negotiation.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include "rsdb.hpp"
 
 namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+template <class T>
+T* ptr(uintptr_t addr) {
+  return reinterpret_cast<T*>(addr);
+}
+
+template <class T>
+std::vector<T> vec(const nb::dict& d, const char* key) {
+  return nb::cast<std::vector<T>>(d[key]);
+}
+
+}  // namespace
 
 NB_MODULE(_core, m) {
   m.doc() = "RSDB compiled core (private; import rsdb instead)";
   m.def("core_version", &rsdb::core_version);
+  m.def(
+      "permute",
+      [](uint64_t i, uint64_t n, std::vector<uint64_t> keys) {
+        if (keys.size() != 4) throw nb::value_error("permute needs 4 keys");
+        if (i >= n) throw nb::value_error("i must be < n");
+        return rsdb::permute(i, n, keys.data());
+      },
+      "i"_a, "n"_a, "keys"_a);
+
+  nb::class_<rsdb::Core>(m, "Core")
+      .def(
+          "__init__",
+          [](rsdb::Core* self, int64_t seq_len1, int64_t batch_size, int64_t buffer_docs, int64_t max_chunk,
+             int64_t refill_batch, uint64_t seed, int64_t stream_index, int64_t num_streams, int64_t epochs,
+             int64_t n_sources, int64_t n_phases, bool prefetch) {
+            rsdb::Config c;
+            c.seq_len1 = seq_len1;
+            c.batch_size = batch_size;
+            c.buffer_docs = buffer_docs;
+            c.max_chunk = max_chunk;
+            c.refill_batch = refill_batch;
+            c.seed = seed;
+            c.stream_index = stream_index;
+            c.num_streams = num_streams;
+            c.epochs = epochs;
+            c.n_sources = n_sources;
+            c.n_phases = n_phases;
+            c.prefetch = prefetch;
+            new (self) rsdb::Core(c);
+          },
+          "seq_len1"_a, "batch_size"_a, "buffer_docs"_a, "max_chunk"_a, "refill_batch"_a, "seed"_a,
+          "stream_index"_a, "num_streams"_a, "epochs"_a, "n_sources"_a, "n_phases"_a, "prefetch"_a = true)
+      .def("add_range", &rsdb::Core::add_range, "source"_a, "view"_a, "begin"_a, "end"_a, "doc_base"_a)
+      .def(
+          "set_view",
+          [](rsdb::Core& c, int32_t view, uintptr_t offsets, int64_t n_docs, uintptr_t tokens, int64_t n_tokens,
+             int dtype, uint64_t bound) {
+            c.set_view(view, ptr<const int64_t>(offsets), n_docs, ptr<const void>(tokens), n_tokens, dtype, bound);
+          },
+          "view"_a, "offsets"_a, "n_docs"_a, "tokens"_a, "n_tokens"_a, "dtype"_a, "bound"_a)
+      .def("set_weights", &rsdb::Core::set_weights, "weights"_a)
+      .def(
+          "fill",
+          [](rsdb::Core& c, uintptr_t tokens, uintptr_t position_ids, uintptr_t doc_ids, uintptr_t source_ids,
+             uintptr_t loss_mask, uintptr_t cu_seqlens, uintptr_t n_segments, int64_t phase) {
+            rsdb::Outputs o;
+            o.tokens = ptr<int32_t>(tokens);
+            o.position_ids = ptr<int32_t>(position_ids);
+            o.doc_ids = ptr<int64_t>(doc_ids);
+            o.source_ids = ptr<int32_t>(source_ids);
+            o.loss_mask = ptr<bool>(loss_mask);
+            o.cu_seqlens = ptr<int32_t>(cu_seqlens);
+            o.n_segments = ptr<int32_t>(n_segments);
+            return static_cast<int>(c.fill(o, phase));
+          },
+          nb::call_guard<nb::gil_scoped_release>(), "tokens"_a, "position_ids"_a, "doc_ids"_a, "source_ids"_a,
+          "loss_mask"_a, "cu_seqlens"_a, "n_segments"_a, "phase"_a)
+      .def("get_state",
+           [](const rsdb::Core& c) {
+             rsdb::State s = c.get_state();
+             nb::dict d;
+             d["version"] = s.version;
+             d["rng"] = s.rng;
+             d["phase"] = s.phase;
+             d["batches"] = s.batches;
+             d["refilling"] = s.refilling;
+             d["slot_source"] = s.slot_source;
+             d["slot_view"] = s.slot_view;
+             d["slot_doc"] = s.slot_doc;
+             d["slot_head"] = s.slot_head;
+             d["epoch"] = s.epoch;
+             d["cursor"] = s.cursor;
+             d["exhausted"] = s.exhausted;
+             d["epoch_tokens"] = s.epoch_tokens;
+             d["committed"] = s.committed;
+             d["emitted"] = s.emitted;
+             return d;
+           })
+      .def("set_state",
+           [](rsdb::Core& c, const nb::dict& d) {
+             rsdb::State s;
+             s.version = nb::cast<int>(d["version"]);
+             s.rng = nb::cast<uint64_t>(d["rng"]);
+             s.phase = nb::cast<int64_t>(d["phase"]);
+             s.batches = nb::cast<int64_t>(d["batches"]);
+             s.refilling = nb::cast<bool>(d["refilling"]);
+             s.slot_source = vec<int32_t>(d, "slot_source");
+             s.slot_view = vec<int32_t>(d, "slot_view");
+             s.slot_doc = vec<int64_t>(d, "slot_doc");
+             s.slot_head = vec<int64_t>(d, "slot_head");
+             s.epoch = vec<uint64_t>(d, "epoch");
+             s.cursor = vec<uint64_t>(d, "cursor");
+             s.exhausted = vec<int64_t>(d, "exhausted");
+             s.epoch_tokens = vec<int64_t>(d, "epoch_tokens");
+             s.committed = vec<int64_t>(d, "committed");
+             s.emitted = vec<int64_t>(d, "emitted");
+             return c.set_state(s);
+           })
+      .def_prop_ro("error_view", &rsdb::Core::error_view)
+      .def_prop_ro("error_doc", &rsdb::Core::error_doc)
+      .def_prop_ro("error_value", &rsdb::Core::error_value)
+      .def_prop_ro("error_source", &rsdb::Core::error_source)
+      .def_prop_ro("n_active", &rsdb::Core::n_active)
+      .def_prop_ro("batches", &rsdb::Core::batches)
+      .def_prop_ro("emitted", [](const rsdb::Core& c) { return c.emitted(); })
+      .def("n_local", &rsdb::Core::n_local, "source"_a)
+      .def("all_exhausted", &rsdb::Core::all_exhausted)
+      .def("source_progress", [](const rsdb::Core& c) {
+        // (epoch, cursor, n_local, exhausted) per source
+        nb::list out;
+        for (const auto& s : c.sources())
+          out.append(nb::make_tuple(s.epoch, s.cursor, s.n_local, s.exhausted));
+        return out;
+      });
 }

@@ -1,7 +1,452 @@
 #include "rsdb.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
 namespace rsdb {
 
 int core_version() { return kStateVersion; }
+
+namespace {
+
+constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
+
+// splitmix64's output function (Steele, Lea, Flood 2014): a strong 64-bit mixer.
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Uniform index in [0, n) from 32 random bits (Lemire's multiply-shift; bias < n / 2^32).
+inline int64_t bounded(uint64_t x, int64_t n) {
+  return static_cast<int64_t>(((x >> 32) * static_cast<uint64_t>(n)) >> 32);
+}
+
+// Copy kernels: widen/copy tokens into int32 and return the largest id seen (as unsigned),
+// so the vocabulary check costs one max per vector in the same pass. Cloned for AVX2
+// (pmaxud) with a baseline fallback chosen at load time.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(RSDB_NO_CLONES)
+#define RSDB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define RSDB_CLONES
+#endif
+
+RSDB_CLONES uint32_t copy_u32(const uint32_t* __restrict src, int32_t* __restrict dst, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t v = src[i];
+    dst[i] = static_cast<int32_t>(v);
+    m = v > m ? v : m;
+  }
+  return m;
+}
+
+RSDB_CLONES uint32_t copy_u16(const uint16_t* __restrict src, int32_t* __restrict dst, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t v = src[i];
+    dst[i] = static_cast<int32_t>(v);
+    m = v > m ? v : m;
+  }
+  return m;
+}
+
+RSDB_CLONES void fill_iota(int32_t* __restrict dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int32_t>(i);
+}
+
+RSDB_CLONES void fill_i64(int64_t* __restrict dst, int64_t n, int64_t v) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = v;
+}
+
+RSDB_CLONES void fill_i32(int32_t* __restrict dst, int64_t n, int32_t v) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = v;
+}
+
+inline const char* token_ptr(const View& v, int64_t i) {
+  const size_t item = v.dtype == kU16 ? 2 : 4;
+  return static_cast<const char*>(v.tokens) + static_cast<size_t>(i) * item;
+}
+
+}  // namespace
+
+uint64_t permute(uint64_t i, uint64_t n, const uint64_t keys[4]) {
+  if (n <= 1) return 0;
+  int bits = 64 - __builtin_clzll(n - 1);  // ceil(log2 n)
+  int half = (bits + 1) / 2;
+  const uint64_t mask = (uint64_t{1} << half) - 1;
+  uint64_t x = i;
+  // Cycle-walking: a balanced Feistel network is a bijection on [0, 2^(2*half)); repeat
+  // until the value lands in [0, n), which restricts it to a bijection on [0, n).
+  do {
+    uint64_t l = x >> half, r = x & mask;
+    for (int k = 0; k < 4; ++k) {
+      uint64_t f = mix64(r ^ keys[k]) & mask;
+      uint64_t t = l ^ f;
+      l = r;
+      r = t;
+    }
+    x = (l << half) | r;
+  } while (x >= n);
+  return x;
+}
+
+Core::Core(const Config& cfg) : cfg_(cfg) {
+  if (cfg_.buffer_docs < 1) cfg_.buffer_docs = 1;
+  if (cfg_.refill_batch < 1) cfg_.refill_batch = 1;
+  if (cfg_.refill_batch > cfg_.buffer_docs) cfg_.refill_batch = cfg_.buffer_docs;
+  src_.resize(static_cast<size_t>(cfg_.n_sources));
+  weights_.assign(static_cast<size_t>(cfg_.n_phases * cfg_.n_sources), 1.0 / cfg_.n_sources);
+  emitted_.assign(static_cast<size_t>(cfg_.n_phases * cfg_.n_sources), 0);
+  const size_t cap = static_cast<size_t>(cfg_.buffer_docs);
+  p_cur_.resize(cap);
+  p_end_.resize(cap);
+  p_view_.resize(cap);
+  p_src_.resize(cap);
+  p_start_.resize(cap);
+  p_doc_.resize(cap);
+  p_gid_.resize(cap);
+  rng_ = mix64(mix64(cfg_.seed ^ 0x5253444252534442ULL) + static_cast<uint64_t>(cfg_.stream_index) * kGamma);
+  for (int32_t s = 0; s < cfg_.n_sources; ++s) start_epoch(src_[static_cast<size_t>(s)], s);
+}
+
+void Core::add_range(int32_t source, int32_t view, int64_t begin, int64_t end, int64_t doc_base) {
+  if (view >= static_cast<int32_t>(views_.size())) views_.resize(static_cast<size_t>(view) + 1);
+  SourceState& s = src_.at(static_cast<size_t>(source));
+  if (end <= begin) return;
+  s.ranges.push_back(Range{view, begin, end, doc_base, s.n_local});
+  s.n_local += end - begin;
+}
+
+void Core::set_view(int32_t view, const int64_t* offsets, int64_t n_docs, const void* tokens,
+                    int64_t n_tokens, int dtype, uint64_t bound) {
+  if (view >= static_cast<int32_t>(views_.size())) views_.resize(static_cast<size_t>(view) + 1);
+  View& v = views_[static_cast<size_t>(view)];
+  v.offsets = offsets;
+  v.n_docs = n_docs;
+  v.tokens = tokens;
+  v.n_tokens = n_tokens;
+  v.dtype = dtype;
+  v.bound = bound;
+  v.ready = true;
+}
+
+void Core::set_weights(const std::vector<double>& w) {
+  const int64_t ns = cfg_.n_sources;
+  for (int64_t p = 0; p < cfg_.n_phases; ++p) {
+    double total = 0;
+    for (int64_t s = 0; s < ns; ++s) total += std::max(0.0, w.at(static_cast<size_t>(p * ns + s)));
+    for (int64_t s = 0; s < ns; ++s) {
+      double x = std::max(0.0, w[static_cast<size_t>(p * ns + s)]);
+      weights_[static_cast<size_t>(p * ns + s)] = total > 0 ? x / total : 0.0;
+    }
+  }
+}
+
+void Core::start_epoch(SourceState& s, int32_t idx) {
+  uint64_t h = mix64(cfg_.seed ^ 0x4645495354454c21ULL);
+  h = mix64(h ^ (static_cast<uint64_t>(idx) * kGamma));
+  h = mix64(h ^ (static_cast<uint64_t>(cfg_.stream_index) * 0xd1b54a32d192ed03ULL));
+  h = mix64(h ^ (s.epoch * 0x8cb92ba72f3d8dd7ULL));
+  for (int k = 0; k < 4; ++k) s.keys[k] = mix64(h + static_cast<uint64_t>(k + 1) * kGamma);
+}
+
+uint64_t Core::next_rand() {
+  rng_ += kGamma;
+  return mix64(rng_);
+}
+
+uint64_t Core::peek_rand(uint64_t k) const { return mix64(rng_ + (k + 1) * kGamma); }
+
+bool Core::all_exhausted() const {
+  for (const auto& s : src_)
+    if (!s.exhausted && s.n_local > 0) return false;
+  return true;
+}
+
+void Core::switch_phase(int64_t phase) {
+  phase_ = phase;
+  for (auto& s : src_) s.committed = s.pool_remaining;
+}
+
+int32_t Core::pick_source() const {
+  // Largest deficit: the source whose committed tokens (emitted in this phase plus what
+  // it still has in the pool) fall furthest behind its weight's share of the total.
+  const int64_t ns = cfg_.n_sources;
+  const double* w = &weights_[static_cast<size_t>(phase_ * ns)];
+  double total = 0;
+  for (int64_t s = 0; s < ns; ++s)
+    if (w[s] > 0) total += static_cast<double>(src_[static_cast<size_t>(s)].committed);
+  int32_t best = -1;
+  double best_score = -std::numeric_limits<double>::infinity();
+  for (int64_t s = 0; s < ns; ++s) {
+    const SourceState& S = src_[static_cast<size_t>(s)];
+    if (w[s] <= 0 || S.exhausted || S.n_local == 0) continue;
+    double score = w[s] * total - static_cast<double>(S.committed);
+    if (score > best_score) {
+      best_score = score;
+      best = static_cast<int32_t>(s);
+    }
+  }
+  return best;
+}
+
+Status Core::admit(int32_t s) {
+  SourceState& S = src_[static_cast<size_t>(s)];
+  if (S.cursor >= static_cast<uint64_t>(S.n_local)) {
+    if (S.epoch_tokens == 0) {
+      err_source_ = s;
+      if (cfg_.epochs == 0) return kEmptySource;
+      S.exhausted = true;
+      return kOk;
+    }
+    if (cfg_.epochs > 0 && S.epoch + 1 >= static_cast<uint64_t>(cfg_.epochs)) {
+      S.exhausted = true;
+      return kOk;
+    }
+    S.epoch += 1;
+    S.cursor = 0;
+    S.epoch_tokens = 0;
+    start_epoch(S, s);
+  }
+  const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
+  auto it = std::upper_bound(S.ranges.begin(), S.ranges.end(), j,
+                             [](int64_t x, const Range& r) { return x < r.local_start; });
+  --it;
+  const int64_t doc = it->begin + (j - it->local_start);
+  const View& v = views_[static_cast<size_t>(it->view)];
+  if (!v.ready) {
+    err_view_ = it->view;
+    return kNeedView;
+  }
+  if (doc < 0 || doc >= v.n_docs) {
+    err_view_ = it->view;
+    err_doc_ = doc;
+    err_value_ = v.n_docs;
+    return kBadDoc;
+  }
+  const int64_t off = v.offsets[doc], end = v.offsets[doc + 1];
+  if (off < 0 || end < off || end > v.n_tokens) {
+    err_view_ = it->view;
+    err_doc_ = doc;
+    err_value_ = end < off ? off : end;
+    return kBadDoc;
+  }
+  S.cursor += 1;
+  const int64_t len = end - off;
+  if (len == 0) return kOk;
+  const int64_t k = n_active_++;
+  p_cur_[k] = off;
+  p_end_[k] = end;
+  p_view_[k] = it->view;
+  p_src_[k] = s;
+  p_start_[k] = off;
+  p_doc_[k] = doc;
+  p_gid_[k] = (static_cast<int64_t>(s) << 40) | (it->doc_base + doc);
+  S.pool_remaining += len;
+  S.committed += len;
+  S.epoch_tokens += len;
+  return kOk;
+}
+
+Status Core::refill() {
+  refilling_ = true;
+  while (n_active_ < cfg_.buffer_docs) {
+    const int32_t s = pick_source();
+    if (s < 0) break;
+    const Status st = admit(s);
+    if (st != kOk) return st;
+  }
+  refilling_ = false;
+  return kOk;
+}
+
+void Core::remove_slot(int64_t r) {
+  const int64_t last = --n_active_;
+  if (r != last) {
+    p_cur_[r] = p_cur_[last];
+    p_end_[r] = p_end_[last];
+    p_view_[r] = p_view_[last];
+    p_src_[r] = p_src_[last];
+    p_start_[r] = p_start_[last];
+    p_doc_[r] = p_doc_[last];
+    p_gid_[r] = p_gid_[last];
+  }
+  if (cfg_.buffer_docs - n_active_ >= cfg_.refill_batch) refilling_ = true;
+}
+
+Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
+  const View& v = views_[static_cast<size_t>(p_view_[r])];
+  const int64_t cur = p_cur_[r];
+  uint32_t m;
+  if (v.dtype == kU16) {
+    m = copy_u16(static_cast<const uint16_t*>(v.tokens) + cur, dst, n);
+  } else {
+    m = copy_u32(static_cast<const uint32_t*>(v.tokens) + cur, dst, n);
+  }
+  if (static_cast<uint64_t>(m) >= v.bound) {
+    err_view_ = p_view_[r];
+    err_doc_ = p_doc_[r];
+    err_value_ = static_cast<int64_t>(m);
+    return kBadToken;
+  }
+  return kOk;
+}
+
+Status Core::fill(const Outputs& o, int64_t phase) {
+  if (phase != phase_) switch_phase(phase);
+  const int64_t L1 = cfg_.seq_len1;
+  const int64_t max_chunk = cfg_.max_chunk > 0 ? cfg_.max_chunk : L1;
+  const int64_t ns = cfg_.n_sources;
+  int64_t* emitted = &emitted_[static_cast<size_t>(phase_ * ns)];
+  for (; row_ < cfg_.batch_size; ++row_, pos_ = 0, nseg_ = 0) {
+    const int64_t base = row_ * L1;
+    int32_t* tok = o.tokens + base;
+    int32_t* cu = o.cu_seqlens ? o.cu_seqlens + row_ * (L1 + 1) : nullptr;
+    if (pos_ == 0 && cu) cu[0] = 0;
+    while (pos_ < L1) {
+      if (refilling_ || n_active_ == 0) {
+        const Status st = refill();
+        if (st != kOk) return st;
+        if (n_active_ == 0) {
+          // Every source is exhausted (finite epochs): pad and mask the rest of the row.
+          const int64_t n = L1 - pos_;
+          std::memset(tok + pos_, 0, static_cast<size_t>(n) * sizeof(int32_t));
+          if (o.position_ids) std::memset(o.position_ids + base + pos_, 0, static_cast<size_t>(n) * sizeof(int32_t));
+          if (o.doc_ids) fill_i64(o.doc_ids + base + pos_, n, -1);
+          if (o.source_ids) fill_i32(o.source_ids + base + pos_, n, -1);
+          if (o.loss_mask) std::memset(o.loss_mask + base + pos_, 0, static_cast<size_t>(n));
+          pos_ = L1;
+          break;
+        }
+      }
+      const int64_t r = bounded(next_rand(), n_active_);
+      if (cfg_.prefetch) {
+        // The next two picks are known already (counter-based RNG): start fetching the
+        // first cache lines at their read heads while this chunk is copied.
+        for (uint64_t k = 0; k < 2; ++k) {
+          const int64_t g = bounded(peek_rand(k), n_active_);
+          const char* p = token_ptr(views_[static_cast<size_t>(p_view_[g])], p_cur_[g]);
+          __builtin_prefetch(p);
+          __builtin_prefetch(p + 64);
+          __builtin_prefetch(p + 128);
+          __builtin_prefetch(p + 192);
+        }
+      }
+      const int64_t n = std::min(std::min(max_chunk, p_end_[r] - p_cur_[r]), L1 - pos_);
+      const Status st = copy_chunk(r, n, tok + pos_);
+      if (st != kOk) return st;
+      const int32_t s = p_src_[r];
+      if (o.position_ids) fill_iota(o.position_ids + base + pos_, n);
+      if (o.doc_ids) fill_i64(o.doc_ids + base + pos_, n, p_gid_[r]);
+      if (o.source_ids) fill_i32(o.source_ids + base + pos_, n, s);
+      if (o.loss_mask) std::memset(o.loss_mask + base + pos_, 1, static_cast<size_t>(n));
+      pos_ += n;
+      ++nseg_;
+      if (cu) cu[nseg_] = static_cast<int32_t>(pos_);
+      p_cur_[r] += n;
+      emitted[s] += n;
+      src_[static_cast<size_t>(s)].pool_remaining -= n;
+      if (p_cur_[r] == p_end_[r]) remove_slot(r);
+    }
+    if (cu)
+      for (int64_t k = nseg_ + 1; k <= L1; ++k) cu[k] = static_cast<int32_t>(L1);
+    if (o.n_segments) o.n_segments[row_] = static_cast<int32_t>(nseg_);
+  }
+  row_ = 0;
+  pos_ = 0;
+  nseg_ = 0;
+  ++batches_;
+  return kOk;
+}
+
+State Core::get_state() const {
+  State st;
+  st.rng = rng_;
+  st.phase = phase_;
+  st.batches = batches_;
+  st.refilling = refilling_;
+  for (int64_t k = 0; k < n_active_; ++k) {
+    st.slot_source.push_back(p_src_[k]);
+    st.slot_view.push_back(p_view_[k]);
+    st.slot_doc.push_back(p_doc_[k]);
+    st.slot_head.push_back(p_cur_[k] - p_start_[k]);
+  }
+  for (const auto& s : src_) {
+    st.epoch.push_back(s.epoch);
+    st.cursor.push_back(s.cursor);
+    st.exhausted.push_back(s.exhausted ? 1 : 0);
+    st.epoch_tokens.push_back(s.epoch_tokens);
+    st.committed.push_back(s.committed);
+  }
+  st.emitted = emitted_;
+  return st;
+}
+
+std::string Core::set_state(const State& st) {
+  const size_t ns = static_cast<size_t>(cfg_.n_sources);
+  if (st.version != kStateVersion) return "state version " + std::to_string(st.version) + " != " + std::to_string(kStateVersion);
+  if (st.epoch.size() != ns || st.cursor.size() != ns || st.exhausted.size() != ns || st.epoch_tokens.size() != ns ||
+      st.committed.size() != ns)
+    return "per-source arrays do not match the number of sources";
+  if (st.emitted.size() != emitted_.size()) return "per-phase counters do not match the number of phases";
+  const size_t n = st.slot_source.size();
+  if (n > static_cast<size_t>(cfg_.buffer_docs)) return "more pool slots than buffer_docs";
+  if (st.slot_view.size() != n || st.slot_doc.size() != n || st.slot_head.size() != n) return "pool arrays differ in length";
+  if (st.phase < -1 || st.phase >= cfg_.n_phases) return "phase out of range";
+  for (size_t s = 0; s < ns; ++s)
+    if (st.cursor[s] > static_cast<uint64_t>(src_[s].n_local)) return "cursor beyond the source's documents";
+  std::vector<int64_t> remaining(ns, 0);
+  for (size_t k = 0; k < n; ++k) {
+    const int32_t s = st.slot_source[k], vi = st.slot_view[k];
+    if (s < 0 || static_cast<size_t>(s) >= ns) return "slot source out of range";
+    if (vi < 0 || static_cast<size_t>(vi) >= views_.size() || !views_[static_cast<size_t>(vi)].ready)
+      return "slot view " + std::to_string(vi) + " not registered";
+    const View& v = views_[static_cast<size_t>(vi)];
+    const int64_t d = st.slot_doc[k];
+    if (d < 0 || d >= v.n_docs) return "slot document out of range";
+    const int64_t off = v.offsets[d], end = v.offsets[d + 1];
+    if (off < 0 || end < off || end > v.n_tokens) return "slot document has invalid offsets";
+    if (st.slot_head[k] < 0 || off + st.slot_head[k] >= end) return "slot read head out of range";
+    remaining[static_cast<size_t>(s)] += end - off - st.slot_head[k];
+  }
+  // Everything checked: apply.
+  rng_ = st.rng;
+  phase_ = st.phase;
+  batches_ = st.batches;
+  n_active_ = static_cast<int64_t>(n);
+  for (size_t k = 0; k < n; ++k) {
+    const int32_t s = st.slot_source[k], vi = st.slot_view[k];
+    const View& v = views_[static_cast<size_t>(vi)];
+    const int64_t d = st.slot_doc[k];
+    p_src_[k] = s;
+    p_view_[k] = vi;
+    p_doc_[k] = d;
+    p_start_[k] = v.offsets[d];
+    p_cur_[k] = v.offsets[d] + st.slot_head[k];
+    p_end_[k] = v.offsets[d + 1];
+    // Recover the global doc id from the source's ranges.
+    int64_t base = 0;
+    for (const Range& rg : src_[static_cast<size_t>(s)].ranges)
+      if (rg.view == vi) base = rg.doc_base;
+    p_gid_[k] = (static_cast<int64_t>(s) << 40) | (base + d);
+  }
+  for (size_t s = 0; s < ns; ++s) {
+    SourceState& S = src_[s];
+    S.epoch = st.epoch[s];
+    S.cursor = st.cursor[s];
+    S.exhausted = st.exhausted[s] != 0;
+    S.epoch_tokens = st.epoch_tokens[s];
+    S.committed = st.committed[s];
+    S.pool_remaining = remaining[s];
+    start_epoch(S, static_cast<int32_t>(s));
+  }
+  emitted_ = st.emitted;
+  refilling_ = st.refilling;
+  row_ = pos_ = nseg_ = 0;
+  return "";
+}
 
 }  // namespace rsdb

@@ -1,12 +1,184 @@
 // RSDB core: plain C++17, no Python or nanobind includes (bindings.cpp holds the glue).
+//
+// The Random Sequential Document Buffer keeps a pool of open documents, each with a
+// read head. A sequence is filled by picking a pool slot uniformly at random and
+// copying the next chunk of that document (at most max_chunk tokens, at most what is
+// left of the document and of the sequence). Finished documents leave the pool; once
+// enough slots are free the pool is refilled in one go from the sources' shuffled
+// document streams, choosing the source of every new document by largest deficit
+// against the current phase's weights.
+//
+// All randomness comes from splitmix64 counters and a Feistel permutation, so the
+// whole state is a few integers per source plus (source, view, doc, head) per slot.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace rsdb {
 
-// Bumped whenever the state_dict layout changes.
+// Bumped whenever the state layout changes.
 constexpr int kStateVersion = 1;
 
 int core_version();
+
+enum Status : int {
+  kOk = 0,          // batch complete
+  kNeedView = 1,    // error_view() must be registered (set_view) before calling fill again
+  kBadDoc = 2,      // a document's offsets are out of range (error_* says which)
+  kBadToken = 3,    // a token id is >= the view's bound
+  kEmptySource = 4, // a weighted source has no tokens in this stream
+};
+
+// One memory-mapped shard: offsets (n_docs + 1 int64) and tokens (n_tokens of dtype).
+enum DType : int { kU32 = 0, kI32 = 1, kU16 = 2 };
+
+struct View {
+  const int64_t* offsets = nullptr;
+  int64_t n_docs = 0;
+  const void* tokens = nullptr;
+  int64_t n_tokens = 0;
+  int dtype = kU32;
+  uint64_t bound = 0;  // token ids (as unsigned) must be < bound
+  bool ready = false;
+};
+
+// Docs [begin, end) of `view` belong to this stream; doc_base is the global index of
+// the view's document 0 within its source (for doc ids).
+struct Range {
+  int32_t view;
+  int64_t begin, end;
+  int64_t doc_base;
+  int64_t local_start;  // index of `begin` in the stream's local numbering
+};
+
+struct SourceState {
+  std::vector<Range> ranges;
+  int64_t n_local = 0;
+  // stream position
+  uint64_t epoch = 0;
+  uint64_t cursor = 0;
+  bool exhausted = false;
+  int64_t epoch_tokens = 0;  // tokens admitted in the current epoch
+  // accounting
+  int64_t pool_remaining = 0;  // tokens of this source still in the pool
+  int64_t committed = 0;       // emitted in the current phase + pool_remaining
+  uint64_t keys[4] = {0, 0, 0, 0};
+};
+
+struct Outputs {
+  int32_t* tokens = nullptr;        // (B, L1), required
+  int32_t* position_ids = nullptr;  // (B, L1) or null
+  int64_t* doc_ids = nullptr;       // (B, L1) or null
+  int32_t* source_ids = nullptr;    // (B, L1) or null
+  bool* loss_mask = nullptr;        // (B, L1) or null
+  int32_t* cu_seqlens = nullptr;    // (B, L1 + 1) or null
+  int32_t* n_segments = nullptr;    // (B,) or null: segments per row
+};
+
+struct Config {
+  int64_t seq_len1 = 8193;  // tokens per row (seq_len + 1)
+  int64_t batch_size = 8;
+  int64_t buffer_docs = 1024;
+  int64_t max_chunk = 0;  // <= 0: unlimited
+  int64_t refill_batch = 64;
+  uint64_t seed = 0;
+  int64_t stream_index = 0;
+  int64_t num_streams = 1;
+  int64_t epochs = 0;  // 0: endless
+  int64_t n_sources = 1;
+  int64_t n_phases = 1;
+  bool prefetch = true;
+};
+
+// The serialisable state (between batches).
+struct State {
+  int version = kStateVersion;
+  uint64_t rng = 0;
+  int64_t phase = -1;
+  int64_t batches = 0;
+  bool refilling = false;
+  // pool slots, in slot order
+  std::vector<int32_t> slot_source;
+  std::vector<int32_t> slot_view;
+  std::vector<int64_t> slot_doc;   // doc index within the view
+  std::vector<int64_t> slot_head;  // tokens already emitted from the doc
+  // per source
+  std::vector<uint64_t> epoch, cursor;
+  std::vector<int64_t> exhausted, epoch_tokens, committed;
+  // per phase x source
+  std::vector<int64_t> emitted;
+};
+
+class Core {
+ public:
+  explicit Core(const Config& cfg);
+
+  // Setup (before the first fill).
+  void add_range(int32_t source, int32_t view, int64_t begin, int64_t end, int64_t doc_base);
+  void set_view(int32_t view, const int64_t* offsets, int64_t n_docs, const void* tokens,
+                int64_t n_tokens, int dtype, uint64_t bound);
+  // weights: n_phases x n_sources, row-major; normalised per phase here.
+  void set_weights(const std::vector<double>& weights);
+
+  // Fill one batch; resumable after kNeedView (call again with the same outputs).
+  Status fill(const Outputs& out, int64_t phase);
+
+  State get_state() const;
+  // Returns an empty string on success, else what is inconsistent.
+  std::string set_state(const State& st);
+
+  // Error details of the last non-ok status.
+  int32_t error_view() const { return err_view_; }
+  int64_t error_doc() const { return err_doc_; }
+  int64_t error_value() const { return err_value_; }
+  int32_t error_source() const { return err_source_; }
+
+  // Introspection for stats and tests.
+  int64_t n_active() const { return n_active_; }
+  int64_t n_local(int32_t s) const { return src_[s].n_local; }
+  const std::vector<int64_t>& emitted() const { return emitted_; }
+  const std::vector<SourceState>& sources() const { return src_; }
+  bool all_exhausted() const;
+  int64_t batches() const { return batches_; }
+
+ private:
+  Status refill();
+  // Admit the next document of source s: kOk (admitted, skipped an empty doc, or the
+  // source ran out), or an error/kNeedView.
+  Status admit(int32_t s);
+  int32_t pick_source() const;
+  void start_epoch(SourceState& s, int32_t idx);
+  void switch_phase(int64_t phase);
+  void remove_slot(int64_t r);
+  uint64_t next_rand();
+  uint64_t peek_rand(uint64_t k) const;
+  Status copy_chunk(int64_t r, int64_t n, int32_t* dst);
+
+  Config cfg_;
+  std::vector<View> views_;
+  std::vector<SourceState> src_;
+  std::vector<double> weights_;  // n_phases x n_sources, normalised
+  std::vector<int64_t> emitted_; // n_phases x n_sources
+
+  // pool, struct of arrays; the hot pair first
+  std::vector<int64_t> p_cur_, p_end_;
+  std::vector<int32_t> p_view_, p_src_;
+  std::vector<int64_t> p_start_, p_doc_, p_gid_;
+  int64_t n_active_ = 0;
+
+  uint64_t rng_ = 0;
+  int64_t phase_ = -1;
+  int64_t batches_ = 0;
+  bool refilling_ = false;
+  // in-progress batch (non-zero only between a kNeedView return and the next call)
+  int64_t row_ = 0, pos_ = 0, nseg_ = 0;
+
+  int32_t err_view_ = -1, err_source_ = -1;
+  int64_t err_doc_ = -1, err_value_ = 0;
+};
+
+// Exposed for tests: the per-epoch permutation of [0, n).
+uint64_t permute(uint64_t i, uint64_t n, const uint64_t keys[4]);
 
 }  // namespace rsdb

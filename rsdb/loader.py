@@ -1,0 +1,547 @@
+"""The RSDB loader: phase-mixed, exactly-once, resumable batches from token shards.
+
+:class:`RSDBLoader` validates its arguments, opens the sources' manifests (never their
+data), splits every source's documents into disjoint per-(rank, worker) streams and
+drives the compiled core (``rsdb._core``), which fills preallocated numpy arrays with
+the GIL released. See ``docs/rsdb.md`` for the algorithm and the resume semantics.
+
+Trade-off: shard files are opened lazily, the first time the core needs one of their
+documents, so start-up cost depends on the number of shard files listed in the
+manifests, not on tokens or documents. Finite-epoch mode (``epochs=N``) is the
+exception: it opens every shard up front to count each stream's tokens exactly (two
+offset reads per shard and stream, no token scan), so that every rank and worker can
+be told the same number of batches.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import _core
+from .errors import ConfigError, LoaderError, ShardError
+
+__all__ = ["Phase", "RSDBLoader", "FIELDS"]
+
+log = logging.getLogger(__name__)
+
+FIELDS = ("tokens", "loss_mask", "position_ids", "doc_ids", "source_ids", "cu_seqlens")
+_DTYPE_CODE = {np.dtype(np.uint32): 0, np.dtype(np.int32): 1, np.dtype(np.uint16): 2}
+_STATUS_OK, _NEED_VIEW, _BAD_DOC, _BAD_TOKEN, _EMPTY_SOURCE = 0, 1, 2, 3, 4
+STATE_FORMAT = "rsdb-loader-state"
+
+
+@dataclass
+class Phase:
+    """One phase of a training schedule: a global token budget and source weights.
+
+    Args:
+        tokens: training tokens of this phase summed over all ranks
+            (``batch_size * seq_len * world_size`` per step).
+        weights: source name -> non-negative weight (normalised per phase).
+        name: shown in stats; defaults to ``phase1``, ``phase2``, ...
+
+    >>> Phase(10**12, {"web": 0.7, "code": 0.3}, name="pretrain").shares()
+    {'web': 0.7, 'code': 0.3}
+    """
+
+    tokens: int
+    weights: dict[str, float]
+    name: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tokens, (int, np.integer)) or self.tokens <= 0:
+            raise ConfigError(f"Phase {self.name or ''}: tokens must be a positive int, got {self.tokens!r}")
+        if not isinstance(self.weights, Mapping) or not self.weights:
+            raise ConfigError(f"Phase {self.name or ''}: weights must be a non-empty mapping")
+        for k, v in self.weights.items():
+            if not isinstance(v, (int, float)) or v < 0 or v != v:
+                raise ConfigError(f"Phase {self.name or ''}: weight of {k!r} must be a number >= 0, got {v!r}")
+        if sum(self.weights.values()) <= 0:
+            raise ConfigError(f"Phase {self.name or ''}: weights sum to zero")
+        self.tokens = int(self.tokens)
+        self.weights = {str(k): float(v) for k, v in self.weights.items()}
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.weights.values())
+        return {k: v / total for k, v in self.weights.items()}
+
+    @classmethod
+    def coerce(cls, p: Any) -> "Phase":
+        if isinstance(p, Phase):
+            return p
+        if isinstance(p, Mapping):
+            unknown = set(p) - {"tokens", "weights", "name"}
+            if unknown:
+                raise ConfigError(f"phase keys {sorted(unknown)} are unknown; use tokens, weights, name")
+            if "tokens" not in p or "weights" not in p:
+                raise ConfigError(f"a phase needs 'tokens' and 'weights', got {sorted(p)}")
+            return cls(p["tokens"], dict(p["weights"]), p.get("name"))
+        raise ConfigError(f"a phase must be rsdb.Phase or a mapping, got {type(p).__name__}")
+
+
+class LoaderConfig(BaseModel):
+    """The loader's scalar options, validated before anything is opened."""
+
+    model_config = ConfigDict(extra="forbid")
+    seq_len: int = Field(8192, ge=1, le=2**30)
+    batch_size: int = Field(8, ge=1)
+    buffer_docs: int = Field(1024, ge=1)
+    max_chunk: Optional[int] = Field(None, ge=1)
+    refill_batch: Optional[int] = Field(None, ge=1)
+    seed: int = Field(0, ge=0, lt=2**64)
+    rank: int = Field(0, ge=0)
+    world_size: int = Field(1, ge=1)
+    worker_id: int = Field(0, ge=0)
+    num_workers: int = Field(1, ge=1)
+    epochs: Optional[int] = Field(None, ge=1)
+    packing: Literal["rsdb", "sequential"] = "rsdb"
+    verify: bool = False
+    prefetch: bool = True
+    fields: tuple[str, ...] = FIELDS
+
+    @model_validator(mode="after")
+    def _check(self) -> "LoaderConfig":
+        if self.rank >= self.world_size:
+            raise ValueError(f"rank {self.rank} must be < world_size {self.world_size}")
+        if self.worker_id >= self.num_workers:
+            raise ValueError(f"worker_id {self.worker_id} must be < num_workers {self.num_workers}")
+        bad = [f for f in self.fields if f not in FIELDS]
+        if bad:
+            raise ValueError(f"fields {bad} unknown; choose from {list(FIELDS)}")
+        if "tokens" not in self.fields:
+            self.fields = ("tokens", *self.fields)
+        return self
+
+
+@dataclass
+class _Unit:
+    """One shard file (Arrow) or Megatron dataset of one source."""
+
+    source: int
+    path: str
+    num_docs: int
+    num_tokens: int
+    doc_base: int
+    opener: Any  # () -> shard view
+    view: Any = None
+
+    def open(self) -> Any:
+        if self.view is None:
+            self.view = self.opener()
+        return self.view
+
+
+def _is_megatron(path: str) -> bool:
+    p = path[:-4] if path.endswith((".bin", ".idx")) else path
+    return os.path.isfile(p + ".bin") and os.path.isfile(p + ".idx")
+
+
+def _source_units(idx: int, name: str, paths: Sequence[str], verify: bool) -> tuple[list[_Unit], int | None]:
+    from .shards import open_shards
+
+    units: list[_Unit] = []
+    vocab: int | None = None
+    base = 0
+    for raw in paths:
+        path = os.fspath(raw)
+        if _is_megatron(path):
+            from .megatron import open_megatron  # lazy: only for Megatron prefixes
+
+            m = open_megatron(path)
+            units.append(_Unit(idx, m.path, m.num_docs, m.num_tokens, base, lambda m=m: m))
+            base += m.num_docs
+            continue
+        if not os.path.exists(path):
+            raise ConfigError(f"source {name!r}: {path} does not exist (expected a shard directory or a Megatron prefix)")
+        shards = open_shards(path, verify=verify)
+        if shards.vocab_size is not None:
+            vocab = shards.vocab_size if vocab is None else max(vocab, shards.vocab_size)
+        for i, info in enumerate(shards.shards):
+            units.append(_Unit(idx, str(shards.shard_path(i)), int(info["num_docs"]), int(info["num_tokens"]), base,
+                               lambda s=shards, i=i: s.view(i)))
+            base += int(info["num_docs"])
+    return units, vocab
+
+
+class RSDBLoader:
+    """Random Sequential Document Buffer loader over token shards and Megatron datasets.
+
+    Each row of a batch is filled by repeatedly picking one of ``buffer_docs`` open
+    documents uniformly at random and copying its next chunk (at most ``max_chunk``
+    tokens); finished documents are replaced from a shuffled per-(rank, worker) stream
+    whose source is chosen by the current phase's weights.
+
+    Args:
+        sources: source name -> shard directory, Megatron prefix (``X`` for
+            ``X.bin``/``X.idx``), or a list of those.
+        seq_len: training sequence length; rows hold ``seq_len + 1`` tokens.
+        batch_size: rows per batch.
+        buffer_docs: documents open at once (the pool).
+        max_chunk: most tokens copied from one document per pick (None: no limit).
+        seed: seeds every permutation and pick; same seed, same batches.
+        rank, world_size: data-parallel position; streams are disjoint across ranks.
+        worker_id, num_workers: DataLoader-worker position within a rank.
+        epochs: None for endless (phased training); N to emit every token exactly N
+            times, then stop; every rank and worker yields the same number of batches
+            (the tail is padded with ``loss_mask`` False).
+        phases: list of :class:`Phase` (or dicts); None: one endless phase weighted by
+            each source's token count. Not combinable with ``epochs``.
+        packing: ``"rsdb"`` or ``"sequential"`` (pool of one: documents concatenated in
+            stream order, the naive baseline).
+        refill_batch: free slots that trigger a pool refill (default buffer_docs // 16).
+        verify: checksum and scan each shard when it is first opened.
+        fields: which arrays to produce (``tokens`` always); fewer is faster.
+
+    Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32
+    (B, L+1), ``loss_mask`` bool, ``position_ids`` int32, ``doc_ids`` int64,
+    ``source_ids`` int32 (all (B, L+1)) and ``cu_seqlens`` int32 (B, L+2).
+
+    >>> import tempfile, rsdb
+    >>> d = tempfile.mkdtemp()
+    >>> _ = rsdb.write_shards(d, [[1, 2, 3], [4, 5]])
+    >>> b = next(iter(RSDBLoader({"s": d}, seq_len=4, batch_size=1, epochs=1, buffer_docs=1)))
+    >>> b["tokens"].shape, int(b["loss_mask"].sum())
+    ((1, 5), 5)
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Any],
+        *,
+        seq_len: int = 8192,
+        batch_size: int = 8,
+        buffer_docs: int = 1024,
+        max_chunk: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        worker_id: int = 0,
+        num_workers: int = 1,
+        epochs: int | None = None,
+        phases: Sequence[Phase | Mapping[str, Any]] | None = None,
+        packing: str = "rsdb",
+        refill_batch: int | None = None,
+        verify: bool = False,
+        prefetch: bool = True,
+        fields: Sequence[str] = FIELDS,
+    ):
+        self._kwargs = dict(
+            seq_len=seq_len, batch_size=batch_size, buffer_docs=buffer_docs, max_chunk=max_chunk, seed=seed,
+            rank=rank, world_size=world_size, worker_id=worker_id, num_workers=num_workers, epochs=epochs,
+            packing=packing, refill_batch=refill_batch, verify=verify, prefetch=prefetch, fields=tuple(fields),
+        )
+        try:
+            cfg = LoaderConfig(**self._kwargs)
+        except ValidationError as exc:
+            lines = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()]
+            raise ConfigError("invalid RSDBLoader arguments:\n  " + "\n  ".join(lines)) from None
+        self.config = cfg
+        if not isinstance(sources, Mapping) or not sources:
+            raise ConfigError("sources must be a non-empty mapping of source name -> path(s)")
+        self._sources_arg = {str(k): ([os.fspath(p) for p in v] if isinstance(v, (list, tuple)) else [os.fspath(v)])
+                             for k, v in sources.items()}
+        self.source_names: list[str] = list(self._sources_arg)
+        if phases is not None and epochs is not None:
+            raise ConfigError("phases and epochs cannot be combined: phases schedule endless training, "
+                              "epochs=N drains every source exactly N times")
+        self.phases: list[Phase] | None = [Phase.coerce(p) for p in phases] if phases is not None else None
+        if self.phases is not None:
+            if not self.phases:
+                raise ConfigError("phases: give at least one phase (or None)")
+            for i, p in enumerate(self.phases):
+                if p.name is None:
+                    p.name = f"phase{i + 1}"
+                unknown = sorted(set(p.weights) - set(self.source_names))
+                if unknown:
+                    raise ConfigError(f"phases[{i}] ({p.name}): unknown source(s) {unknown}; known: {self.source_names}")
+        self._phase_ends = np.cumsum([p.tokens for p in self.phases]).tolist() if self.phases else None
+        self.phase_names = [p.name for p in self.phases] if self.phases else ["all"]
+
+        # Open manifests (not data) and lay out the units (shard files / Megatron datasets).
+        self._units: list[_Unit] = []
+        self._vocab: list[int | None] = []
+        self.tokens_per_source: list[int] = []
+        self.docs_per_source: list[int] = []
+        for i, name in enumerate(self.source_names):
+            units, vocab = _source_units(i, name, self._sources_arg[name], cfg.verify)
+            self._units.extend(units)
+            self._vocab.append(vocab)
+            self.tokens_per_source.append(sum(u.num_tokens for u in units))
+            self.docs_per_source.append(sum(u.num_docs for u in units))
+
+        sequential = cfg.packing == "sequential"
+        self._pool = 1 if sequential else cfg.buffer_docs
+        self._max_chunk = None if sequential else cfg.max_chunk
+        self._refill = 1 if sequential else (cfg.refill_batch or max(1, self._pool // 16))
+        self.num_streams = cfg.world_size * cfg.num_workers
+        self.stream_index = cfg.rank * cfg.num_workers + cfg.worker_id
+        n_phases = len(self.phases) if self.phases else 1
+        self._core = _core.Core(
+            seq_len1=cfg.seq_len + 1, batch_size=cfg.batch_size, buffer_docs=self._pool,
+            max_chunk=self._max_chunk or 0, refill_batch=self._refill, seed=cfg.seed,
+            stream_index=self.stream_index, num_streams=self.num_streams, epochs=cfg.epochs or 0,
+            n_sources=len(self.source_names), n_phases=n_phases, prefetch=cfg.prefetch,
+        )
+        self._registered: set[int] = set()
+        within: dict[int, int] = {}
+        for vid, u in enumerate(self._units):
+            j = within.get(u.source, 0)
+            within[u.source] = j + 1
+            begin, end = self._stream_range(u.num_docs, (self.stream_index + j) % self.num_streams)
+            self._core.add_range(u.source, vid, begin, end, u.doc_base)
+        self._set_weights()
+        self.num_batches: int | None = None
+        if cfg.epochs is not None:
+            self.num_batches = self._finite_batches()
+        else:
+            for s, name in enumerate(self.source_names):
+                if self._weighted(s) and self._core.n_local(s) == 0:
+                    raise LoaderError(
+                        f"source {name!r} has {self.docs_per_source[s]} documents, too few to give one to each of "
+                        f"{self.num_streams} streams (world_size x num_workers); add data or drop its weight")
+        self._batches = 0
+        self._broken: str | None = None
+        self._ring: list[dict[str, np.ndarray]] = []
+
+    # ---- layout ---------------------------------------------------------------------
+    def _stream_range(self, n: int, q: int) -> tuple[int, int]:
+        s = self.num_streams
+        return (q * n) // s, ((q + 1) * n) // s
+
+    def _weighted(self, s: int) -> bool:
+        name = self.source_names[s]
+        if self.phases is None:
+            return self.tokens_per_source[s] > 0
+        return any(p.weights.get(name, 0) > 0 for p in self.phases)
+
+    def _set_weights(self) -> None:
+        if self.phases is None:
+            w = [float(t) for t in self.tokens_per_source]
+            if sum(w) <= 0:
+                w = [1.0] * len(w)
+        else:
+            w = [p.weights.get(name, 0.0) for p in self.phases for name in self.source_names]
+        self._core.set_weights(w)
+
+    def _register(self, vid: int) -> None:
+        u = self._units[vid]
+        view = u.open()
+        tokens = view.tokens
+        offsets = view.offsets
+        if offsets.dtype != np.int64 or not offsets.flags.c_contiguous:
+            raise ShardError(u.path, f"offsets must be contiguous int64, got {offsets.dtype}")
+        if tokens.dtype not in _DTYPE_CODE or not tokens.flags.c_contiguous:
+            raise ShardError(u.path, f"tokens must be contiguous uint32, int32 or uint16, got {tokens.dtype}")
+        if offsets.shape[0] != u.num_docs + 1:
+            raise ShardError(u.path, f"holds {offsets.shape[0] - 1} documents, expected {u.num_docs}")
+        vocab = getattr(view, "vocab_size", None) or self._vocab[u.source]
+        limit = 2**16 if tokens.dtype == np.uint16 else 2**31
+        bound = min(vocab, limit) if vocab else limit
+        self._core.set_view(vid, offsets.ctypes.data, u.num_docs, tokens.ctypes.data if tokens.size else 0,
+                            int(tokens.shape[0]), _DTYPE_CODE[tokens.dtype], int(bound))
+        self._registered.add(vid)
+
+    def _finite_batches(self) -> int:
+        """Batches every stream yields in finite mode: the max over all streams (no token scan)."""
+        per_stream = np.zeros(self.num_streams, dtype=np.int64)
+        within: dict[int, int] = {}
+        for vid, u in enumerate(self._units):
+            j = within.get(u.source, 0)
+            within[u.source] = j + 1
+            if u.num_docs == 0:
+                continue
+            if vid not in self._registered:
+                self._register(vid)
+            off = u.view.offsets
+            for k in range(self.num_streams):
+                b, e = self._stream_range(u.num_docs, (k + j) % self.num_streams)
+                per_stream[k] += int(off[e]) - int(off[b])
+        self.stream_tokens = per_stream.tolist()
+        per_batch = self.config.batch_size * (self.config.seq_len + 1)
+        worst = int(per_stream.max()) * int(self.config.epochs or 1)
+        return max(1, -(-worst // per_batch))
+
+    # ---- iteration ------------------------------------------------------------------
+    @property
+    def tokens_per_step(self) -> int:
+        """Training tokens per global step (all ranks): batch_size * seq_len * world_size."""
+        return self.config.batch_size * self.config.seq_len * self.config.world_size
+
+    def _phase_of(self, local_batch: int) -> int:
+        if self._phase_ends is None:
+            return 0
+        global_step = local_batch * self.config.num_workers + self.config.worker_id
+        return bisect.bisect_right(self._phase_ends, global_step * self.tokens_per_step)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self
+
+    def __len__(self) -> int:
+        if self.num_batches is None:
+            if self._phase_ends is None:
+                raise TypeError("an endless RSDBLoader has no length")
+            steps = -(-self._phase_ends[-1] // self.tokens_per_step)
+            w, nw = self.config.worker_id, self.config.num_workers
+            return max(0, -(-(steps - w) // nw))
+        return self.num_batches
+
+    def _buffers(self) -> dict[str, np.ndarray]:
+        for bufs in self._ring:
+            # Reuse a set only when nobody else holds any of its arrays (or views of them):
+            # our list and getrefcount's argument are the only references.
+            if all(sys.getrefcount(a) <= 2 for a in bufs.values()):
+                return bufs
+        B, L1 = self.config.batch_size, self.config.seq_len + 1
+        f = set(self.config.fields)
+        bufs = {"tokens": np.empty((B, L1), np.int32)}
+        if "loss_mask" in f:
+            bufs["loss_mask"] = np.empty((B, L1), np.bool_)
+        if "position_ids" in f:
+            bufs["position_ids"] = np.empty((B, L1), np.int32)
+        if "doc_ids" in f:
+            bufs["doc_ids"] = np.empty((B, L1), np.int64)
+        if "source_ids" in f:
+            bufs["source_ids"] = np.empty((B, L1), np.int32)
+        if "cu_seqlens" in f:
+            bufs["cu_seqlens"] = np.empty((B, L1 + 1), np.int32)
+        bufs["_n_segments"] = np.empty(B, np.int32)
+        if len(self._ring) < 4:
+            self._ring.append(bufs)
+        return bufs
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._broken:
+            raise LoaderError(f"loader stopped after an error: {self._broken}")
+        if self.num_batches is not None and self._batches >= self.num_batches:
+            raise StopIteration
+        phase = self._phase_of(self._batches)
+        if self.phases is not None and phase >= len(self.phases):
+            raise StopIteration
+        bufs = self._buffers()
+        addr = {k: v.ctypes.data for k, v in bufs.items()}
+        while True:
+            st = self._core.fill(addr["tokens"], addr.get("position_ids", 0), addr.get("doc_ids", 0),
+                                 addr.get("source_ids", 0), addr.get("loss_mask", 0), addr.get("cu_seqlens", 0),
+                                 addr["_n_segments"], phase)
+            if st == _STATUS_OK:
+                break
+            if st == _NEED_VIEW:
+                try:
+                    self._register(self._core.error_view)
+                except Exception as exc:
+                    self._broken = str(exc)
+                    raise
+                continue
+            self._broken = self._error(st)
+            unit = self._units[self._core.error_view] if self._core.error_view >= 0 else None
+            if st in (_BAD_DOC, _BAD_TOKEN) and unit is not None:
+                raise ShardError(unit.path, self._broken)
+            raise LoaderError(self._broken)
+        self._batches += 1
+        self._last_segments = bufs["_n_segments"]
+        return {k: v for k, v in bufs.items() if not k.startswith("_")}
+
+    def _error(self, st: int) -> str:
+        c = self._core
+        if st == _BAD_DOC:
+            return f"document {c.error_doc}: offsets out of range (value {c.error_value}); the shard is corrupt"
+        if st == _BAD_TOKEN:
+            u = self._units[c.error_view]
+            vocab = self._vocab[u.source]
+            return (f"document {c.error_doc}: token id {c.error_value} is out of range"
+                    f" (vocab_size {vocab})" if vocab else f"document {c.error_doc}: token id {c.error_value} is out of range")
+        if st == _EMPTY_SOURCE:
+            name = self.source_names[c.error_source]
+            return (f"source {name!r} has no tokens in stream {self.stream_index} of {self.num_streams}; "
+                    "it cannot be sampled (all its documents here are empty)")
+        return f"core returned status {st}"
+
+    # ---- state ----------------------------------------------------------------------
+    def _fingerprint(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "seq_len": c.seq_len, "batch_size": c.batch_size, "buffer_docs": self._pool, "max_chunk": self._max_chunk,
+            "refill_batch": self._refill, "seed": c.seed, "rank": c.rank, "world_size": c.world_size,
+            "worker_id": c.worker_id, "num_workers": c.num_workers, "epochs": c.epochs, "packing": c.packing,
+            "sources": self.source_names,
+            "docs": [u.num_docs for u in self._units],
+            "phases": [[p.tokens, p.weights] for p in self.phases] if self.phases else None,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Small, JSON-able state: RNG counter, pool (view, doc, head) triples, stream cursors, counters."""
+        return {"format": STATE_FORMAT, "version": _core.core_version(), "batches": self._batches,
+                "config": self._fingerprint(), "core": self._core.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue exactly where ``state`` was taken (same sources and arguments required)."""
+        if state.get("format") != STATE_FORMAT:
+            raise LoaderError(f"not an RSDB loader state (format {state.get('format')!r})")
+        if state.get("version") != _core.core_version():
+            raise LoaderError(f"state version {state.get('version')} != core version {_core.core_version()}")
+        mine = self._fingerprint()
+        theirs = state.get("config", {})
+        diff = [k for k in mine if _jsonish(mine[k]) != _jsonish(theirs.get(k))]
+        if diff:
+            details = "; ".join(f"{k}: state has {theirs.get(k)!r}, loader has {mine[k]!r}" for k in diff)
+            raise LoaderError(f"state does not match this loader ({details})")
+        core = dict(state["core"])
+        for vid in set(core.get("slot_view", [])):
+            if not 0 <= vid < len(self._units):
+                raise LoaderError(f"state refers to shard {vid}, but the loader has {len(self._units)}")
+            if vid not in self._registered:
+                self._register(vid)
+        problem = self._core.set_state(core)
+        if problem:
+            raise LoaderError(f"state rejected by the core: {problem}")
+        self._batches = int(state["batches"])
+        self._broken = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"sources": self._sources_arg, "kwargs": self._kwargs,
+                "phases": [[p.tokens, p.weights, p.name] for p in self.phases] if self.phases else None,
+                "state": self.state_dict()}
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        phases = [Phase(*p) for p in d["phases"]] if d["phases"] else None
+        self.__init__(d["sources"], phases=phases, **d["kwargs"])
+        self.load_state_dict(d["state"])
+
+    # ---- stats ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Tokens emitted per phase and source, epochs per source, the current phase."""
+        emitted = self._core.emitted
+        ns = len(self.source_names)
+        per_phase = {}
+        for p, pname in enumerate(self.phase_names):
+            row = {name: int(emitted[p * ns + s]) for s, name in enumerate(self.source_names)}
+            if any(row.values()):
+                per_phase[pname] = row
+        epochs = {}
+        for name, (epoch, cursor, n_local, exhausted) in zip(self.source_names, self._core.source_progress()):
+            epochs[name] = float(epoch + cursor / n_local) if n_local else 0.0
+        cur = self._phase_of(max(0, self._batches - 1))
+        return {
+            "batches": self._batches,
+            "phase": self.phase_names[min(cur, len(self.phase_names) - 1)],
+            "tokens_per_phase": per_phase,
+            "epochs": epochs,
+            "pool_docs": self._core.n_active,
+            "stream": [self.stream_index, self.num_streams],
+        }
+
+
+def _jsonish(x: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(x))
