@@ -17,10 +17,13 @@ memory are its own, and all are measured in this one run, side by side:
                 shuffle=True, StreamingDataLoader(num_workers=0), after litdata.optimize
   mosaic        mosaicml-streaming StreamingDataset (shuffle=True) over MDS samples of
                 seq_len + 1 concatenated tokens, torch DataLoader(num_workers=0)
+  rsdb_megatron rsdb.RSDBLoader(packing="rsdb") over the same documents as Megatron
+                .bin/.idx (int32), to show the format costs nothing
   rsdb_torch2   rsdb.torch.RSDBIterableDataset through torch DataLoader(num_workers=2)
                 (not pinned: two workers on two cores), against the same bound
 
-A token here is one delivered token slot: a batch counts batch_size * (seq_len + 1).
+Loaders run in ``--repeat`` interleaved rounds (default 3); each one's median run is
+reported. A token here is one delivered token slot: a batch counts batch_size * (seq_len + 1).
 Each measurement prints one JSON line; a table follows; ``--json-out`` saves all.
 
 Run:  .venv/bin/python benchmarks/loader_bench.py                 (200M tokens)
@@ -35,7 +38,9 @@ import gc
 import json
 import os
 import platform
+import re
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -48,7 +53,8 @@ sys.path.insert(0, str(HERE))
 
 import loader_corpus as corpus  # noqa: E402
 
-ALL = ["memcpy", "memcpy_warm", "rsdb", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2"]
+ALL = ["memcpy", "memcpy_warm", "rsdb", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
+       "rsdb_megatron"]
 PEERS = ["litdata", "mosaic"]
 
 
@@ -67,7 +73,7 @@ def _views(cfg) -> dict[str, list]:
         if cfg["format"] == "megatron":
             out[name] = [open_megatron(path)]
         else:
-            out[name] = list(rsdb.open_shards(path).shards())
+            out[name] = rsdb.open_shards(path).views()
     return out
 
 
@@ -117,6 +123,10 @@ def make_rsdb(cfg, packing="rsdb"):
         packing=packing,
     )
     return iter(loader)
+
+
+def make_rsdb_megatron(cfg):
+    return make_rsdb({**cfg, "paths": cfg["megatron_paths"]})
 
 
 def make_sequential(cfg):
@@ -174,6 +184,7 @@ def make_rsdb_torch2(cfg):
 PRE_IMPORT = {
     "memcpy": ["rsdb"], "memcpy_warm": ["rsdb"], "rsdb": ["rsdb"], "sequential": ["rsdb"], "numpy_ref": ["rsdb", "loader_numpy_ref"],
     "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"],
+    "rsdb_megatron": ["rsdb"],
 }
 
 MAKERS = {
@@ -185,6 +196,7 @@ MAKERS = {
     "litdata": make_litdata,
     "mosaic": make_mosaic,
     "rsdb_torch2": make_rsdb_torch2,
+    "rsdb_megatron": make_rsdb_megatron,
 }
 
 
@@ -221,6 +233,12 @@ def run_worker(name: str, cfg: dict) -> dict:
     t1 = time.perf_counter()
     tokens, batches = 0, 0
     peak_anon = _status_kb("RssAnon")
+    perf = None
+    if cfg.get("perf_out"):  # sample only the steady state, not imports or startup
+        perf = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", cfg["perf_out"], "-p", str(os.getpid())],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        t1 = time.perf_counter()
     deadline = t1 + cfg["max_seconds"]
     next_sample = t1 + 0.1
     done = True
@@ -236,6 +254,9 @@ def run_worker(name: str, cfg: dict) -> dict:
                 done = False
                 break
     t = time.perf_counter()
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     peak_anon = max(peak_anon, _status_kb("RssAnon"))
     secs = t - t1
     first_tokens = _ntok(first)
@@ -290,6 +311,7 @@ def _available(name: str) -> str | None:
     import importlib.util
 
     need = {"rsdb": ("rsdb", "RSDBLoader"), "sequential": ("rsdb", "RSDBLoader"),
+            "rsdb_megatron": ("rsdb", "RSDBLoader"),
             "rsdb_torch2": ("rsdb.torch", "RSDBIterableDataset"),
             "litdata": ("litdata", None), "mosaic": ("streaming", None)}.get(name)
     if need is None:
@@ -319,9 +341,13 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(ALL), help=f"comma list out of {','.join(ALL)}")
     ap.add_argument("--max-seconds", type=float, default=60.0,
                     help="stop a loader after this many seconds of steady-state reading (default 60)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds over all loaders; each loader's median run is reported (default 3)")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin single-core runs to (default: last allowed)")
     ap.add_argument("--out", type=Path, default=None, help="cache folder (default out/bench)")
     ap.add_argument("--json-out", type=Path, default=None, help="also write all measurements to this JSON file")
+    ap.add_argument("--profile", default=None, metavar="LOADER",
+                    help="also run LOADER once under `perf record` and print where its time goes")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-cfg", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -357,6 +383,14 @@ def main(argv=None) -> int:
     cfg = {"paths": info["paths"], "format": args.format, "seq_len": args.seq_len, "batch_size": args.batch_size,
            "buffer_docs": args.buffer_docs, "seed": args.seed, "max_seconds": args.max_seconds, "cpu": cpu}
     warm = [root / spec.key / args.format]
+    if "rsdb_megatron" in names and "rsdb_megatron" not in skipped:
+        if args.format == "megatron":
+            cfg["megatron_paths"] = info["paths"]
+        else:
+            mg = corpus.build_megatron(spec, root)
+            cfg["megatron_paths"] = mg["paths"]
+            warm.append(root / spec.key / "megatron")
+            _emit({"name": "megatron_convert", "seconds": round(mg["build_s"], 2), **meta}, records)
     if "litdata" in names and "litdata" not in skipped:
         li = corpus.build_litdata(spec, root, L1)
         cfg["litdata_path"] = li["path"]
@@ -369,22 +403,32 @@ def main(argv=None) -> int:
         _emit({"name": "mds_convert", "seconds": round(mi["build_s"], 2), **meta}, records)
     _warm_page_cache(warm)
 
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               TOKENIZERS_PARALLELISM="false")
+    for rnd in range(args.repeat):  # rounds interleave loaders, so machine noise hits all alike
+        for name in names:
+            if name in skipped:
+                if rnd == 0:
+                    _emit({"name": name, "skipped": skipped[name], **meta}, records)
+                continue
+            proc = subprocess.run([sys.executable, __file__, "--worker", name, "--worker-cfg", json.dumps(cfg)],
+                                  capture_output=True, text=True, env=env)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+                _emit({"name": name, "round": rnd, "error": " | ".join(tail), **meta}, records)
+                continue
+            rec = json.loads(line[len("RESULT "):])
+            rec["round"] = rnd
+            runs[name].append(rec)
+            print(json.dumps({"name": name, "round": rnd, "tokens_s": rec["tokens_s"]}), file=sys.stderr, flush=True)
     results: dict[str, dict] = {}
-    for name in names:
-        if name in skipped:
-            _emit({"name": name, "skipped": skipped[name], **meta}, records)
-            continue
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-                   TOKENIZERS_PARALLELISM="false")
-        proc = subprocess.run([sys.executable, __file__, "--worker", name, "--worker-cfg", json.dumps(cfg)],
-                              capture_output=True, text=True, env=env)
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            _emit({"name": name, "error": " | ".join(tail), **meta}, records)
-            continue
-        rec = json.loads(line[len("RESULT "):])
-        results[name] = rec
+    for name, rs in runs.items():
+        if rs:  # the median run by throughput stands for the loader; all throughputs are kept
+            rs = sorted(rs, key=lambda r: r["tokens_s"])
+            results[name] = {**rs[len(rs) // 2], "tokens_s_runs": [round(r["tokens_s"]) for r in rs],
+                             "rounds": len(rs)}
     bound = results.get("memcpy", {}).get("tokens_s")
     ref = results.get("numpy_ref", {}).get("tokens_s")
     peer_best = max((results[p]["tokens_s"] for p in PEERS if p in results), default=None)
@@ -397,10 +441,29 @@ def main(argv=None) -> int:
         _emit({**rec, **meta}, records)
 
     _table(results)
+    if args.profile:
+        _profile(args.profile, cfg, root)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(records, indent=1))
     return 0
+
+
+def _profile(name: str, cfg: dict, root: Path) -> None:
+    """Run one loader's worker under perf (cpu-clock samples, call graphs) and print the top symbols."""
+    import shutil
+
+    if shutil.which("perf") is None:
+        print(f"--profile: perf is not installed; cannot profile {name}", file=sys.stderr)
+        return
+    data = root / f"perf-{name}.data"
+    subprocess.run([sys.executable, __file__, "--worker", name, "--worker-cfg",
+                    json.dumps({**cfg, "perf_out": str(data)})], capture_output=True, text=True)
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--percent-limit", "1",
+                          "--sort", "dso,symbol", "-g", "none"], capture_output=True, text=True)
+    lines = [re.sub(r"\s+", " ", ln).strip() for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+    print(f"\nperf profile of {name}, steady state (self time, symbols >= 1%; data in {data}):")
+    print("\n".join(re.sub(r"( -)+$", "", ln) for ln in lines[:40]))
 
 
 def _table(results: dict[str, dict]) -> None:

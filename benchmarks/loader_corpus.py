@@ -102,6 +102,14 @@ def iter_docs(spec: CorpusSpec, src: SourceSpec, block_tokens: int = 1 << 24) ->
         i = j
 
 
+def _progress(spec: CorpusSpec, src: SourceSpec, what: str) -> Iterator[np.ndarray]:
+    """iter_docs with a tqdm bar on stderr (corpus builds take a while at 200M tokens)."""
+    from tqdm import tqdm
+
+    n = len(doc_lengths(spec, src))
+    yield from tqdm(iter_docs(spec, src), total=n, desc=f"{what} {src.name}", unit="doc", leave=False)
+
+
 def _done(path: Path) -> dict | None:
     f = path / "DONE.json"
     return json.loads(f.read_text()) if f.exists() else None
@@ -125,7 +133,7 @@ def build_rsdb(spec: CorpusSpec, root: Path) -> dict:
     for src in spec.sources:
         m = rsdb.write_shards(
             out / src.name,
-            iter_docs(spec, src),
+            _progress(spec, src, "rsdb shards"),
             source=src.name,
             shard_tokens=1 << 26,
             tokenizer="synthetic-uniform",
@@ -150,7 +158,7 @@ def build_megatron(spec: CorpusSpec, root: Path) -> dict:
     t0 = time.perf_counter()
     stats = {}
     for src in spec.sources:
-        m = write_megatron(out / src.name, iter_docs(spec, src), dtype=np.int32)
+        m = write_megatron(out / src.name, _progress(spec, src, "megatron"), dtype=np.int32)
         stats[src.name] = {"num_docs": m["num_docs"], "num_tokens": m["num_tokens"]}
     info = {"spec": _spec_json(spec), "sources": stats, "build_s": time.perf_counter() - t0,
             "paths": {s.name: str(out / s.name) for s in spec.sources}}
@@ -232,7 +240,7 @@ def build_mds(spec: CorpusSpec, root: Path, block: int) -> dict:
     with streaming.MDSWriter(out=str(out), columns={"tokens": "bytes"}, compression=None,
                              size_limit=1 << 26) as w:
         for src in spec.sources:
-            for doc in iter_docs(spec, src):
+            for doc in _progress(spec, src, "mds"):
                 buf = np.concatenate([buf, doc.astype(np.int32)])
                 while len(buf) >= block:
                     w.write({"tokens": buf[:block].tobytes()})
