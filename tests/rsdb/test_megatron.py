@@ -192,3 +192,59 @@ def test_fuzzed_corruption_never_yields_wrong_tokens(tmp_path_factory, data):
     want = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs]) if docs else np.zeros(0)
     have = np.concatenate([g.astype(np.int64) for g in got]) if got else np.zeros(0)
     np.testing.assert_array_equal(have, want)
+
+
+def _docs_by_id(batches):
+    """Reassemble documents from batches: tokens of each doc id, in stream order."""
+    out: dict[int, list[int]] = {}
+    for b in batches:
+        m = b["loss_mask"]
+        for tok, did in zip(b["tokens"][m].tolist(), b["doc_ids"][m].tolist()):
+            out.setdefault(did, []).append(tok)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_loader_streams_megatron_prefix_exactly_once(tmp_path, dtype):
+    import rsdb
+
+    rng = np.random.default_rng(3)
+    docs = [rng.integers(0, 60_000, size=int(n)) for n in rng.integers(1, 90, size=40)]
+    docs.append(rng.integers(0, 60_000, size=700))  # longer than a sequence
+    write_megatron(tmp_path / "meg", docs, dtype=dtype)
+    loader = rsdb.RSDBLoader({"meg": str(tmp_path / "meg")}, seq_len=64, batch_size=3, buffer_docs=8,
+                             epochs=1, seed=5)
+    batches = [{k: v.copy() for k, v in b.items()} for b in loader]
+    assert batches and all(b["tokens"].shape == (3, 65) for b in batches)
+    got = sorted(tuple(d) for d in _docs_by_id(batches).values())
+    assert got == sorted(tuple(int(t) for t in d) for d in docs)
+
+
+def test_loader_mixes_megatron_and_arrow_sources(tmp_path):
+    import rsdb
+
+    meg_docs = [np.arange(10, 10 + n) for n in (5, 17, 30)]
+    arrow_docs = [np.arange(1000, 1000 + n) for n in (9, 2, 40)]
+    write_megatron(tmp_path / "meg", meg_docs, dtype=np.int32)
+    rsdb.write_shards(tmp_path / "arr", arrow_docs, source="arr")
+    loader = rsdb.RSDBLoader({"meg": str(tmp_path / "meg"), "arr": str(tmp_path / "arr")},
+                             seq_len=16, batch_size=2, buffer_docs=4, epochs=1)
+    batches = [{k: v.copy() for k, v in b.items()} for b in loader]
+    got = sorted(tuple(d) for d in _docs_by_id(batches).values())
+    assert got == sorted(tuple(int(t) for t in d) for d in meg_docs + arrow_docs)
+    names = loader.source_names
+    for b in batches:  # every token's source id names the source it came from
+        m = b["loss_mask"]
+        src = np.asarray(names)[b["source_ids"][m]]
+        assert np.all((src == "meg") == (b["tokens"][m] < 1000))
+
+
+def test_loader_reports_corrupt_megatron_prefix(tmp_path):
+    import rsdb
+
+    write_megatron(tmp_path / "bad", [[1, 2, 3]], dtype=np.uint16)
+    with open(tmp_path / "bad.bin", "r+b") as f:
+        f.truncate(2)
+    with pytest.raises(ShardError, match=r"bad\.bin: truncated"):
+        loader = rsdb.RSDBLoader({"meg": str(tmp_path / "bad")}, seq_len=4, batch_size=1, epochs=1)
+        next(iter(loader))
