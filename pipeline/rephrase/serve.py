@@ -133,6 +133,7 @@ class OpenAICompatServer:
                 max_tokens=int(body.get("max_tokens") or 16),
                 repetition_penalty=float(body.get("repetition_penalty", 1.0)),
                 stop=[stop] if isinstance(stop, str) else list(stop),
+                ignore_eos=bool(body.get("ignore_eos", False)),
                 seed=int(body.get("seed") or 0),
             )
         except (ValueError, TypeError) as exc:

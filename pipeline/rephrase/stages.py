@@ -208,9 +208,14 @@ class RephraseStage(_EngineStage):
         self._styles = [lib.get(s) for s in cfg.styles]
         self._sampling_json = cfg.sampling.model_dump_json()
 
-    def process(self, table: pa.Table) -> StageResult:
-        self._chaos()
-        self._check_columns(table)
+    def plan(self, table: pa.Table, eng: Any) -> dict[str, Any]:
+        """Chunk every (row, style) pair and build its prompts and per-request seeds.
+
+        ``eng`` provides ``count_tokens`` and ``context_length`` (any :class:`Engine`).
+        Returns a dict with ``jobs`` (one per output row, in order), ``prompts``,
+        ``seeds``, ``ids`` and ``langs``; the benchmark uses it to feed the raw engine
+        exactly the prompts this stage sends.
+        """
         cfg = self.config
         n = table.num_rows
         texts = [t or "" for t in table.column(cfg.text_column).to_pylist()]
@@ -220,13 +225,10 @@ class RephraseStage(_EngineStage):
             if cfg.lang_column and cfg.lang_column in table.column_names
             else [None] * n
         )
-        engine = self.engine
-        eng = engine.engine  # built here, inside the worker
-
-        # 1. plan: one job per (row, style), each with its chunks
         jobs: list[dict[str, Any]] = []
         prompts: list[Any] = []
         seeds: list[int] = []
+        template_cache: dict[tuple[str, Any], int] = {}
         for r in range(n):
             for style in self._styles:
                 job = {"row": r, "style": style, "reason": None, "chunks": [], "first": len(prompts)}
@@ -234,8 +236,10 @@ class RephraseStage(_EngineStage):
                 if not texts[r].strip():
                     job["reason"] = EMPTY_SOURCE
                     continue
-                template_tokens = sum(eng.count_tokens(m["content"]) for m in style.messages("", langs[r])) + 8
-                budget = chunk_budget(eng.context_length, cfg.sampling.max_tokens, template_tokens)
+                key = (style.name, langs[r])
+                if key not in template_cache:
+                    template_cache[key] = sum(eng.count_tokens(m["content"]) for m in style.messages("", langs[r])) + 8
+                budget = chunk_budget(eng.context_length, cfg.sampling.max_tokens, template_cache[key])
                 if cfg.max_chunk_tokens:
                     budget = min(budget, cfg.max_chunk_tokens)
                 try:
@@ -250,6 +254,19 @@ class RephraseStage(_EngineStage):
                 for k, chunk in enumerate(chunks):
                     prompts.append(style.messages(chunk, langs[r]))
                     seeds.append(derive_seed(cfg.sampling.seed, ids[r], style.name, k))
+        return {"jobs": jobs, "prompts": prompts, "seeds": seeds, "ids": ids, "langs": langs}
+
+    def process(self, table: pa.Table) -> StageResult:
+        self._chaos()
+        self._check_columns(table)
+        cfg = self.config
+        engine = self.engine
+        eng = engine.engine  # built here, inside the worker
+
+        # 1. plan: one job per (row, style), each with its chunks
+        planned = self.plan(table, eng)
+        jobs, prompts, seeds = planned["jobs"], planned["prompts"], planned["seeds"]
+        ids, langs = planned["ids"], planned["langs"]
 
         # 2. generate everything in one call: the engine batches (vLLM: continuous batching)
         gens = engine.generate(prompts, cfg.sampling, seeds)

@@ -47,6 +47,7 @@ class SamplingConfig(BaseModel):
     max_tokens: int = Field(512, ge=1)
     repetition_penalty: float = Field(1.0, gt=0.0)
     stop: list[str] = Field(default_factory=list)
+    ignore_eos: bool = Field(False, description="always generate max_tokens (benchmarks: fixed output length)")
     seed: int = 0
 
 

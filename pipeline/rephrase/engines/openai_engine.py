@@ -89,6 +89,8 @@ class OpenAIEngine(Engine):
             body["stop"] = sampling.stop
         if sampling.top_k > 0:  # vLLM extension
             body["top_k"] = sampling.top_k
+        if sampling.ignore_eos:  # vLLM extension
+            body["ignore_eos"] = True
         if sampling.repetition_penalty != 1.0:  # vLLM extension
             body["repetition_penalty"] = sampling.repetition_penalty
         if self.config.endpoint == "chat":

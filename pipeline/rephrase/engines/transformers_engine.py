@@ -92,6 +92,8 @@ class TransformersEngine(Engine):
             eos_token_id=self._tok.eos_token_id,
             repetition_penalty=sampling.repetition_penalty,
         )
+        if sampling.ignore_eos:
+            kwargs["min_new_tokens"] = max_new
         if sample:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=max(sampling.top_k, 0))
         with torch.inference_mode():
@@ -103,7 +105,9 @@ class TransformersEngine(Engine):
             ids = new[i].tolist()
             n = len(ids)
             hit_eos = False
-            if eos is not None and eos in ids:
+            if sampling.ignore_eos:
+                pass
+            elif eos is not None and eos in ids:
                 n = ids.index(eos)
                 hit_eos = True
             elif self._tok.pad_token_id is not None and self._tok.pad_token_id in ids:

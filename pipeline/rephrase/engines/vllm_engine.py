@@ -55,6 +55,7 @@ def vllm_sampling_params(sampling: SamplingConfig, seed: int | None = None):
         max_tokens=sampling.max_tokens,
         repetition_penalty=sampling.repetition_penalty,
         stop=list(sampling.stop) or None,
+        ignore_eos=sampling.ignore_eos,
         seed=sampling.seed if seed is None else seed,
     )
 
