@@ -398,8 +398,9 @@ class RSDBLoader:
     def _buffers(self) -> dict[str, np.ndarray]:
         for bufs in self._ring:
             # Reuse a set only when nobody else holds any of its arrays (or views of them):
-            # our list and getrefcount's argument are the only references.
-            if all(sys.getrefcount(a) <= 2 for a in bufs.values()):
+            # the set's dict, the loop variable and getrefcount's argument are the only
+            # references. A caller that keeps a batch (or a tensor made from it) keeps it.
+            if all(sys.getrefcount(a) <= 3 for a in bufs.values()):
                 return bufs
         B, L1 = self.config.batch_size, self.config.seq_len + 1
         f = set(self.config.fields)

@@ -11,6 +11,16 @@ int core_version() { return kStateVersion; }
 namespace {
 
 constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
+#ifndef RSDB_PREFETCH_PICKS
+#define RSDB_PREFETCH_PICKS 2
+#endif
+#ifndef RSDB_PREFETCH_LINES
+#define RSDB_PREFETCH_LINES 4
+#endif
+// Upcoming picks whose read heads are prefetched, and cache lines per pick; measured
+// on a heavy-tailed corpus at seq_len 8192 (docs/rsdb.md, "Performance").
+constexpr uint64_t kPrefetchPicks = RSDB_PREFETCH_PICKS;
+constexpr int64_t kPrefetchLines = RSDB_PREFETCH_LINES;
 
 // splitmix64's output function (Steele, Lea, Flood 2014): a strong 64-bit mixer.
 inline uint64_t mix64(uint64_t z) {
@@ -324,15 +334,16 @@ Status Core::fill(const Outputs& o, int64_t phase) {
       }
       const int64_t r = bounded(next_rand(), n_active_);
       if (cfg_.prefetch) {
-        // The next two picks are known already (counter-based RNG): start fetching the
-        // first cache lines at their read heads while this chunk is copied.
-        for (uint64_t k = 0; k < 2; ++k) {
+        // The next picks are known already (counter-based RNG): start fetching the
+        // first cache lines at their read heads while this chunk is copied, so several
+        // random reads are in flight at once instead of one.
+        for (uint64_t k = 0; k < kPrefetchPicks; ++k) {
           const int64_t g = bounded(peek_rand(k), n_active_);
-          const char* p = token_ptr(views_[static_cast<size_t>(p_view_[g])], p_cur_[g]);
-          __builtin_prefetch(p);
-          __builtin_prefetch(p + 64);
-          __builtin_prefetch(p + 128);
-          __builtin_prefetch(p + 192);
+          const View& gv = views_[static_cast<size_t>(p_view_[g])];
+          const char* p = token_ptr(gv, p_cur_[g]);
+          const int64_t bytes = (p_end_[g] - p_cur_[g]) * (gv.dtype == kU16 ? 2 : 4);
+          const int64_t lines = std::min<int64_t>(kPrefetchLines, (bytes + 63) / 64);
+          for (int64_t l = 0; l < lines; ++l) __builtin_prefetch(p + 64 * l);
         }
       }
       const int64_t n = std::min(std::min(max_chunk, p_end_[r] - p_cur_[r]), L1 - pos_);
