@@ -1,0 +1,178 @@
+"""Curation benchmark: heuristic filters side by side with DataTrove, and the whole pipeline on 1 and 2 workers.
+
+Prints one JSON line per measurement. Run from the repo root:
+
+    .venv/bin/python benchmarks/curation_bench.py            # filters + pipeline
+    .venv/bin/python benchmarks/curation_bench.py --no-pipeline --limit 1000
+
+Filters: each rule set (Gopher quality, Gopher repetition, C4, FineWeb) runs on every
+document of the corpus, once with DataTrove's filter and once with ours, in this one
+process on one core. Reported: docs/s and MB/s per core for each, the speed ratio, and
+the share of documents with the same keep/drop decision; every disagreement is listed
+(id, our reason, DataTrove's reason). Our combined ``quality`` stage (all four sets,
+features shared) is timed as well, against the sum of DataTrove's four timings.
+
+Needs the ``bench`` extra (datatrove, spacy) for the DataTrove side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=5).stdout.strip()
+    except OSError:
+        return ""
+
+
+def load_corpus(path: Path, limit: int | None) -> list[dict]:
+    import zstandard
+
+    with open(path, "rb") as f:
+        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8")
+        rows = [json.loads(line) for line in reader]
+    return rows[:limit] if limit else rows
+
+
+def emit(**kw) -> None:
+    kw.setdefault("device", "cpu x1")
+    kw.setdefault("commit", commit())
+    print(json.dumps(kw), flush=True)
+
+
+def bench_filters(rows: list[dict], show: int) -> None:
+    from datatrove.data import Document
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
+
+    from pipeline.stages.filters.heuristics import (
+        C4Quality,
+        FineWebQuality,
+        GopherQuality,
+        GopherRepetition,
+        Quality,
+    )
+    import pyarrow as pa
+
+    texts = [r["text"] for r in rows]
+    ids = [r["id"] for r in rows]
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    table = pa.table({"id": ids, "text": texts})
+    pairs = {
+        "gopher_quality": (GopherQualityFilter(), GopherQuality()),
+        "gopher_repetition": (GopherRepetitionFilter(), GopherRepetition()),
+        "c4": (C4QualityFilter(), C4Quality()),
+        "fineweb": (FineWebQualityFilter(), FineWebQuality()),
+    }
+    # Warm-up: spaCy's tokenizer loads lazily; our caches fill.
+    for theirs, ours in pairs.values():
+        for t in texts[:20]:
+            theirs.filter(Document(text=t, id="w"))
+        ours.process(table.slice(0, 20))
+    total_theirs = 0.0
+    for name, (theirs, ours) in pairs.items():
+        started = time.perf_counter()
+        their_reasons = []
+        for i, t in enumerate(texts):
+            verdict = theirs.filter(Document(text=t, id=ids[i]))
+            if verdict is True:
+                their_reasons.append(None)
+            elif isinstance(verdict, tuple):
+                their_reasons.append(verdict[1] or "dropped")
+            else:
+                their_reasons.append("dropped" if not verdict else None)
+        t_theirs = time.perf_counter() - started
+        total_theirs += t_theirs
+        started = time.perf_counter()
+        ours_reasons = [None] * len(texts)
+        res = ours.process(table)
+        for i, r in zip(res.rejected.column("id").to_pylist(), res.rejected.column("reject_reason").to_pylist()):
+            ours_reasons[_pos(ids)[i]] = r
+        t_ours = time.perf_counter() - started
+        disagree = [(ids[i], ours_reasons[i], their_reasons[i]) for i in range(len(texts))
+                    if (ours_reasons[i] is None) != (their_reasons[i] is None)]
+        emit(name=f"filter/{name}", docs=len(texts), mb=round(mb, 2),
+             ours_docs_s=round(len(texts) / t_ours, 1), ours_mb_s=round(mb / t_ours, 3),
+             datatrove_docs_s=round(len(texts) / t_theirs, 1), datatrove_mb_s=round(mb / t_theirs, 3),
+             speedup=round(t_theirs / t_ours, 2),
+             agreement=round(1 - len(disagree) / len(texts), 5), disagreements=len(disagree),
+             ours_dropped=sum(r is not None for r in ours_reasons),
+             datatrove_dropped=sum(r is not None for r in their_reasons),
+             examples=[{"id": d[0], "ours": d[1], "datatrove": d[2]} for d in disagree[:show]])
+    started = time.perf_counter()
+    Quality().process(table)
+    t_all = time.perf_counter() - started
+    emit(name="filter/quality_all_four", docs=len(texts), mb=round(mb, 2), ours_mb_s=round(mb / t_all, 3),
+         datatrove_mb_s=round(mb / total_theirs, 3), speedup=round(total_theirs / t_all, 2),
+         note="ours: one stage sharing features; datatrove: its four filters, each timed over all docs")
+
+
+_POS: dict[int, dict[str, int]] = {}
+
+
+def _pos(ids: list[str]) -> dict[str, int]:
+    key = id(ids)
+    if key not in _POS:
+        _POS[key] = {x: i for i, x in enumerate(ids)}
+    return _POS[key]
+
+
+def bench_pipeline(corpus: Path, workers_list: list[int]) -> None:
+    for workers in workers_list:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp) / "curate.yaml"
+            out = Path(tmp) / "out"
+            demo = (REPO / "pipeline" / "configs" / "demo.yaml").read_text()
+            cfg.write_text(demo)
+            cmd = [sys.executable, "-m", "jobs.cli", "curate", "--config", str(cfg),
+                   "--set", f"input.paths={json.dumps([str(corpus)])}", "--set", f"output.path={out}",
+                   "--set", f"ray.workers={workers}", "--set", "ray.num_cpus=2", "--set", "progress=false"]
+            started = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            secs = time.perf_counter() - started
+            m = json.loads((out / "manifest.json").read_text())
+            mb = m["stages"][0]["bytes_in"] / 1e6
+            emit(name=f"pipeline/demo_config/workers={workers}", device=f"cpu x{workers}",
+                 docs=m["stages"][0]["docs_in"], mb=round(mb, 2), seconds=round(secs, 1),
+                 docs_s=round(m["stages"][0]["docs_in"] / secs, 1), mb_s=round(mb / secs, 3),
+                 kept=m["rows"], rejected=m["rejected"]["rows"],
+                 note="wall time of `trinity-data curate` incl. Ray start-up")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus" / "demo.jsonl.zst"))
+    ap.add_argument("--limit", type=int, default=None, help="use the first N documents")
+    ap.add_argument("--show", type=int, default=10, help="disagreements listed per filter")
+    ap.add_argument("--no-filters", action="store_true")
+    ap.add_argument("--no-pipeline", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    rows = load_corpus(Path(args.corpus), args.limit)
+    if not args.no_filters:
+        bench_filters(rows, args.show)
+    if not args.no_pipeline:
+        bench_pipeline(Path(args.corpus), [1, 2])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

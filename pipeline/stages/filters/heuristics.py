@@ -1,0 +1,474 @@
+"""Heuristic quality rules: Gopher quality + repetition, C4, FineWeb; every rule writes its signal.
+
+Thresholds default to the published values:
+
+* Gopher quality and repetition: Rae et al. 2021, "Scaling Language Models: Methods,
+  Analysis & Insights from Training Gopher", section A.1.1 and Table A1
+  (https://arxiv.org/abs/2112.11446).
+* C4: Raffel et al. 2020, "Exploring the Limits of Transfer Learning with a Unified
+  Text-to-Text Transformer", section 2.2 (https://jmlr.org/papers/v21/20-074.html), with
+  the extra line rules of TensorFlow Datasets' ``c4_utils`` (long words, policy lines).
+* FineWeb: Penedo et al. 2024, "The FineWeb Datasets", section 3.5 (custom filters:
+  line punctuation, short lines, duplicated line characters, list-like documents)
+  (https://arxiv.org/abs/2406.17557).
+
+The rule semantics (what counts as a word, a line, a duplicate) match DataTrove's
+implementations, so decisions agree with it; ``benchmarks/curation_bench.py`` measures
+the agreement and the speed side by side. Speed comes from computing each document's
+shared features once (words, lines, n-gram hashes) and from vectorised n-gram
+statistics (NumPy) instead of string joins per n-gram.
+
+All signals of a rule set are computed for every document (not only until the first
+failing rule), so thresholds can be re-tuned from the written columns without re-running.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.stages.base import Filter, FilterConfig, FilterOutput, register_stage
+from pipeline.stages.filters._text import has_alpha, is_symbol_word, split_words, terminal_punctuation
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_C4_END = (".", "?", "!", '"', "'")
+_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_P = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GopherQualityRules(_Rules):
+    """Gopher quality rules (Rae et al. 2021, A.1.1); ``None`` disables a rule."""
+
+    min_doc_words: int | None = 50  # "fewer than 50 or more than 100,000 words"
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3  # "mean word length outside the range of 3 to 10 characters"
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1  # "symbol-to-word ratio greater than 0.1" (# and ellipsis)
+    max_bullet_lines_ratio: float | None = 0.9  # "more than 90% of lines starting with a bullet point"
+    max_ellipsis_lines_ratio: float | None = 0.3  # "more than 30% ending with an ellipsis"
+    min_alpha_words_ratio: float | None = 0.8  # "80% of words ... contain at least one alphabetic character"
+    min_stop_words: int | None = 2  # "at least two of: the, be, to, of, and, that, have, with"
+    stop_words: list[str] = Field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
+
+
+class GopherRepetitionRules(_Rules):
+    """Gopher repetition rules (Rae et al. 2021, Table A1)."""
+
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: dict[int, float] = Field(default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16})
+    dup_n_grams: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10})
+
+
+class C4Rules(_Rules):
+    """C4 rules (Raffel et al. 2020, 2.2; TFDS c4_utils). Lines failing a line rule are removed."""
+
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True  # "only retained lines that ended in a terminal punctuation mark"
+    min_num_sentences: int = 5  # "discarded any page with fewer than 5 sentences"; -1 disables
+    min_words_per_line: int = 3  # "only retained lines that contained at least 3 words"
+    max_word_length: int = 1000  # TFDS: drop lines with a word over 1000 chars; -1 disables
+    filter_lorem_ipsum: bool = True  # "removed any page where the phrase 'lorem ipsum' appeared"
+    filter_javascript: bool = True  # "removed any line with the word Javascript"
+    filter_curly_bracket: bool = True  # "removed any pages that contained a curly bracket"
+    filter_policy: bool = True  # TFDS: lines about cookies / terms of use
+    edit_text: bool = Field(True, description="write the text with removed lines back (as C4 does)")
+
+
+class FineWebRules(_Rules):
+    """FineWeb custom filters (Penedo et al. 2024, 3.5)."""
+
+    line_punct_thr: float = 0.12  # drop if < 12% of lines end with terminal punctuation
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67  # drop if > 67% of lines are short
+    short_line_length: int = 30  # "short" = at most 30 characters
+    char_duplicates_ratio: float = 0.01  # drop if > 1% of characters are in duplicated lines
+    new_line_ratio: float = 0.3  # drop list-like docs: newlines / words > 0.3
+
+
+class Doc:
+    """One document's shared features, computed on first use."""
+
+    __slots__ = ("text", "_words", "_ids", "_lens")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._words: list[str] | None = None
+        self._ids: np.ndarray | None = None
+        self._lens: np.ndarray | None = None
+
+    @property
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = split_words(self.text)
+        return self._words
+
+    def word_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Word ids (equal words, equal ids) and word lengths, as uint64 arrays."""
+        if self._ids is None:
+            vocab: dict[str, int] = {}
+            words = self.words
+            self._ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.uint64, len(words))
+            self._lens = np.fromiter((len(w) for w in words), np.int64, len(words))
+        return self._ids, self._lens  # type: ignore[return-value]
+
+
+def _find_duplicates(items: list[str]) -> tuple[int, int]:
+    """(number of items seen before, their total characters)."""
+    seen: set[str] = set()
+    dups = chars = 0
+    for x in items:
+        if x in seen:
+            dups += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return dups, chars
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else 0.0
+
+
+# --------------------------------------------------------------------------- rule sets
+
+
+def gopher_quality(doc: Doc, r: GopherQualityRules) -> tuple[str | None, dict[str, Any]]:
+    text, words = doc.text, doc.words
+    n_words = len(words)
+    non_symbol = [w for w in words if not is_symbol_word(w)]
+    n_ns = len(non_symbol)
+    avg = (sum(map(len, non_symbol)) / n_ns) if n_ns else float("nan")
+    hashes = _ratio(text.count("#"), n_words)
+    ellipsis = _ratio(text.count("...") + text.count("…"), n_words)
+    lines = text.splitlines()
+    bullets = _ratio(sum(1 for s in lines if s.lstrip().startswith(("•", "-"))), len(lines))
+    end_ellipsis = _ratio(sum(1 for s in lines if s.rstrip().endswith(("...", "…"))), len(lines))
+    alpha = _ratio(sum(1 for w in words if has_alpha(w)), n_words)
+    stops = len(set(r.stop_words).intersection(words))
+    signals = {"gq_words": n_ns, "gq_avg_word_len": avg, "gq_hash_ratio": hashes, "gq_ellipsis_ratio": ellipsis,
+               "gq_bullet_lines": bullets, "gq_ellipsis_lines": end_ellipsis, "gq_alpha_words": alpha,
+               "gq_stop_words": stops}
+    reason = None
+    if r.min_doc_words and n_ns < r.min_doc_words:
+        reason = "gopher_short_doc"
+    elif r.max_doc_words and n_ns > r.max_doc_words:
+        reason = "gopher_long_doc"
+    elif r.min_avg_word_length and avg < r.min_avg_word_length:
+        reason = "gopher_avg_word_len_low"
+    elif r.max_avg_word_length and avg > r.max_avg_word_length:
+        reason = "gopher_avg_word_len_high"
+    elif r.max_symbol_word_ratio and n_words and hashes > r.max_symbol_word_ratio:
+        reason = "gopher_hash_ratio"
+    elif r.max_symbol_word_ratio and n_words and ellipsis > r.max_symbol_word_ratio:
+        reason = "gopher_ellipsis_ratio"
+    elif r.max_bullet_lines_ratio and lines and bullets > r.max_bullet_lines_ratio:
+        reason = "gopher_bullet_lines"
+    elif r.max_ellipsis_lines_ratio and lines and end_ellipsis > r.max_ellipsis_lines_ratio:
+        reason = "gopher_ellipsis_lines"
+    elif r.min_alpha_words_ratio and n_words and alpha < r.min_alpha_words_ratio:
+        reason = "gopher_alpha_words"
+    elif r.min_stop_words and stops < r.min_stop_words:
+        reason = "gopher_stop_words"
+    return reason, signals
+
+
+def _ngram_hashes(ids: np.ndarray, lens: np.ndarray, max_n: int):
+    """Yield (n, hash per n-gram, chars per n-gram without separators) for n = 1..max_n."""
+    h = ids * _P + np.uint64(1)
+    chars = lens.copy()
+    with np.errstate(over="ignore"):
+        for n in range(1, max_n + 1):
+            if n > 1:
+                if len(h) <= 1:
+                    return
+                h = h[:-1] * _P + ids[n - 1 :]
+                chars = chars[:-1] + lens[n - 1 :]
+            yield n, h, chars
+
+
+def _top_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
+    """Characters covered by the most frequent n-gram (ties: the one seen first), spaces included."""
+    _, first, counts = np.unique(h, return_index=True, return_counts=True)
+    best = counts.max()
+    i = first[counts == best].min()
+    return int(chars[i] + (n - 1)) * int(best)
+
+
+def _dup_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
+    """Characters in repeated n-grams, scanning left to right and skipping past each repeat."""
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    repeat = first[inverse] < np.arange(len(h))
+    if not repeat.any():
+        return 0
+    start = int(np.argmax(repeat))
+    hl, cl = h.tolist(), chars.tolist()
+    seen = set(hl[:start])
+    total, idx, end = 0, start, len(hl)
+    while idx < end:
+        x = hl[idx]
+        if x in seen:
+            total += cl[idx]
+            idx += n
+        else:
+            seen.add(x)
+            idx += 1
+    return total
+
+
+def gopher_repetition(doc: Doc, r: GopherRepetitionRules) -> tuple[str | None, dict[str, Any]]:
+    text = doc.text
+    n_chars = len(text)
+    paragraphs = _PARAGRAPHS.split(text.strip())
+    p_dups, p_chars = _find_duplicates(paragraphs)
+    lines = _LINES.split(text)
+    l_dups, l_chars = _find_duplicates(lines)
+    signals: dict[str, Any] = {
+        "gr_dup_para_frac": _ratio(p_dups, len(paragraphs)), "gr_dup_para_char_frac": _ratio(p_chars, n_chars),
+        "gr_dup_line_frac": _ratio(l_dups, len(lines)), "gr_dup_line_char_frac": _ratio(l_chars, n_chars)}
+    top: dict[int, float] = {}
+    dup: dict[int, float] = {}
+    ids, lens = doc.word_arrays()
+    want = max([*r.top_n_grams, *r.dup_n_grams, 1])
+    if len(ids):
+        for n, h, chars in _ngram_hashes(ids, lens, want):
+            if n in r.top_n_grams and len(h):
+                top[n] = _ratio(_top_ngram_chars(h, chars, n), n_chars)
+            if n in r.dup_n_grams and len(h):
+                dup[n] = _ratio(_dup_ngram_chars(h, chars, n), n_chars)
+    for n in r.top_n_grams:
+        signals[f"gr_top_{n}gram"] = top.get(n, 0.0)
+    for n in r.dup_n_grams:
+        signals[f"gr_dup_{n}gram"] = dup.get(n, 0.0)
+    reason = None
+    if not text:
+        reason = "empty"
+    elif r.dup_para_frac and signals["gr_dup_para_frac"] > r.dup_para_frac:
+        reason = "gopher_dup_para_frac"
+    elif r.dup_para_char_frac and signals["gr_dup_para_char_frac"] > r.dup_para_char_frac:
+        reason = "gopher_dup_para_char_frac"
+    elif r.dup_line_frac and signals["gr_dup_line_frac"] > r.dup_line_frac:
+        reason = "gopher_dup_line_frac"
+    elif r.dup_line_char_frac and signals["gr_dup_line_char_frac"] > r.dup_line_char_frac:
+        reason = "gopher_dup_line_char_frac"
+    else:
+        for n, frac in r.top_n_grams.items():
+            if n in top and top[n] > frac:
+                reason = f"gopher_top_{n}gram"
+                break
+        else:
+            for n, frac in r.dup_n_grams.items():
+                if dup.get(n, 0.0) > frac:
+                    reason = f"gopher_dup_{n}gram"
+                    break
+    return reason, signals
+
+
+def count_sentences(line: str, terminal: frozenset[str]) -> int:
+    """Sentences in one line, the way a punctuation-based sentencizer splits them."""
+    body = line.rstrip("\"'”’)]} ")
+    body = body.rstrip("".join(terminal))
+    if not any(ch in terminal for ch in body):
+        return 1
+    count, seen = 1, False
+    for tok in split_words(line):
+        punct = is_symbol_word(tok)
+        if seen and not punct and tok not in terminal:
+            count += 1
+            seen = False
+        elif tok in terminal:
+            seen = True
+    return count
+
+
+def c4(doc: Doc, r: C4Rules, terminal: frozenset[str]) -> tuple[str | None, dict[str, Any], str]:
+    kept: list[str] = []
+    sentences = 0
+    reason = None
+    lines = doc.text.splitlines()
+    for line in lines:
+        line = line.strip()
+        words = line.split()
+        if r.max_word_length != -1 and any(len(w) > r.max_word_length for w in words):
+            continue
+        if r.remove_citations:
+            line = _CITATION.sub("", line)
+        if r.filter_no_terminal_punct and (not line.endswith(_C4_END) or line.endswith("...")):
+            continue
+        if len(words) < r.min_words_per_line:
+            continue
+        low = line.lower()
+        if r.filter_lorem_ipsum and "lorem ipsum" in low:
+            reason = reason or "c4_lorem_ipsum"
+            break
+        if r.filter_javascript and "javascript" in low:
+            continue
+        if r.filter_curly_bracket and "{" in line:
+            reason = reason or "c4_curly_bracket"
+            break
+        if r.filter_policy and any(p in low for p in _POLICY):
+            continue
+        if r.min_num_sentences != -1:
+            sentences += count_sentences(line, terminal)
+        kept.append(line)
+    if reason is None and sentences < r.min_num_sentences:
+        reason = "c4_too_few_sentences"
+    signals = {"c4_lines_kept_frac": _ratio(len(kept), len(lines)), "c4_sentences": sentences}
+    return reason, signals, "\n".join(kept).strip()
+
+
+def fineweb(doc: Doc, r: FineWebRules, terminal: tuple[str, ...]) -> tuple[str | None, dict[str, Any]]:
+    text = doc.text
+    lines = [ln for ln in text.split("\n") if ln.strip() != ""]
+    if not lines:
+        return "fineweb_empty", {"fw_line_punct_ratio": 0.0, "fw_short_line_ratio": 0.0,
+                                 "fw_char_dup_ratio": 0.0, "fw_list_ratio": 0.0}
+    punct = sum(1 for ln in lines if ln.endswith(terminal)) / len(lines)
+    short = sum(1 for ln in lines if len(ln) <= r.short_line_length) / len(lines)
+    dup = _ratio(_find_duplicates(lines)[1], len(text) - text.count("\n"))
+    n_words = len(doc.words)
+    lst = _ratio(text.count("\n"), n_words) if n_words else float("inf")
+    signals = {"fw_line_punct_ratio": punct, "fw_short_line_ratio": short, "fw_char_dup_ratio": dup,
+               "fw_list_ratio": lst}
+    reason = None
+    if punct < r.line_punct_thr and not (punct == 0 and r.line_punct_exclude_zero):
+        reason = "fineweb_line_punct_ratio"
+    elif short > r.short_line_thr:
+        reason = "fineweb_short_line_ratio"
+    elif dup > r.char_duplicates_ratio:
+        reason = "fineweb_char_dup_ratio"
+    elif lst > r.new_line_ratio:
+        reason = "fineweb_list_ratio"
+    return reason, signals
+
+
+SIGNALS: dict[str, dict[str, pa.DataType]] = {
+    "gopher_quality": {"gq_words": pa.int32(), "gq_avg_word_len": pa.float32(), "gq_hash_ratio": pa.float32(),
+                       "gq_ellipsis_ratio": pa.float32(), "gq_bullet_lines": pa.float32(),
+                       "gq_ellipsis_lines": pa.float32(), "gq_alpha_words": pa.float32(),
+                       "gq_stop_words": pa.int32()},
+    "c4": {"c4_lines_kept_frac": pa.float32(), "c4_sentences": pa.int32()},
+    "fineweb": {"fw_line_punct_ratio": pa.float32(), "fw_short_line_ratio": pa.float32(),
+                "fw_char_dup_ratio": pa.float32(), "fw_list_ratio": pa.float32()},
+}
+
+
+def _repetition_signals(r: GopherRepetitionRules) -> dict[str, pa.DataType]:
+    names = ["gr_dup_para_frac", "gr_dup_para_char_frac", "gr_dup_line_frac", "gr_dup_line_char_frac"]
+    names += [f"gr_top_{n}gram" for n in r.top_n_grams] + [f"gr_dup_{n}gram" for n in r.dup_n_grams]
+    return {n: pa.float32() for n in names}
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class QualityConfig(FilterConfig):
+    """The four rule sets in one pass; ``null`` disables a set. Order: the order of the keys below."""
+
+    gopher_repetition: GopherRepetitionRules | None = Field(default_factory=GopherRepetitionRules)
+    gopher_quality: GopherQualityRules | None = Field(default_factory=GopherQualityRules)
+    fineweb: FineWebRules | None = Field(default_factory=FineWebRules)
+    c4: C4Rules | None = Field(default_factory=C4Rules)
+
+
+@register_stage
+class Quality(Filter):
+    """Gopher repetition + Gopher quality + FineWeb + C4, sharing each document's features.
+
+    A document is rejected with the first failing rule's reason (rule sets in config
+    order; C4 last because it edits the text). Every enabled set's signals are written.
+    """
+
+    name = "quality"
+    Config = QualityConfig
+
+    def __init__(self, config: FilterConfig | None = None):
+        super().__init__(config)
+        c = self.config
+        types: dict[str, pa.DataType] = {}
+        for key in ("gopher_repetition", "gopher_quality", "fineweb", "c4"):
+            rules = getattr(c, key, None)
+            if rules is not None:
+                types.update(_repetition_signals(rules) if key == "gopher_repetition" else SIGNALS[key])
+        self.signal_types = types
+
+    def evaluate(self, text: str) -> tuple[str | None, dict[str, Any], str | None]:
+        """Reason (or None), signals and the edited text (or None) for one document."""
+        c = self.config
+        doc = Doc(text)
+        reason: str | None = None
+        signals: dict[str, Any] = {}
+        new_text = None
+        for key in ("gopher_repetition", "gopher_quality", "fineweb", "c4"):
+            rules = getattr(c, key, None)
+            if rules is None:
+                continue
+            if key == "gopher_repetition":
+                why, sig = gopher_repetition(doc, rules)
+            elif key == "gopher_quality":
+                why, sig = gopher_quality(doc, rules)
+            elif key == "fineweb":
+                why, sig = fineweb(doc, rules, terminal_punctuation())
+            else:
+                why, sig, edited = c4(doc, rules, frozenset(terminal_punctuation()))
+                if rules.edit_text and why is None and reason is None:
+                    new_text = edited
+            signals.update(sig)
+            reason = reason or why
+        return reason, signals, new_text
+
+    def keep_batch(self, table: pa.Table) -> FilterOutput:
+        texts = table.column("text").to_pylist()
+        reasons: list[str | None] = []
+        cols: dict[str, list[Any]] = {n: [] for n in self.signal_types}
+        out_text: list[str] = []
+        edited = False
+        for t in texts:
+            reason, sig, new = self.evaluate(t or "")
+            reasons.append(reason)
+            for n in cols:
+                cols[n].append(sig.get(n))
+            if new is not None and new != t:
+                edited = True
+            out_text.append(t if new is None else new)
+        return FilterOutput(reasons, cols, text=out_text if edited else None)
+
+
+def _single(key: str, rules_cls: type[_Rules], stage_name: str, doc: str) -> type[Filter]:
+    config_cls = type(f"{rules_cls.__name__}StageConfig", (FilterConfig, rules_cls), {"__doc__": rules_cls.__doc__})
+    only = {k: None for k in ("gopher_repetition", "gopher_quality", "fineweb", "c4") if k != key}
+
+    class Single(Quality):
+        __doc__ = doc
+        name = stage_name
+        Config = config_cls
+
+        def __init__(self, config: FilterConfig | None = None):
+            config = config if config is not None else config_cls()
+            rules = rules_cls.model_validate(config.model_dump(exclude={"only"}))
+            inner = QualityConfig(only=config.only, **{key: rules}, **only)
+            super().__init__(inner)
+            self.stage_config = config
+
+    Single.__name__ = Single.__qualname__ = "".join(p.title() for p in stage_name.split("_"))
+    return register_stage(Single)
+
+
+GopherQuality = _single("gopher_quality", GopherQualityRules, "gopher_quality", "Gopher quality rules alone.")
+GopherRepetition = _single("gopher_repetition", GopherRepetitionRules, "gopher_repetition",
+                           "Gopher repetition rules alone.")
+C4Quality = _single("c4", C4Rules, "c4_quality", "C4 rules alone (removes failing lines, as C4 does).")
+FineWebQuality = _single("fineweb", FineWebRules, "fineweb_quality", "FineWeb's extra rules alone.")
