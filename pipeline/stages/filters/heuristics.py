@@ -25,7 +25,7 @@ failing rule), so thresholds can be re-tuned from the written columns without re
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -447,28 +447,71 @@ class Quality(Filter):
         return FilterOutput(reasons, cols, text=out_text if edited else None)
 
 
-def _single(key: str, rules_cls: type[_Rules], stage_name: str, doc: str) -> type[Filter]:
-    config_cls = type(f"{rules_cls.__name__}StageConfig", (FilterConfig, rules_cls), {"__doc__": rules_cls.__doc__})
-    only = {k: None for k in ("gopher_repetition", "gopher_quality", "fineweb", "c4") if k != key}
+class _OneRuleSet(Quality):
+    """One rule set alone: its config is the rule set's options plus ``only``."""
 
-    class Single(Quality):
-        __doc__ = doc
-        name = stage_name
-        Config = config_cls
+    key: ClassVar[str]
+    rules_cls: ClassVar[type[_Rules]]
 
-        def __init__(self, config: FilterConfig | None = None):
-            config = config if config is not None else config_cls()
-            rules = rules_cls.model_validate(config.model_dump(exclude={"only"}))
-            inner = QualityConfig(only=config.only, **{key: rules}, **only)
-            super().__init__(inner)
-            self.stage_config = config
-
-    Single.__name__ = Single.__qualname__ = "".join(p.title() for p in stage_name.split("_"))
-    return register_stage(Single)
+    def __init__(self, config: FilterConfig | None = None):
+        config = config if config is not None else self.Config()
+        rules = self.rules_cls.model_validate(config.model_dump(exclude={"only"}))
+        others = {k: None for k in ("gopher_repetition", "gopher_quality", "fineweb", "c4") if k != self.key}
+        super().__init__(QualityConfig(only=config.only, **{self.key: rules}, **others))
+        self.stage_config = config
 
 
-GopherQuality = _single("gopher_quality", GopherQualityRules, "gopher_quality", "Gopher quality rules alone.")
-GopherRepetition = _single("gopher_repetition", GopherRepetitionRules, "gopher_repetition",
-                           "Gopher repetition rules alone.")
-C4Quality = _single("c4", C4Rules, "c4_quality", "C4 rules alone (removes failing lines, as C4 does).")
-FineWebQuality = _single("fineweb", FineWebRules, "fineweb_quality", "FineWeb's extra rules alone.")
+class GopherQualityConfig(FilterConfig, GopherQualityRules):
+    """Gopher quality rules plus ``only``."""
+
+
+class GopherRepetitionConfig(FilterConfig, GopherRepetitionRules):
+    """Gopher repetition rules plus ``only``."""
+
+
+class C4Config(FilterConfig, C4Rules):
+    """C4 rules plus ``only``."""
+
+
+class FineWebConfig(FilterConfig, FineWebRules):
+    """FineWeb rules plus ``only``."""
+
+
+@register_stage
+class GopherQuality(_OneRuleSet):
+    """Gopher quality rules alone."""
+
+    name = "gopher_quality"
+    Config = GopherQualityConfig
+    key = "gopher_quality"
+    rules_cls = GopherQualityRules
+
+
+@register_stage
+class GopherRepetition(_OneRuleSet):
+    """Gopher repetition rules alone."""
+
+    name = "gopher_repetition"
+    Config = GopherRepetitionConfig
+    key = "gopher_repetition"
+    rules_cls = GopherRepetitionRules
+
+
+@register_stage
+class C4Quality(_OneRuleSet):
+    """C4 rules alone (removes failing lines, as C4 does)."""
+
+    name = "c4_quality"
+    Config = C4Config
+    key = "c4"
+    rules_cls = C4Rules
+
+
+@register_stage
+class FineWebQuality(_OneRuleSet):
+    """FineWeb's extra rules alone."""
+
+    name = "fineweb_quality"
+    Config = FineWebConfig
+    key = "fineweb"
+    rules_cls = FineWebRules

@@ -1,0 +1,160 @@
+"""Each heuristic rule, table-tested: a text that trips it, with the reason, and a text that passes.
+
+Run: .venv/bin/python -m pytest tests/pipeline/test_filters.py -q
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pyarrow as pa
+import pytest
+
+from pipeline.stages.filters._text import split_words
+from pipeline.stages.filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition, Quality
+from pipeline.stages.langid import LangId
+from pipeline.stages.normalize import Normalize
+
+GOOD = (
+    "The committee met on Tuesday to review the budget and the schedule for the coming year. "
+    "Members agreed that the plan should be published with a summary of the main changes. "
+    "Several people asked whether the new rules would apply to projects that have already started. "
+    "The chair said that the answer depends on the contract and that each case will be reviewed. "
+    "A final vote is expected next month, after the public has had time to comment on the draft.\n"
+    "Further details will be shared with all members before the meeting takes place in the spring."
+)
+
+
+def run(stage, text: str) -> str | None:
+    res = stage.process(pa.table({"id": ["d"], "text": [text]}))
+    assert res.kept.num_rows + res.rejected.num_rows == 1
+    return res.rejected.column("reject_reason")[0].as_py() if res.rejected.num_rows else None
+
+
+@pytest.mark.parametrize("stage", [GopherQuality(), GopherRepetition(), C4Quality(), FineWebQuality(), Quality()])
+def test_good_text_passes_every_rule_set(stage):
+    assert run(stage, GOOD) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("the cat and the dog " * 5, "gopher_short_doc"),
+    (("the " + "a " * 30 + "of to ") * 10, "gopher_avg_word_len_low"),
+    (("the and " + "incomprehensibilities " * 30) * 3, "gopher_avg_word_len_high"),
+    ((GOOD + " #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag #tag"
+      " #tag #tag #tag #tag #tag"), "gopher_hash_ratio"),
+    (GOOD + " ..." * 40, "gopher_ellipsis_ratio"),
+    ("\n".join(f"- item {i} of the list with words and more of the things" for i in range(30)),
+     "gopher_bullet_lines"),
+    ("\n".join(f"line {i} of the story that goes on and on with the words..." for i in range(30)),
+     "gopher_ellipsis_lines"),
+    (GOOD + " 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35",
+     "gopher_alpha_words"),
+    (" ".join(["alpha beta gamma delta epsilon zeta eta theta iota kappa"] * 6), "gopher_stop_words"),
+])
+def test_gopher_quality_rules(text, reason):
+    assert run(GopherQuality(), text) == reason
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n\n".join(["The same paragraph of text here."] * 4 + [GOOD]), "gopher_dup_para_frac"),
+    ("\n\n".join(["One.", "Two.", "Three.", "Four.", GOOD, GOOD]), "gopher_dup_para_char_frac"),
+    ("\n".join(["a repeated line", "another line"] * 4 + [GOOD]), "gopher_dup_line_frac"),
+    ("\n".join(["One.", "Two.", "Three.", "Four.", GOOD, GOOD.split("\n")[0]]), "gopher_dup_line_char_frac"),
+    (" ".join(["big cat"] * 40) + " " + GOOD.replace("\n", " "), "gopher_top_2gram"),
+])
+def test_gopher_repetition_rules(text, reason):
+    assert run(GopherRepetition(), text) == reason
+
+
+def test_gopher_repetition_dup_ngrams():
+    words = GOOD.replace("\n", " ").split()
+    text = " ".join(words + words[:40] + ["filler"] + words[10:50])
+    assert run(GopherRepetition(), text).startswith(("gopher_dup_", "gopher_top_"))
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("Short line.\nAnother one here.", "c4_too_few_sentences"),
+    (GOOD + "\nLorem ipsum dolor sit amet, consectetur.", "c4_lorem_ipsum"),
+    (GOOD + "\nUse a dict like {a: 1} for this purpose.", "c4_curly_bracket"),
+])
+def test_c4_rules(text, reason):
+    assert run(C4Quality(), text) == reason
+
+
+def test_c4_removes_failing_lines():
+    text = GOOD + "\nno terminal punctuation here\nPlease enable javascript to see this page.\nOur privacy policy applies."
+    res = C4Quality().process(pa.table({"id": ["d"], "text": [text]}))
+    assert res.kept.num_rows == 1
+    out = res.kept.column("text")[0].as_py()
+    assert "no terminal" not in out and "javascript" not in out and "privacy" not in out
+    assert out.startswith("The committee met")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n".join(f"heading number {i} without a stop" for i in range(20)), "fineweb_line_punct_ratio"),
+    ("\n".join(["Short one."] * 3 + [f"Item {i}." for i in range(10)] + [GOOD]), "fineweb_short_line_ratio"),
+    (GOOD + "\n" + GOOD.split("\n")[1], "fineweb_char_dup_ratio"),
+    ("\n".join(f"Internationalization{i} considerations." for i in range(40)),
+     "fineweb_list_ratio"),
+])
+def test_fineweb_rules(text, reason):
+    assert run(FineWebQuality(), text) == reason
+
+
+def test_signal_columns_written_for_kept_and_rejected():
+    t = pa.table({"id": ["a", "b"], "text": [GOOD, "too short"]})
+    res = Quality().process(t)
+    for table in (res.kept, res.rejected):
+        for col in ("gq_words", "gr_top_2gram", "fw_list_ratio", "c4_sentences"):
+            assert col in table.column_names
+    assert res.kept.column("gq_words")[0].as_py() > 50
+
+
+def test_only_restricts_a_filter_to_listed_values():
+    stage = GopherQuality(GopherQuality.Config(only={"source": ["web"]}))
+    t = pa.table({"id": ["a", "b"], "text": ["x = 1", "x = 1"], "source": ["code", "web"]})
+    res = stage.process(t)
+    assert res.kept.column("id").to_pylist() == ["a"]
+    assert res.kept.column("gq_words")[0].as_py() is None
+    assert res.rejected.column("id").to_pylist() == ["b"]
+
+
+@pytest.mark.parametrize("text, reason", [("", "empty"), ("   \n\t ", "empty"), ("\ufffd" * 10 + "abc", "invalid_utf8")])
+def test_normalize_rejects(text, reason):
+    assert run(Normalize(), text) == reason
+
+
+def test_normalize_repairs():
+    res = Normalize().process(pa.table({"id": ["a"], "text": ["Cafe\u0301\r\nline\x00two  \r\n"]}))
+    assert res.kept.column("text")[0].as_py() == "Caf\u00e9\nlinetwo"
+
+
+def test_langid_lingua_offline():
+    stage = LangId(LangId.Config(languages=["en", "de"]))
+    t = pa.table({"id": ["en", "de", "fr"], "text": [GOOD, "Der Ausschuss hat am Dienstag den Haushalt und den "
+                  "Zeitplan für das kommende Jahr geprüft und beschlossen, ihn zu veröffentlichen.",
+                  "Le comité s'est réuni mardi pour examiner le budget et le calendrier de l'année prochaine."]})
+    res = stage.process(t)
+    assert res.kept.column("lang").to_pylist() == ["en", "de"]
+    assert res.rejected.column("reject_reason").to_pylist() == ["lang_fr"]
+    assert all(0 < s <= 1 for s in res.kept.column("lang_score").to_pylist())
+
+
+def test_fasttext_backend_needs_a_model_path():
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model path"):
+        LangId(LangId.Config(backend="fasttext"))
+
+
+def test_word_splitting_examples():
+    assert split_words("Don't stop, it's fine... e.g. U.S. (really)") == [
+        "Do", "n't", "stop", ",", "it", "'s", "fine", "...", "e.g.", "U.S.", "(", "really", ")"]
+    assert split_words("well-known http://x.org/a?b=1") == ["well", "-", "known", "http://x.org/a?b=1"]
+
+
+@pytest.mark.parametrize("stage", [GopherQuality(), GopherRepetition(), C4Quality(), FineWebQuality(), Quality(),
+                                   Normalize(), LangId()])
+def test_stages_pickle(stage):
+    again = pickle.loads(pickle.dumps(stage))
+    assert run(again, GOOD) == run(stage, GOOD)
