@@ -229,7 +229,7 @@ def _read_table(fmt: str, uri: str, cfg: InputConfig) -> pa.Table:
 
 def _doc_id(uri: str, index: int) -> str:
     stem = PurePosixPath(uri).name.split(".")[0]
-    return f"{stem}-{xxhash.xxh32_hexdigest(uri)}-{index}"
+    return f"{stem}-{xxhash.xxh32_hexdigest(uri.encode())}-{index}"
 
 
 def _default_source(uri: str, cfg: InputConfig) -> str:

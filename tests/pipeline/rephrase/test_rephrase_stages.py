@@ -70,6 +70,7 @@ def test_rephrase_with_scripted_model_keeps_order_metadata_and_reasons(scripted_
     cfg = RephraseConfig(
         engine=_openai(srv, tokenizer=str(tiny_model), context_length=512),
         styles=["wikipedia", "distill"],
+        style_mode="each",
         sampling={"max_tokens": 64, "seed": 7},
         source_text_column="source_text",
         max_chunk_tokens=60,
@@ -115,6 +116,7 @@ def test_rephrase_transformers_engine_on_tiny_model(tiny_model):
     cfg = RephraseConfig(
         engine={"backend": "transformers", "model": str(tiny_model), "device": "cpu"},
         styles=["multilingual_rephrase", "code_explain"],
+        style_mode="each",
         sampling={"max_tokens": 16},
     )
     table = _docs(["Der Hund läuft schnell über die Wiese und bellt laut.", "def f(x):\n    return x * 2\n"], ["de", "zxx"])
@@ -171,3 +173,16 @@ def test_quality_classifier_train_save_load_predict_and_stage(tmp_path):
         HashedNgramClassifier.load(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="model_path"):
         QualityClassifierStage.Config(model_path=str(tmp_path / "missing.npz"))
+
+
+def test_hash_style_mode_is_one_row_per_document_and_deterministic(scripted_server):
+    srv = scripted_server()
+    cfg = RephraseConfig(engine=_openai(srv), styles=["wikipedia", "distill", "knowledge_list"],
+                         validation={"check_language": False, "check_length_ratio": False})
+    table = _docs([f"Document number {i} talks about rivers and lakes." for i in range(12)])
+    a = RephraseStage(cfg).process(table)
+    b = RephraseStage(cfg).process(table)
+    assert a.kept.num_rows == 12 and a.rejected.num_rows == 0
+    assert a.kept.column("source_id").to_pylist() == table.column("id").to_pylist()
+    styles = a.kept.column("rephrase_style").to_pylist()
+    assert styles == b.kept.column("rephrase_style").to_pylist() and len(set(styles)) > 1
