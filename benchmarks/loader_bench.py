@@ -297,6 +297,9 @@ def run_worker(name: str, cfg: dict) -> dict:
         "peak_anon_mb": round(peak_anon / 1024, 1),
         "anon_growth_mb": round((peak_anon - base_anon) / 1024, 1),
         "baseline_rss_mb": round(base_rss / 1024, 1),
+        # file-backed resident pages at the end: memory-mapped shard pages still mapped
+        # (reclaimable page cache, but counted in RSS)
+        "rss_file_mb_end": round(_status_kb("RssFile") / 1024, 1),
     }
 
 
