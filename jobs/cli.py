@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.cli import app as pipeline_app
+from pipeline.rephrase.cli import app as rephrase_app
 from pipeline.cli import curate
 from rsdb.cli import app as rsdb_app
 from rsdb.diagnostics.cli import app as diagnose_app
@@ -26,6 +27,7 @@ app.add_typer(rsdb_app, name="rsdb")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(mix_app, name="mix")
+app.add_typer(rephrase_app, name="rephrase")
 app.add_typer(diagnose_app, name="diagnose")
 app.command("tokenize")(tokenize_command)
 app.command("curate")(curate)

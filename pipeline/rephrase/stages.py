@@ -148,12 +148,18 @@ class _EngineStage(Stage):
 class RephraseConfig(EngineStageConfig):
     """Config of the ``rephrase`` stage.
 
-    Each input document yields one output row per style in ``styles``; the
-    rephrased text replaces ``text`` (the original is kept in
+    Each input document is rephrased in one style of ``styles`` (``style_mode: hash``,
+    the default: deterministic by document id) or in every style (``style_mode: each``,
+    one output row per style). The rephrased text replaces ``text`` (the original is kept in
     ``source_text_column`` when set) and ``id`` becomes ``"{id}#{style}"``.
     """
 
     styles: list[str] = Field(default_factory=lambda: ["wikipedia"], min_length=1)
+    style_mode: Literal["hash", "each"] = Field(
+        "hash",
+        description="hash: one style per document, picked by hash of (seed, id): one output row per input row, "
+        "as the curate runner requires; each: one output row per style (fan-out, for the standalone adapter)",
+    )
     style_files: list[str] = Field(default_factory=list, description="YAML files with a 'styles:' list")
     custom_styles: list[Style] = Field(default_factory=list, description="styles defined inline")
     lang_column: Optional[str] = Field("lang", description="source language column (detected when absent)")
@@ -230,7 +236,11 @@ class RephraseStage(_EngineStage):
         seeds: list[int] = []
         template_cache: dict[tuple[str, Any], int] = {}
         for r in range(n):
-            for style in self._styles:
+            if cfg.style_mode == "each" or len(self._styles) == 1:
+                styles = self._styles
+            else:
+                styles = [self._styles[derive_seed(cfg.sampling.seed, ids[r], "style") % len(self._styles)]]
+            for style in styles:
                 job = {"row": r, "style": style, "reason": None, "chunks": [], "first": len(prompts)}
                 jobs.append(job)
                 if not texts[r].strip():

@@ -126,3 +126,26 @@ def test_vllm_kwargs_carry_every_knob():
     assert kw["max_num_seqs"] == 512 and kw["max_num_batched_tokens"] == 16384 and kw["seed"] == 5
     assert kw["distributed_executor_backend"] == "mp" and kw["swap_space"] == 0
     assert "max_model_len" not in vllm_llm_kwargs(VLLMEngineConfig(model="m"))
+
+
+def test_cli_styles_and_train_classifier(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+    from pipeline.rephrase import HashedNgramClassifier
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["rephrase", "styles"])
+    assert res.exit_code == 0 and "knowledge_list" in res.output
+    res = runner.invoke(app, ["rephrase", "styles", "--show", "nope"])
+    assert res.exit_code == 2 and "unknown rephrase style" in res.output
+
+    texts = [f"chapter {i}: proofs by induction, with exercises" for i in range(20)] + [f"sale {i}!!! buy now" for i in range(20)]
+    pq.write_table(pa.table({"text": texts, "quality": [4.0] * 20 + [1.0] * 20}), tmp_path / "scored.parquet")
+    out = tmp_path / "clf.npz"
+    res = runner.invoke(app, ["rephrase", "train-classifier", str(tmp_path), "--out", str(out), "--dim-bits", "12", "--epochs", "50"])
+    assert res.exit_code == 0, res.output
+    assert '"n_train": 36' in res.output
+    assert HashedNgramClassifier.load(out).predict(["induction proofs chapter"])[0] > 2.5
