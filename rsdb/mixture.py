@@ -304,3 +304,46 @@ def plan_mixture(mixture: Mixture) -> Plan:
                 warnings.append(f"{phase.name}: source {name!r} is repeated {cumulative:.2f}x (heavy upsampling)")
             rows.append(PlanRow(phase.name, name, share, targets[name], have, targets[name] / have, cumulative, flag))
     return Plan(mixture=mixture, rows=rows, available=available, problems=problems, warnings=warnings)
+
+
+def loader_from_mixture(mixture: str | Path | Mixture, *, start_phase: str | int | None = None, **kwargs: Any):
+    """Build an :class:`rsdb.RSDBLoader` that follows a mixture's phases.
+
+    Args:
+        mixture: a mixture file (path or fsspec URI) or a loaded :class:`Mixture`.
+        start_phase: begin at this phase (name or 0-based index) instead of the first,
+            for ablations; to resume a run, restore the loader's ``state_dict`` instead.
+        **kwargs: passed to :class:`rsdb.RSDBLoader` (seq_len, batch_size, rank, ...).
+
+    The plan is checked first, so an impossible mixture fails before any data is read.
+    """
+    from .loader import Phase, RSDBLoader
+
+    m = mixture if isinstance(mixture, Mixture) else load_mixture(mixture)
+    plan = plan_mixture(m)
+    if not plan.ok:
+        raise ConfigError(f"mixture {m.name!r} is not feasible:\n  " + "\n  ".join(plan.problems))
+    phases = list(m.phases)
+    if start_phase is not None:
+        names = [p.name for p in phases]
+        if isinstance(start_phase, int):
+            index = start_phase
+        elif start_phase in names:
+            index = names.index(start_phase)
+        else:
+            raise ConfigError(f"start_phase {start_phase!r} is not one of {names}")
+        if not 0 <= index < len(phases):
+            raise ConfigError(f"start_phase {start_phase!r} is out of range (0..{len(phases) - 1})")
+        phases = phases[index:]
+    for spec in m.sources.values():
+        if "://" in spec.path:
+            raise ConfigError(f"{spec.path}: the loader memory-maps shards, so sources must be local paths "
+                              "(sync remote token shards to local disk first)")
+    used = {s for p in phases for s, w in p.weights.items() if w > 0}
+    sources = {name: spec.path for name, spec in m.sources.items() if name in used}
+    return RSDBLoader(
+        sources,
+        phases=[Phase(tokens=p.tokens, weights={s: w for s, w in p.weights.items() if s in sources}, name=p.name)
+                for p in phases],
+        **kwargs,
+    )

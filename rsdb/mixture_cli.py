@@ -64,3 +64,64 @@ def plan(
             console.print(f"  - {p}")
         raise typer.Exit(1)
     console.print("[green]plan ok[/]")
+
+
+@app.command()
+def report(
+    mixture: str = typer.Argument(..., help="mixture YAML"),
+    out: Path = typer.Option(Path("out/mix-report"), help="folder for shares.json and shares.png"),
+    state: Optional[Path] = typer.Option(None, help="a saved loader state_dict or stats() JSON instead of a dry run"),
+    seq_len: int = typer.Option(8192, help="sequence length of the dry run"),
+    batch_size: int = typer.Option(8, help="rows per batch of the dry run"),
+    world_size: int = typer.Option(1, help="simulate this many ranks (rank 0 is streamed)"),
+    buffer_docs: int = typer.Option(1024, help="RSDB pool size"),
+    seed: int = typer.Option(0),
+    steps: Optional[int] = typer.Option(None, help="stop the dry run after this many steps (default: all phases)"),
+    start_phase: Optional[str] = typer.Option(None, help="begin at this phase"),
+    max_deviation: Optional[float] = typer.Option(None, help="exit 1 if any share is off by more (percentage points)"),
+) -> None:
+    """Achieved vs target token shares per phase, from a loader state or a dry run (no trainer)."""
+    from tqdm import tqdm
+
+    from .mixture import load_mixture, loader_from_mixture
+    from .mixture_report import compare_shares, max_deviation_pp, plot_shares
+
+    try:
+        m = load_mixture(mixture)
+        kwargs = dict(seq_len=seq_len, batch_size=batch_size, world_size=world_size, buffer_docs=buffer_docs,
+                      seed=seed, start_phase=start_phase)
+        if state is not None:
+            saved = json.loads(state.read_text())
+            if "tokens_per_phase" in saved:
+                stats = saved
+            else:
+                loader = loader_from_mixture(m, **kwargs)
+                loader.load_state_dict(saved)
+                stats = loader.stats()
+        else:
+            loader = loader_from_mixture(m, fields=("tokens", "source_ids"), **kwargs)
+            total = len(loader) if steps is None else min(steps, len(loader))
+            for _ in tqdm(zip(range(total), loader), total=total, desc="dry run", unit="step"):
+                pass
+            stats = loader.stats()
+    except TrinityError as exc:
+        _fail(exc)
+    rows = compare_shares(m, stats["tokens_per_phase"])
+    table = Table(title=f"Mixture {m.name}: achieved vs target")
+    for col in ("phase", "source", "target", "achieved", "deviation (pp)", "tokens"):
+        table.add_column(col, justify="left" if col in ("phase", "source") else "right")
+    for r in rows:
+        table.add_row(r.phase, r.source, f"{100 * r.target_share:.2f}%", f"{100 * r.achieved_share:.2f}%",
+                      f"{r.deviation_pp:+.2f}", f"{r.achieved_tokens:,}")
+    console.print(table)
+    if stats.get("epochs"):
+        console.print("epochs per source: " + ", ".join(f"{k}={v:.2f}" for k, v in stats["epochs"].items()))
+    worst = max_deviation_pp(rows)
+    console.print(f"largest deviation: {worst:.2f} percentage points")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shares.json").write_text(json.dumps(
+        {"stats": stats, "rows": [dict(r.__dict__, deviation_pp=r.deviation_pp) for r in rows]}, indent=2))
+    png = plot_shares(rows, out / "shares.png", title=f"{m.name}: target (hatched) vs achieved")
+    console.print(f"wrote {out / 'shares.json'} and {png}")
+    if max_deviation is not None and worst > max_deviation:
+        raise typer.Exit(1)
