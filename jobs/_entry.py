@@ -1,0 +1,349 @@
+"""What every job entrypoint shares: arguments, config from any fsspec URI, Ray, exit codes,
+the one-line summary and the stats file.
+
+A job module describes itself with a :class:`Job` and calls :func:`main`:
+
+    python -m jobs.curate --config s3://bucket/configs/curate.yaml
+    python -m jobs.curate --config curate.yaml --set output.path=out/x --check
+
+Contract, shaped for batch schedulers (Kubernetes Jobs, KubeRay RayJobs, Slurm):
+
+* Exit codes: ``0`` success, ``1`` the job failed while running, ``2`` bad arguments or an
+  invalid config (checked before any work starts; a ``ConfigError`` raised later, such as an
+  input that does not exist, also exits 2), ``130`` interrupted.
+* Logs go to stderr (``--log-level``); the last line on stdout is one summary line of
+  ``key=value`` pairs, e.g. ``trinity-data job=curate status=succeeded elapsed_s=12.3 ...``.
+* Stats: a JSON file next to the output (``<output>/<job>.job.json`` unless ``--stats`` says
+  otherwise) with the status, the timings, the cluster's resources, the config and the
+  library's own figures. It is written on failure too, once the config has loaded.
+* Ray: under ``ray job submit`` the driver joins the cluster through ``RAY_ADDRESS``;
+  elsewhere ``--ray-address`` picks a cluster, and without either a local one is started
+  (``--num-cpus`` caps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+import yaml
+
+from rsdb.errors import ConfigError, TrinityError
+
+log = logging.getLogger("jobs")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclasses.dataclass
+class Result:
+    """What a job's ``run`` returns.
+
+    Args:
+        summary: the headline figures for the summary line (small, flat: counts and sizes).
+        stats: everything else worth keeping; goes to the stats file only.
+    """
+
+    summary: dict[str, Any]
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Job:
+    """One entrypoint.
+
+    Args:
+        name: the job's name (``curate``); names the stats file and the summary.
+        description: one paragraph for ``--help``.
+        load: ``(mapping, uri) -> config``: validate the parsed YAML; raise ``ConfigError``.
+        output: ``config -> URI`` of the job's output folder (the stats file goes inside).
+        run: ``(config, args) -> Result``: do the work; raise ``TrinityError`` on failure.
+        uses_ray: whether to connect to (or start) a Ray cluster before ``run``; a bool or
+            ``config -> bool``.
+        add_arguments: extra job-specific arguments, if any.
+        ray_defaults: ``config -> {"address": ..., "num_cpus": ...}`` from the config's own
+            Ray settings; ``--ray-address`` / ``--num-cpus`` / ``RAY_ADDRESS`` win over them.
+    """
+
+    name: str
+    description: str
+    load: Callable[[dict[str, Any], str], Any]
+    output: Callable[[Any], str]
+    run: Callable[[Any, argparse.Namespace], Result]
+    uses_ray: bool | Callable[[Any], bool] = True
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    ray_defaults: Callable[[Any], dict[str, Any]] | None = None
+
+
+# ----------------------------------------------------------------------------- arguments
+
+
+def build_parser(job: Job) -> argparse.ArgumentParser:
+    """The job's argument parser (also used by tests to check RayJob entrypoints)."""
+    ap = argparse.ArgumentParser(
+        prog=f"python -m jobs.{job.name}",
+        description=job.description,
+        epilog="Exit codes: 0 ok, 1 job failed, 2 bad arguments or config, 130 interrupted.",
+    )
+    ap.add_argument("--config", required=True, metavar="URI",
+                    help="YAML config: a local path or any fsspec URI (s3://, gs://, https://, memory://...)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, dotted (output.path=s3://b/x); VALUE is parsed as YAML; repeatable")
+    ap.add_argument("--check", action="store_true", help="validate the config and exit without running")
+    ap.add_argument("--stats", metavar="URI", default=None,
+                    help="where to write the stats JSON (default: <output>/<job>.job.json)")
+    ap.add_argument("--ray-address", default=None,
+                    help="Ray cluster to join (default: RAY_ADDRESS, else start a local cluster)")
+    ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local cluster started by the job")
+    ap.add_argument("--log-level", default=os.environ.get("TRINITY_LOG_LEVEL", "INFO"),
+                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    if job.add_arguments:
+        job.add_arguments(ap)
+    return ap
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def read_text(uri: str) -> str:
+    """The text at a local path or fsspec URI; errors name the URI."""
+    import fsspec
+
+    try:
+        with fsspec.open(uri, "rt", encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{uri}: config file not found") from None
+    except (OSError, ValueError, ImportError) as e:
+        raise ConfigError(f"{uri}: cannot read config: {type(e).__name__}: {e}") from None
+
+
+def load_mapping(uri: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read YAML at ``uri`` into a mapping and apply ``KEY=VALUE`` overrides (dotted keys)."""
+    text = read_text(uri)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{uri}: not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{uri}: expected a mapping at the top level, got {type(raw).__name__}")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        node = raw
+        *parents, leaf = key.split(".")
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parents[: i + 1])} is not a mapping")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: value is not YAML: {e}") from None
+    return raw
+
+
+def validation_message(exc: Exception) -> str:
+    """A pydantic ``ValidationError`` as ``key.path: message; ...``; other errors as text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            parts = []
+            for err in errors():
+                loc = ".".join(str(x) for x in err.get("loc", ()))
+                msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                parts.append(f"{loc}: {msg}" if loc else msg)
+            return "; ".join(parts)
+        except Exception:  # not pydantic after all
+            pass
+    return str(exc)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def join(uri: str, name: str) -> str:
+    """``uri/name`` for local paths and URIs alike."""
+    return uri.rstrip("/") + "/" + name if "://" in uri else os.path.join(uri, name)
+
+
+def write_json(uri: str, doc: dict[str, Any]) -> None:
+    """Write ``doc`` at a local path or fsspec URI (local writes are atomic)."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+    fs, path = fsspec.core.url_to_fs(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    else:
+        with fs.open(path, "w") as f:
+            f.write(text)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _fmt(v: Any) -> str:
+    """One shell-quoted token: newlines and runs of blanks become one space."""
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.0f}"
+    return shlex.quote(" ".join(_ANSI.sub("", str(v)).split()))
+
+
+def summary_line(job: str, status: str, elapsed: float, fields: dict[str, Any]) -> str:
+    """``trinity-data job=<job> status=<status> elapsed_s=<s> k=v ...`` on one line.
+
+    Values are shell-quoted, so ``shlex.split`` reads the line back exactly.
+    """
+    parts = [f"job={job}", f"status={status}", f"elapsed_s={elapsed:.1f}"]
+    parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
+    return "trinity-data " + " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- ray
+
+
+def _connect_ray(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    import ray
+
+    if ray.is_initialized():
+        return False, dict(ray.cluster_resources())
+    address = args.ray_address or os.environ.get("RAY_ADDRESS") or defaults.get("address")
+    kwargs: dict[str, Any] = {"log_to_driver": True, "configure_logging": False}
+    if address:
+        kwargs["address"] = address
+    else:
+        kwargs.update(num_cpus=args.num_cpus or defaults.get("num_cpus"), include_dashboard=False)
+    ray.init(**kwargs)
+    res = dict(ray.cluster_resources())
+    log.info("ray: %s, resources %s", address or "local cluster", {k: res[k] for k in sorted(res) if "node:" not in k})
+    return True, res
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(job: Job, argv: list[str] | None = None) -> int:
+    """Run ``job`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    ap = build_parser(job)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2)
+        return int(e.code or 0)
+    if not logging.getLogger().handlers:  # leave a host's logging (pytest, a notebook) alone
+        logging.basicConfig(
+            level=args.log_level, stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    started = time.perf_counter()
+    started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    def finish(status: str, code: int, fields: dict[str, Any]) -> int:
+        print(summary_line(job.name, status, time.perf_counter() - started, fields), flush=True)
+        return code
+
+    # 1. config: everything is validated before any work starts
+    try:
+        raw = load_mapping(args.config, args.overrides)
+        try:
+            cfg = job.load(raw, args.config)
+        except TrinityError:
+            raise
+        except Exception as e:  # pydantic ValidationError and friends
+            raise ConfigError(f"{args.config}: {validation_message(e)}") from None
+        output = job.output(cfg)
+    except TrinityError as e:
+        log.error("%s", e)
+        return finish("config_error", EXIT_CONFIG, {"config": args.config, "error": str(e)})
+    stats_uri = args.stats or join(output, f"{job.name}.job.json")
+    if args.check:
+        return finish("config_ok", EXIT_OK, {"config": args.config, "output": output})
+
+    # 2. the run
+    doc: dict[str, Any] = {
+        "job": job.name,
+        "config_uri": args.config,
+        "overrides": args.overrides,
+        "config": _dump(cfg),
+        "output": output,
+        "started_at": started_at,
+        "argv": sys.argv if argv is None else [f"jobs.{job.name}", *argv],
+    }
+    owns_ray = False
+    status, code, result, error = "failed", EXIT_FAILED, None, None
+    try:
+        if job.uses_ray(cfg) if callable(job.uses_ray) else job.uses_ray:
+            defaults = job.ray_defaults(cfg) if job.ray_defaults else {}
+            owns_ray, doc["ray_resources"] = _connect_ray(args, defaults)
+        result = job.run(cfg, args)
+        status, code = "succeeded", EXIT_OK
+    except KeyboardInterrupt:
+        status, code, error = "interrupted", EXIT_INTERRUPTED, "interrupted"
+        log.error("interrupted")
+    except ConfigError as e:  # found only once the run looked (an input that does not exist...)
+        status, code, error = "config_error", EXIT_CONFIG, str(e)
+        log.error("%s: %s", job.name, e)
+    except TrinityError as e:
+        error = str(e)
+        log.error("%s failed: %s", job.name, e)
+    except Exception as e:  # not one of ours: a bug or an environment problem; keep the trace
+        error = f"{type(e).__name__}: {e}"
+        log.error("%s failed:\n%s", job.name, traceback.format_exc())
+    finally:
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+    elapsed = time.perf_counter() - started
+    error = _ANSI.sub("", error) if error else error  # Ray colours its exception text
+    doc.update(
+        status=status,
+        elapsed_s=round(elapsed, 3),
+        error=error,
+        summary=result.summary if result else {},
+        stats=result.stats if result else {},
+    )
+    fields: dict[str, Any] = dict(result.summary) if result else {}
+    try:
+        write_json(stats_uri, doc)
+        fields.update(output=output, stats=stats_uri)
+    except Exception as e:  # the run's status wins; a stats failure is reported, not fatal
+        log.error("could not write stats to %s: %s", stats_uri, e)
+        fields.update(output=output, stats="unwritten")
+    if error:
+        fields["error"] = error.splitlines()[0][:300]
+    return finish(status, code, fields)
+
+
+def _dump(cfg: Any) -> Any:
+    dump = getattr(cfg, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return cfg if isinstance(cfg, (dict, list, str, int, float)) else repr(cfg)
+
+
+def run_module(job: Job) -> None:
+    """``if __name__ == "__main__": run_module(JOB)``: exit with :func:`main`'s code."""
+    sys.exit(main(job))
