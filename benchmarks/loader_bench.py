@@ -20,6 +20,9 @@ memory are its own, and all are measured in this one run, side by side:
                 shuffle=True, StreamingDataLoader(num_workers=0), after litdata.optimize
   mosaic        mosaicml-streaming StreamingDataset (shuffle=True) over MDS samples of
                 seq_len + 1 concatenated tokens, torch DataLoader(num_workers=0)
+  torch2_floor  the same DataLoader(num_workers=2) over a dataset that yields ready-made
+                batches of the RSDB shapes without loading anything: the ceiling that
+                DataLoader's inter-process transfer puts on any worker-based loader
   rsdb_megatron rsdb.RSDBLoader(packing="rsdb") over the same documents as Megatron
                 .bin/.idx (int32), to show the format costs nothing
   rsdb_torch2   rsdb.torch.RSDBIterableDataset through torch DataLoader(num_workers=2)
@@ -61,8 +64,9 @@ sys.path.insert(0, str(HERE))
 import loader_corpus as corpus  # noqa: E402
 
 ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_tokens", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
-       "rsdb_megatron"]
+       "torch2_floor", "rsdb_megatron"]
 PEERS = ["litdata", "mosaic"]
+MULTI_PROCESS = ("rsdb_torch2", "torch2_floor")  # judged by wall time, on all cores
 
 
 # ---------------------------------------------------------------------------- workers
@@ -195,9 +199,40 @@ def make_rsdb_torch2(cfg):
 
 PRE_IMPORT = {
     "memcpy": ["rsdb"], "memcpy_warm": ["rsdb"], "rsdb": ["rsdb"], "sequential": ["rsdb"], "numpy_ref": ["rsdb", "loader_numpy_ref"],
-    "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"],
+    "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"], "torch2_floor": [],
     "rsdb_megatron": ["rsdb"], "rsdb_tokens": ["rsdb"],
 }
+
+class _ReadyBatches:
+    """An IterableDataset that yields ready-made RSDB-shaped batches: no loading at all."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __iter__(self):
+        import torch
+        from torch.utils.data import get_worker_info
+
+        B, L1 = self.cfg["batch_size"], self.cfg["seq_len"] + 1
+        info = get_worker_info()
+        nw, wid = (info.num_workers, info.id) if info else (1, 0)
+        n = self.cfg["epoch_batches"] // nw + (wid < self.cfg["epoch_batches"] % nw)
+        batch = {"tokens": torch.zeros(B, L1, dtype=torch.int32), "loss_mask": torch.zeros(B, L1, dtype=torch.bool),
+                 "position_ids": torch.zeros(B, L1, dtype=torch.int32), "doc_ids": torch.zeros(B, L1, dtype=torch.int64),
+                 "source_ids": torch.zeros(B, L1, dtype=torch.int32),
+                 "cu_seqlens": torch.zeros(B, L1 + 1, dtype=torch.int32)}
+        for _ in range(n):
+            yield batch
+
+
+def make_torch2_floor(cfg):
+    import torch
+
+    class DS(_ReadyBatches, torch.utils.data.IterableDataset):
+        pass
+
+    return iter(torch.utils.data.DataLoader(DS(cfg), batch_size=None, num_workers=2))
+
 
 MAKERS = {
     "memcpy": make_memcpy,
@@ -210,6 +245,7 @@ MAKERS = {
     "rsdb_torch2": make_rsdb_torch2,
     "rsdb_megatron": make_rsdb_megatron,
     "rsdb_tokens": make_rsdb_tokens,
+    "torch2_floor": make_torch2_floor,
 }
 
 
@@ -228,7 +264,7 @@ def _status_kb(key: str) -> int:
 
 def run_worker(name: str, cfg: dict) -> dict:
     """Measure one loader in this (fresh) process; returns its measurement dict."""
-    if name != "rsdb_torch2":
+    if name not in MULTI_PROCESS:
         os.sched_setaffinity(0, {cfg["cpu"]})
     # Every worker is a training process: torch and the loader's library are imported
     # before the clock starts and before the memory baseline is taken.
@@ -403,7 +439,9 @@ def main(argv=None) -> int:
     info = build(spec, root)
     _emit({"name": "corpus_build", "format": args.format, "seconds": round(info["build_s"], 2),
            "sources": info["sources"], **meta}, records)
-    cfg = {"paths": info["paths"], "format": args.format, "seq_len": args.seq_len, "batch_size": args.batch_size,
+    epoch_tokens = sum(v["num_tokens"] for v in info["sources"].values())
+    cfg = {"epoch_batches": -(-epoch_tokens // (args.batch_size * (args.seq_len + 1))),
+           "paths": info["paths"], "format": args.format, "seq_len": args.seq_len, "batch_size": args.batch_size,
            "buffer_docs": args.buffer_docs, "seed": args.seed, "max_seconds": args.max_seconds, "cpu": cpu}
     warm = [root / spec.key / args.format]
     if "rsdb_megatron" in names and "rsdb_megatron" not in skipped:
@@ -462,13 +500,13 @@ def main(argv=None) -> int:
             tps = rec[metric]
             bound, warm, ref = of("memcpy"), of("memcpy_warm"), of("numpy_ref")
             peer = max((of(p) for p in PEERS if p in results), default=None)
-            if name == "rsdb_torch2" and metric == "tokens_cpu_s":
+            if name in MULTI_PROCESS and metric == "tokens_cpu_s":
                 bound = warm = ref = peer = None  # its work runs in the worker processes
             rec["frac_of_memcpy" + sfx] = round(tps / bound, 4) if bound else None
             rec["frac_of_memcpy_warm" + sfx] = round(tps / warm, 4) if warm else None
             rec["x_numpy_ref" + sfx] = round(tps / ref, 2) if ref else None
             rec["x_best_peer" + sfx] = round(tps / peer, 2) if peer else None
-        rec["pinned_cpus"] = 2 if name == "rsdb_torch2" else 1
+        rec["pinned_cpus"] = len(os.sched_getaffinity(0)) if name in MULTI_PROCESS else 1
         _emit({**rec, **meta}, records)
 
     _table(results)
@@ -499,7 +537,7 @@ def _profile(name: str, cfg: dict, root: Path) -> None:
 
 def _key(name: str) -> str:
     """The throughput a loader is judged by: CPU-time based, except for the multi-process one."""
-    return "tokens_s" if name == "rsdb_torch2" else "tokens_cpu_s"
+    return "tokens_s" if name in MULTI_PROCESS else "tokens_cpu_s"
 
 
 def _table(results: dict[str, dict]) -> None:
