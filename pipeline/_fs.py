@@ -44,7 +44,12 @@ class OutFS:
         p = self.path(*parts)
         return p if self.local else f"{self.url.split('://')[0]}://{p}"
 
+    def _fresh(self, path: str) -> None:
+        if not self.local:  # object-store listings are cached; other workers may have written since
+            self.fs.invalidate_cache(path)
+
     def exists(self, *parts: str) -> bool:
+        self._fresh(self.path(*parts))
         return self.fs.exists(self.path(*parts))
 
     def makedirs(self, *parts: str) -> None:
@@ -54,6 +59,7 @@ class OutFS:
     def ls(self, *parts: str) -> list[str]:
         """Names (not paths) in a folder; empty when it does not exist."""
         p = self.path(*parts)
+        self._fresh(p)
         try:
             return sorted(x.rstrip("/").rsplit("/", 1)[-1] for x in self.fs.ls(p, detail=False))
         except FileNotFoundError:

@@ -145,8 +145,10 @@ class PipelineConfig(_Model):
         return [STAGES[s.name](STAGES[s.name].Config.model_validate(s.options)) for s in self.stages]
 
     def config_hash(self) -> str:
-        """sha256 over everything that changes the output (not ``ray`` or ``progress``)."""
-        doc = self.model_dump(mode="json", exclude={"ray", "progress"})
+        """sha256 over everything that changes the output's content (not where it goes, ``ray`` or ``progress``)."""
+        doc = self.model_dump(mode="json", exclude={"ray": True, "progress": True,
+                                                    "output": {"path", "storage_options"},
+                                                    "input": {"storage_options"}})
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

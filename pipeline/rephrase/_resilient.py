@@ -104,6 +104,14 @@ class ResilientEngine:
                 logger.exception("closing the failed engine")
         self.restarts += 1
 
+    def _ensure_engine(self) -> Engine:
+        """Build the engine; a bad config (EngineRequestError) propagates at once, OOM/death are retried."""
+        while True:
+            try:
+                return self.engine
+            except _RESTART_ON as err:
+                self._restart(err)
+
     def generate(
         self, prompts: Sequence[Prompt], sampling: SamplingConfig, seeds: Sequence[int] | None = None
     ) -> list[Generation]:
@@ -116,6 +124,7 @@ class ResilientEngine:
         seeds = list(seeds) if seeds is not None else None
         if not prompts:
             return []
+        self._ensure_engine()
         try:
             out = self._timed(prompts, sampling, seeds)
             self._failures = 0

@@ -134,3 +134,37 @@ def test_openai_engine_row_failure_and_dead_endpoint(scripted_server):
     finally:
         dead.close()
     assert time.monotonic() - t0 < 10
+
+
+def test_engine_build_failures_are_named_not_row_rejections(tmp_path):
+    from pipeline.rephrase import EngineOOMError, EngineRequestError
+    from pipeline.rephrase.engines import Engine
+
+    with pytest.raises(EngineRequestError, match="cannot load model"):
+        ResilientEngine(TransformersEngineConfig(model=str(tmp_path / "missing"), device="cpu")).generate(["a", "b"], SamplingConfig())
+
+    builds = []
+
+    def oom_factory(cfg):
+        builds.append(1)
+        raise EngineOOMError("vllm", "CUDA out of memory while loading")
+
+    eng = ResilientEngine(TransformersEngineConfig(model="m"), max_engine_restarts=2, factory=oom_factory)
+    with pytest.raises(EngineOOMError):
+        eng.generate(["a", "b", "c"], SamplingConfig())
+    assert len(builds) == 3  # first build + 2 restarts, then the named error
+
+    class FlakyEngine(Engine):
+        backend = "flaky"
+        calls = 0
+
+        def _generate(self, prompts, sampling, seeds):
+            FlakyEngine.calls += 1
+            if any("bad" in p for p in prompts):
+                raise RuntimeError("CUDA out of memory")  # classified as OOM -> restart + bisect
+            return [__import__("pipeline.rephrase.engines", fromlist=["Generation"]).Generation(p.upper(), "stop") for p in prompts]
+
+    eng = ResilientEngine(TransformersEngineConfig(model="m"), max_engine_restarts=5, factory=FlakyEngine)
+    out = eng.generate(["a", "b", "bad", "c"], SamplingConfig())
+    assert [g.text for g in out[:2]] + [out[3].text] == ["A", "B", "C"]
+    assert out[2].finish_reason == FINISH_ERROR and "out of memory" in out[2].extra["error"]
