@@ -117,7 +117,7 @@ print(h.hexdigest())
 """
 
 
-def test_resume_in_fresh_process(tmp_path, repo_root):
+def test_resume_in_fresh_process(tmp_path):
     import hashlib
 
     paths, _ = make_corpus(tmp_path, {"a": [40, 3, 200, 17] * 10, "b": [25] * 30}, shard_tokens=150)
@@ -133,7 +133,7 @@ def test_resume_in_fresh_process(tmp_path, repo_root):
         for key in sorted(b):
             h.update(b[key].tobytes())
     out = subprocess.run([sys.executable, "-c", RESUME_SCRIPT, json.dumps([paths, kw, str(state_file), 10])],
-                         capture_output=True, text=True, cwd=repo_root, check=True)
+                         capture_output=True, text=True, check=True)
     assert out.stdout.strip() == h.hexdigest()
 
 
