@@ -172,9 +172,13 @@ def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     server.start()
     try:
         host, port = server.get_host_and_port()
-        opts = {"key": "testing", "secret": "testing", "endpoint_url": f"http://{host}:{port}"}
+        opts = {"key": "testing", "secret": "testing",
+                "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}}
         fs = s3fs.S3FileSystem(**opts)
-        fs.mkdir("curation")
+        import boto3
+
+        boto3.client("s3", endpoint_url=f"http://{host}:{port}", aws_access_key_id="testing",
+                     aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="curation")
         local = jsonl_writer(tmp_path / "docs.jsonl", corpus_rows[:40])
         fs.put(str(local), "curation/in/docs.jsonl")
         cfg = config("s3://curation/in/docs.jsonl", "s3://curation/out", stages=["normalize", "exact_dedup"],
@@ -185,8 +189,11 @@ def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
         fs.invalidate_cache()
         assert fs.exists("curation/out/manifest.json")
         shards = sorted(fs.glob("curation/out/part-*.parquet"))
-        with fs.open(shards[0], "rb") as f:
-            assert pq.read_table(f).num_rows == 40
+        total = 0
+        for shard in shards:
+            with fs.open(shard, "rb") as f:
+                total += pq.read_table(f).num_rows
+        assert total == 40
         with fs.open("curation/out/rejected/part-00000.parquet", "rb") as f:
             rej = pq.read_table(f)
         assert sorted(rej.column("source_line").to_pylist()) == [3, 5, 7]
