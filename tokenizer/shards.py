@@ -77,9 +77,7 @@ def list_inputs(inputs: str | Iterable[str]) -> list[str]:
         if any(ch in path for ch in "*?["):
             found = fs.glob(path)
         elif fs.isdir(path):
-            found = [p for p in fs.find(path) if p.endswith(_INPUT_SUFFIXES)]
-            # Skip rejected rows and temp files a curation run keeps beside its output.
-            found = [p for p in found if "/rejected/" not in p and not Path(p).name.startswith((".", "_"))]
+            found = _curated_shards(fs, path)
         elif fs.exists(path):
             found = [path]
         else:
@@ -88,6 +86,29 @@ def list_inputs(inputs: str | Iterable[str]) -> list[str]:
     if not files:
         raise ConfigError(f"no Parquet/Arrow files under {items}")
     return files
+
+
+def _curated_shards(fs, path: str) -> list[str]:
+    """Data files of a folder: the shards its curation manifest lists, else every data file
+    outside ``rejected/`` and ``_``/``.``-prefixed folders (work state, temp files)."""
+    manifest = path.rstrip("/") + "/manifest.json"
+    if fs.exists(manifest):
+        with fs.open(manifest, "rt") as f:
+            try:
+                listed = [s.get("path") for s in json.load(f).get("shards", []) if isinstance(s, dict)]
+            except (json.JSONDecodeError, AttributeError):
+                listed = []
+        if listed and all(isinstance(p, str) for p in listed):
+            return [path.rstrip("/") + "/" + p for p in listed]
+    found = []
+    for p in fs.find(path):
+        rel = Path(p).relative_to(Path(path)).parts if p.startswith(path) else Path(p).parts
+        if not p.endswith(_INPUT_SUFFIXES) or "rejected" in rel[:-1]:
+            continue
+        if any(part.startswith((".", "_")) for part in rel):
+            continue
+        found.append(p)
+    return found
 
 
 def unit_name(index: int, path: str) -> str:

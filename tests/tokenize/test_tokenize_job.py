@@ -91,3 +91,15 @@ def test_tokenize_rejects_bad_spec(tmp_path):
     spec = TokenizeSpec(tokenizer_dir="x", out_dir="s3://bucket/tokens", source="a")
     with pytest.raises(ConfigError, match="local path"):
         tokenize_to_shards(spec, str(tmp_path))
+
+
+def test_inputs_skip_work_state_and_rejected_rows(tmp_path):
+    from tokenizer.shards import list_inputs
+
+    for rel in ("part-0.parquet", "sub/part-1.parquet", "_work/map0/u0/part.parquet", "rejected/r.parquet",
+                ".tmp.parquet", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert [p.split(str(tmp_path))[-1] for p in list_inputs(str(tmp_path))] == ["/part-0.parquet", "/sub/part-1.parquet"]
+    (tmp_path / "manifest.json").write_text(json.dumps({"shards": [{"path": "sub/part-1.parquet"}]}))
+    assert list_inputs(str(tmp_path)) == [f"{tmp_path}/sub/part-1.parquet"]
