@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     run_step("4. plan the mixture", _cli("mix", "plan", str(mixture)), timings)
     run_step(
         "5. stream phase-mixed batches",
-        _cli("mix", "report", str(mixture), "--seq-len", "1024", "--batch-size", "8", "--out", str(out / "mix-report")),
+        # A pool of 64 documents: the demo's phases are only a few million tokens, so a larger
+        # pool would still hold much of the previous phase's mixture when a phase switches.
+        _cli("mix", "report", str(mixture), "--seq-len", "1024", "--batch-size", "8", "--buffer-docs", "64",
+             "--out", str(out / "mix-report")),
         timings,
     )
     run_step(
