@@ -91,11 +91,11 @@ UNCASED_SCRIPTS = (
 # Characters that belong inside words of any script although they are not letters:
 # combining marks (script Inherited, or the script's own vowel signs and viramas)
 # and the zero-width (non-)joiners of Persian and Indic spelling.
-_WORD_EXTRA = r"\p{M}\x{200C}\x{200D}"
+_WORD_EXTRA = r"\p{M}" + "\u200c\u200d"  # literal characters: every regex engine reads them
 # Katakana-Hiragana prolonged sound mark (ー, U+30FC, and its halfwidth form) is
 # script Common but spelled inside kana words: コーヒー is one word.
-_KANA_EXTRA = r"\x{30FC}\x{FF70}"
-_CONTRACTIONS = r"(?:['\x{2019}](?i:s|t|re|ve|m|ll|d))?"  # English clitics, as o200k, plus ’
+_KANA_EXTRA = "\u30fc\uff70"
+_CONTRACTIONS = "(?:['\u2019](?i:s|t|re|ve|m|ll|d))?"  # English clitics, as o200k, plus ’
 
 
 def _cased_word(script: str) -> str:

@@ -1,0 +1,74 @@
+"""Table-driven tests of the pre-tokenization rules (digits, scripts, code, whitespace)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tokenizer.pretokenize import (
+    DIGIT_GROUPS_PATTERN,
+    MAIN_PATTERN,
+    TIKTOKEN_PATTERN,
+    build_pre_tokenizer,
+    forced_digit_strings,
+    split_text,
+)
+from tokenizer_cases import CODE_AND_SPACE, DIGITS, SCRIPTS
+
+@pytest.mark.parametrize("text,expected", DIGITS + SCRIPTS + CODE_AND_SPACE)
+def test_split(text, expected):
+    assert split_text(text) == expected
+    assert "".join(split_text(text)) == text
+
+
+@pytest.mark.parametrize("text,_", DIGITS + SCRIPTS + CODE_AND_SPACE)
+def test_tiktoken_pattern_matches_pipeline(text, _):
+    """The one-regex form used for tiktoken splits exactly like the 2-step pipeline."""
+    regex = pytest.importorskip("regex")  # same syntax (V1: set operations), pure Python side
+
+    pieces = [m.group(0) for m in regex.finditer(TIKTOKEN_PATTERN, text, flags=regex.V1)]
+    assert pieces == split_text(text)
+
+
+@pytest.mark.parametrize("text", ["1234567", "東京2024年", "I don't", "x == 10"])
+def test_gpt4o_baseline_differs_on_digits(text):
+    pieces = split_text(text, "gpt4o")
+    assert "".join(pieces) == text
+    if text == "1234567":
+        assert pieces == ["123", "456", "7"]  # left-aligned: the thing we fix
+
+
+def test_no_backslash_d():
+    """`\\d` is every Unicode digit in Oniguruma; the rules must spell [0-9]."""
+    assert "\\d" not in MAIN_PATTERN and "\\d" not in DIGIT_GROUPS_PATTERN
+
+
+@pytest.mark.timeout(60)
+def test_megabyte_digit_run_is_linear():
+    """A quadratic right-aligned look-ahead needs minutes for 1 MB; ours is linear."""
+    n = 1_000_000
+    started = time.perf_counter()
+    pieces = split_text("7" * (n + 1))
+    elapsed = time.perf_counter() - started
+    assert pieces[0] == "77" and all(p == "777" for p in pieces[1:])
+    assert len(pieces) == n // 3 + 1
+    # Generous bound for a loaded 2-core machine; quadratic takes minutes.
+    assert elapsed < 30, elapsed
+
+
+def test_byte_level_maps_space():
+    pieces = [p for p, _ in build_pre_tokenizer().pre_tokenize_str("a 1")]
+    assert pieces == ["a", "Ġ1"]
+
+
+def test_forced_digit_strings():
+    s = forced_digit_strings()
+    assert len(s) == 2 * (10 + 100 + 1000) and len(set(s)) == len(s)
+    assert {"0", "00", "000", "007", "999", " 0", " 007", " 999"} <= set(s)
+    assert len(forced_digit_strings(space_prefix=False)) == 1110
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="unknown pre-tokenizer"):
+        build_pre_tokenizer("nope")

@@ -1,0 +1,185 @@
+"""Training: exact vocab size, forced digit tokens, special ids, routes, inputs, transformers."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import tokenizer
+from rsdb.errors import ConfigError, TrinityError
+from tokenizer.pretokenize import SPECIAL_TOKENS, forced_digit_strings
+
+from tokenizer_cases import CODE_AND_SPACE, DIGITS, SCRIPTS, SMALL_VOCAB
+
+NO_DIGITS = [
+    "The quick brown fox jumps over the lazy dog. " * 3,
+    "Le renard brun saute par-dessus le chien paresseux.",
+    "Быстрая коричневая лиса прыгает через ленивую собаку.",
+    "敏捷的棕色狐狸跳过了懒狗。",
+    "def main():\n    return hello_world(x, y)\n",
+] * 30
+
+
+def test_vocab_size_exact_and_specials(small_tok, small_tok_dir):
+    assert small_tok.get_vocab_size(with_added_tokens=True) == SMALL_VOCAB
+    for i, t in enumerate(SPECIAL_TOKENS):
+        assert small_tok.token_to_id(t) == i
+    assert (tokenizer.bos_id(small_tok), tokenizer.eos_id(small_tok), tokenizer.pad_id(small_tok)) == (0, 1, 2)
+    report = json.loads((small_tok_dir / "train_report.json").read_text())
+    assert report["vocab_reached"] == SMALL_VOCAB
+    assert report["input"]["heldout_docs"] > 0 and report["input_bytes"] >= 1_500_000
+
+
+def test_special_tokens_encode_as_one(small_tok):
+    enc = small_tok.encode("<|im_start|>user\nhi<|im_end|>")
+    assert enc.ids[0] == 7 and enc.ids[-1] == 8
+
+
+@pytest.mark.parametrize("kind", ["trinity"])
+def test_every_digit_group_is_one_token_without_digits_in_corpus(kind):
+    cfg = tokenizer.TrainConfig(inputs=["-"], vocab_size=2600, min_frequency=1, pretokenizer=kind)
+    res = tokenizer.train(cfg, texts=NO_DIGITS)
+    tok = res.tokenizer
+    assert tok.get_vocab_size() == 2600
+    for s in forced_digit_strings():
+        ids = tok.encode(s).ids
+        assert len(ids) == 1, (s, tok.encode(s).tokens)
+    # ... and inside running text, each place-aligned group is one token.
+    tokens = tok.encode("The fox: 1234567 and 0042.").tokens
+    assert [t for t in tokens if any(c.isdigit() for c in t)] == ["Ġ1", "234", "567", "Ġ0", "042"]
+    assert tokens[:2] == ["The", "Ġfox"]
+
+
+def test_small_corpus_reports_vocab_reached():
+    cfg = tokenizer.TrainConfig(inputs=["-"], vocab_size=50_000, min_frequency=2)
+    res = tokenizer.train(cfg, texts=NO_DIGITS[:5])
+    assert res.report["vocab_reached"] < 50_000
+    assert res.tokenizer.get_vocab_size() == res.report["vocab_reached"]
+
+
+def test_counts_route_matches_direct(demo_corpus):
+    """Counting pre-tokens in worker processes and training on the counts learns the
+    very same merges as streaming text into the trainer."""
+    base = dict(inputs=[str(demo_corpus)], vocab_size=3000, max_bytes=300_000)
+    direct = tokenizer.train(tokenizer.TrainConfig(**base)).tokenizer
+    counted = tokenizer.train(tokenizer.TrainConfig(**base, route="counts", workers=2)).tokenizer
+    assert direct.to_str() == counted.to_str()
+
+
+def test_counts_route_on_ray_prunes(demo_corpus, ray_cluster):
+    stats_cfg = tokenizer.TrainConfig(
+        inputs=[str(demo_corpus)], vocab_size=3000, max_bytes=300_000, route="counts", backend="ray",
+        workers=2, min_count=2, max_words=5000, batch_bytes=50_000,
+    )
+    res = tokenizer.train(stats_cfg)
+    c = res.report["counts"]
+    assert c["distinct"] <= 5000 and c["distinct_before_prune"] >= c["distinct"]
+    assert res.tokenizer.get_vocab_size() == 3000
+
+
+def test_gpt4o_baseline_trains():
+    cfg = tokenizer.TrainConfig(inputs=["-"], vocab_size=400, pretokenizer="gpt4o", min_frequency=1)
+    tok = tokenizer.train(cfg, texts=NO_DIGITS).tokenizer
+    assert tok.get_vocab_size() == 400
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="vocab_size"):
+        tokenizer.TrainConfig.parse(inputs=["x"], vocab_size=1000)
+    with pytest.raises(ConfigError, match="holdout_fraction"):
+        tokenizer.TrainConfig.parse(inputs=["x"], holdout_fraction=1.5)
+    with pytest.raises(ConfigError, match="bogus"):
+        tokenizer.TrainConfig.parse(inputs=["x"], bogus=1)
+    with pytest.raises(ConfigError, match="lang_weights"):
+        tokenizer.TrainConfig.parse(inputs=["x"], lang_weights={"en": -1})
+
+
+def test_inputs_parquet_jsonl_text_and_bad_rows(tmp_path):
+    d = tmp_path / "curated"
+    d.mkdir()
+    texts = [t for t in NO_DIGITS[:50]]
+    pq.write_table(pa.table({"id": [f"p{i}" for i in range(50)], "text": texts, "lang": ["en"] * 50}), d / "a.parquet")
+    (d / "rejected").mkdir()
+    pq.write_table(pa.table({"oops": [1]}), d / "rejected" / "r.parquet")  # skipped: rejected/
+    (d / "b.jsonl").write_text(
+        "\n".join([json.dumps({"text": "hello there"}), "{not json", json.dumps({"text": 5}), "[1]"]) + "\n"
+    )
+    (d / "c.txt").write_text("plain text line\n" * 10)
+    (d / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    stats = tokenizer.corpus.ReadStats() if hasattr(tokenizer, "corpus") else None
+    from tokenizer.corpus import ReadStats, iter_docs
+
+    stats = ReadStats()
+    cfg = tokenizer.CorpusConfig(inputs=[str(d)])
+    docs = list(iter_docs(cfg, "all", stats))
+    assert len(docs) == 50 + 1 + 1
+    assert stats.rejected_rows == 3 and stats.rejected_files == 1
+    assert set(stats.reasons) == {"invalid_json", "text_not_string", "not_an_object", "bad_file"}
+    assert any("b.jsonl line 2" in e["where"] for e in stats.examples)
+
+
+def test_missing_input_is_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        list(tokenizer.corpus.iter_docs(tokenizer.CorpusConfig(inputs=[str(tmp_path / "nope")])))
+
+
+def test_holdout_split_is_disjoint_and_stable(demo_corpus):
+    from tokenizer.corpus import iter_docs
+
+    cfg = tokenizer.CorpusConfig(inputs=[str(demo_corpus)], holdout_fraction=0.1, max_bytes=None)
+    held = [d.id for d in iter_docs(cfg, "heldout")]
+    train_ids = {d.id for d in iter_docs(cfg, "train")}
+    assert held and not (set(held) & train_ids)
+    assert held == [d.id for d in iter_docs(cfg, "heldout")]
+    assert 0.05 < len(held) / (len(held) + len(train_ids)) < 0.15
+
+
+def test_sampling_weights(demo_corpus):
+    from tokenizer.corpus import iter_docs
+
+    base = tokenizer.CorpusConfig(inputs=[str(demo_corpus)])
+    n = {}
+    for d in iter_docs(base):
+        n[d.source] = n.get(d.source, 0) + 1
+    cfg = tokenizer.CorpusConfig(inputs=[str(demo_corpus)], source_weights={"code-go": 0, "fiction-ish": 2.0})
+    m = {}
+    for d in iter_docs(cfg):
+        m[d.source] = m.get(d.source, 0) + 1
+    assert "code-go" not in m and m["fiction-ish"] == 2 * n["fiction-ish"]
+    assert m["web-docs"] == n["web-docs"]
+
+
+def test_loads_in_transformers(small_tok_dir, small_tok):
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(str(small_tok_dir))
+    text = "The price is 1234567! 東京2024年 <|eos|>"
+    assert hf.encode(text, add_special_tokens=False) == small_tok.encode(text, add_special_tokens=False).ids
+    assert hf.bos_token_id == 0 and hf.eos_token_id == 1 and hf.pad_token_id == 2
+    assert len(hf) == SMALL_VOCAB
+    assert hf.decode(hf.encode("naïve café 😀", add_special_tokens=False)) == "naïve café 😀"
+
+
+def test_tiktoken_with_our_ranks_gives_same_ids(small_tok):
+    """The benchmark's tiktoken twin (same ranks, one-regex pattern) encodes identically."""
+    tiktoken = pytest.importorskip("tiktoken")
+    from tokenizer.tiktoken_compat import to_tiktoken
+
+    enc = to_tiktoken(small_tok)
+    for text, _ in DIGITS + SCRIPTS + CODE_AND_SPACE:
+        assert enc.encode_ordinary(text) == small_tok.encode(text, add_special_tokens=False).ids, text
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no tokenizer.json"):
+        tokenizer.load(tmp_path)
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a valid"):
+        tokenizer.load(tmp_path)
+
+
+def test_special_id_missing(small_tok):
+    with pytest.raises(TrinityError, match="no special token"):
+        tokenizer.special_id(small_tok, "<|nope|>")
