@@ -449,7 +449,7 @@ class RSDBLoader:
                 raise ShardError(unit.path, self._broken)
             raise LoaderError(self._broken)
         self._batches += 1
-        self._last_segments = bufs["_n_segments"]
+        self._last_segments = bufs["_n_segments"].copy()
         return {k: v for k, v in bufs.items() if not k.startswith("_")}
 
     def _error(self, st: int) -> str:

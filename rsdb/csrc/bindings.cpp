@@ -96,6 +96,7 @@ NB_MODULE(_core, m) {
              d["phase"] = s.phase;
              d["batches"] = s.batches;
              d["refilling"] = s.refilling;
+             d["slot_index"] = s.slot_index;
              d["slot_source"] = s.slot_source;
              d["slot_view"] = s.slot_view;
              d["slot_doc"] = s.slot_doc;
@@ -116,6 +117,7 @@ NB_MODULE(_core, m) {
              s.phase = nb::cast<int64_t>(d["phase"]);
              s.batches = nb::cast<int64_t>(d["batches"]);
              s.refilling = nb::cast<bool>(d["refilling"]);
+             s.slot_index = vec<int64_t>(d, "slot_index");
              s.slot_source = vec<int32_t>(d, "slot_source");
              s.slot_view = vec<int32_t>(d, "slot_view");
              s.slot_doc = vec<int64_t>(d, "slot_doc");

@@ -15,10 +15,11 @@ constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
 #define RSDB_PREFETCH_PICKS 2
 #endif
 #ifndef RSDB_PREFETCH_LINES
-#define RSDB_PREFETCH_LINES 4
+#define RSDB_PREFETCH_LINES 8
 #endif
-// Upcoming picks whose read heads are prefetched, and cache lines per pick; measured
-// on a heavy-tailed corpus at seq_len 8192 (docs/rsdb.md, "Performance").
+// Upcoming picks whose read heads are prefetched, and cache lines per pick. On the
+// development VM a sweep (1-16 picks, 2-128 lines) moved throughput by less than the
+// noise; more than 4 picks cost a few percent (docs/rsdb.md, "Performance").
 constexpr uint64_t kPrefetchPicks = RSDB_PREFETCH_PICKS;
 constexpr int64_t kPrefetchLines = RSDB_PREFETCH_LINES;
 
@@ -113,6 +114,7 @@ Core::Core(const Config& cfg) : cfg_(cfg) {
   const size_t cap = static_cast<size_t>(cfg_.buffer_docs);
   p_cur_.resize(cap);
   p_end_.resize(cap);
+  p_live_.assign(cap, 0);
   p_view_.resize(cap);
   p_src_.resize(cap);
   p_start_.resize(cap);
@@ -203,7 +205,7 @@ int32_t Core::pick_source() const {
   return best;
 }
 
-Status Core::admit(int32_t s) {
+Status Core::admit(int32_t s, int64_t k) {
   SourceState& S = src_[static_cast<size_t>(s)];
   if (S.cursor >= static_cast<uint64_t>(S.n_local)) {
     if (S.epoch_tokens == 0) {
@@ -247,7 +249,8 @@ Status Core::admit(int32_t s) {
   S.cursor += 1;
   const int64_t len = end - off;
   if (len == 0) return kOk;
-  const int64_t k = n_active_++;
+  p_live_[k] = 1;
+  ++n_live_;
   p_cur_[k] = off;
   p_end_[k] = end;
   p_view_[k] = it->view;
@@ -262,29 +265,55 @@ Status Core::admit(int32_t s) {
 }
 
 Status Core::refill() {
+  // Fill every hole, lowest slot first (a deterministic order a restored state repeats).
   refilling_ = true;
-  while (n_active_ < cfg_.buffer_docs) {
-    const int32_t s = pick_source();
-    if (s < 0) break;
-    const Status st = admit(s);
-    if (st != kOk) return st;
+  const int64_t cap = cfg_.buffer_docs;
+  for (int64_t i = 0; i < cap && n_live_ < cap; ++i) {
+    while (!p_live_[i]) {
+      const int32_t s = pick_source();
+      if (s < 0) {
+        refilling_ = false;
+        return kOk;
+      }
+      const Status st = admit(s, i);
+      if (st != kOk) return st;
+    }
   }
   refilling_ = false;
   return kOk;
 }
 
 void Core::remove_slot(int64_t r) {
-  const int64_t last = --n_active_;
-  if (r != last) {
-    p_cur_[r] = p_cur_[last];
-    p_end_[r] = p_end_[last];
-    p_view_[r] = p_view_[last];
-    p_src_[r] = p_src_[last];
-    p_start_[r] = p_start_[last];
-    p_doc_[r] = p_doc_[last];
-    p_gid_[r] = p_gid_[last];
+  p_live_[r] = 0;
+  --n_live_;
+  if (cfg_.buffer_docs - n_live_ >= cfg_.refill_batch) refilling_ = true;
+}
+
+int64_t Core::pick() {
+  const int64_t cap = cfg_.buffer_docs;
+  if (n_live_ * 4 >= cap) {
+    // Dense pool (the normal case: at most refill_batch holes): rejection sampling.
+    for (;;) {
+      const int64_t r = bounded(next_rand(), cap);
+      if (p_live_[r]) return r;
+    }
   }
-  if (cfg_.buffer_docs - n_active_ >= cfg_.refill_batch) refilling_ = true;
+  // Sparse pool (sources running dry): the k-th live slot.
+  int64_t k = bounded(next_rand(), n_live_);
+  for (int64_t i = 0; i < cap; ++i)
+    if (p_live_[i] && k-- == 0) return i;
+  return -1;  // unreachable while n_live_ > 0
+}
+
+int64_t Core::predict(uint64_t& draw) const {
+  // The slot a future pick() will return if no slot changes before then; `draw` is the
+  // index of the next unused future draw and is advanced past the ones consumed.
+  const int64_t cap = cfg_.buffer_docs;
+  for (int tries = 0; tries < 4; ++tries) {
+    const int64_t r = bounded(peek_rand(draw++), cap);
+    if (p_live_[r]) return r;
+  }
+  return -1;
 }
 
 Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
@@ -317,10 +346,10 @@ Status Core::fill(const Outputs& o, int64_t phase) {
     int32_t* cu = o.cu_seqlens ? o.cu_seqlens + row_ * (L1 + 1) : nullptr;
     if (pos_ == 0 && cu) cu[0] = 0;
     while (pos_ < L1) {
-      if (refilling_ || n_active_ == 0) {
+      if (refilling_ || n_live_ == 0) {
         const Status st = refill();
         if (st != kOk) return st;
-        if (n_active_ == 0) {
+        if (n_live_ == 0) {
           // Every source is exhausted (finite epochs): pad and mask the rest of the row.
           const int64_t n = L1 - pos_;
           std::memset(tok + pos_, 0, static_cast<size_t>(n) * sizeof(int32_t));
@@ -332,13 +361,15 @@ Status Core::fill(const Outputs& o, int64_t phase) {
           break;
         }
       }
-      const int64_t r = bounded(next_rand(), n_active_);
-      if (cfg_.prefetch) {
-        // The next picks are known already (counter-based RNG): start fetching the
-        // first cache lines at their read heads while this chunk is copied, so several
+      const int64_t r = pick();
+      if (cfg_.prefetch && n_live_ * 4 >= cfg_.buffer_docs) {
+        // The next picks are known already (counter-based RNG, stable slot indices):
+        // start fetching their read heads while this chunk is copied, so several
         // random reads are in flight at once instead of one.
+        uint64_t draw = 0;
         for (uint64_t k = 0; k < kPrefetchPicks; ++k) {
-          const int64_t g = bounded(peek_rand(k), n_active_);
+          const int64_t g = predict(draw);
+          if (g < 0) break;
           const View& gv = views_[static_cast<size_t>(p_view_[g])];
           const char* p = token_ptr(gv, p_cur_[g]);
           const int64_t bytes = (p_end_[g] - p_cur_[g]) * (gv.dtype == kU16 ? 2 : 4);
@@ -379,7 +410,9 @@ State Core::get_state() const {
   st.phase = phase_;
   st.batches = batches_;
   st.refilling = refilling_;
-  for (int64_t k = 0; k < n_active_; ++k) {
+  for (int64_t k = 0; k < cfg_.buffer_docs; ++k) {
+    if (!p_live_[k]) continue;
+    st.slot_index.push_back(k);
     st.slot_source.push_back(p_src_[k]);
     st.slot_view.push_back(p_view_[k]);
     st.slot_doc.push_back(p_doc_[k]);
@@ -405,7 +438,14 @@ std::string Core::set_state(const State& st) {
   if (st.emitted.size() != emitted_.size()) return "per-phase counters do not match the number of phases";
   const size_t n = st.slot_source.size();
   if (n > static_cast<size_t>(cfg_.buffer_docs)) return "more pool slots than buffer_docs";
-  if (st.slot_view.size() != n || st.slot_doc.size() != n || st.slot_head.size() != n) return "pool arrays differ in length";
+  if (st.slot_view.size() != n || st.slot_doc.size() != n || st.slot_head.size() != n || st.slot_index.size() != n)
+    return "pool arrays differ in length";
+  std::vector<uint8_t> seen(static_cast<size_t>(cfg_.buffer_docs), 0);
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t i = st.slot_index[k];
+    if (i < 0 || i >= cfg_.buffer_docs || seen[static_cast<size_t>(i)]) return "slot index out of range or repeated";
+    seen[static_cast<size_t>(i)] = 1;
+  }
   if (st.phase < -1 || st.phase >= cfg_.n_phases) return "phase out of range";
   for (size_t s = 0; s < ns; ++s)
     if (st.cursor[s] > static_cast<uint64_t>(src_[s].n_local)) return "cursor beyond the source's documents";
@@ -427,16 +467,19 @@ std::string Core::set_state(const State& st) {
   rng_ = st.rng;
   phase_ = st.phase;
   batches_ = st.batches;
-  n_active_ = static_cast<int64_t>(n);
-  for (size_t k = 0; k < n; ++k) {
-    const int32_t s = st.slot_source[k], vi = st.slot_view[k];
+  n_live_ = static_cast<int64_t>(n);
+  std::fill(p_live_.begin(), p_live_.end(), 0);
+  for (size_t j = 0; j < n; ++j) {
+    const int64_t k = st.slot_index[j];
+    const int32_t s = st.slot_source[j], vi = st.slot_view[j];
     const View& v = views_[static_cast<size_t>(vi)];
-    const int64_t d = st.slot_doc[k];
+    const int64_t d = st.slot_doc[j];
+    p_live_[k] = 1;
     p_src_[k] = s;
     p_view_[k] = vi;
     p_doc_[k] = d;
     p_start_[k] = v.offsets[d];
-    p_cur_[k] = v.offsets[d] + st.slot_head[k];
+    p_cur_[k] = v.offsets[d] + st.slot_head[j];
     p_end_[k] = v.offsets[d + 1];
     // Recover the global doc id from the source's ranges.
     int64_t base = 0;

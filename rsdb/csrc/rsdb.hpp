@@ -18,7 +18,7 @@
 namespace rsdb {
 
 // Bumped whenever the state layout changes.
-constexpr int kStateVersion = 1;
+constexpr int kStateVersion = 2;
 
 int core_version();
 
@@ -98,7 +98,8 @@ struct State {
   int64_t phase = -1;
   int64_t batches = 0;
   bool refilling = false;
-  // pool slots, in slot order
+  // live pool slots: their slot index, source, view, doc and read head
+  std::vector<int64_t> slot_index;
   std::vector<int32_t> slot_source;
   std::vector<int32_t> slot_view;
   std::vector<int64_t> slot_doc;   // doc index within the view
@@ -135,7 +136,7 @@ class Core {
   int32_t error_source() const { return err_source_; }
 
   // Introspection for stats and tests.
-  int64_t n_active() const { return n_active_; }
+  int64_t n_active() const { return n_live_; }
   int64_t n_local(int32_t s) const { return src_[s].n_local; }
   const std::vector<int64_t>& emitted() const { return emitted_; }
   const std::vector<SourceState>& sources() const { return src_; }
@@ -146,11 +147,13 @@ class Core {
   Status refill();
   // Admit the next document of source s: kOk (admitted, skipped an empty doc, or the
   // source ran out), or an error/kNeedView.
-  Status admit(int32_t s);
+  Status admit(int32_t s, int64_t slot);
   int32_t pick_source() const;
   void start_epoch(SourceState& s, int32_t idx);
   void switch_phase(int64_t phase);
   void remove_slot(int64_t r);
+  int64_t pick();
+  int64_t predict(uint64_t& draw) const;
   uint64_t next_rand();
   uint64_t peek_rand(uint64_t k) const;
   Status copy_chunk(int64_t r, int64_t n, int32_t* dst);
@@ -161,11 +164,14 @@ class Core {
   std::vector<double> weights_;  // n_phases x n_sources, normalised
   std::vector<int64_t> emitted_; // n_phases x n_sources
 
-  // pool, struct of arrays; the hot pair first
+  // pool, struct of arrays; the hot pair first. A finished document leaves a hole
+  // (p_live_ = 0) that the next refill fills, so a live slot keeps its index and the
+  // core can tell which documents the next picks will read (for prefetching).
   std::vector<int64_t> p_cur_, p_end_;
+  std::vector<uint8_t> p_live_;
   std::vector<int32_t> p_view_, p_src_;
   std::vector<int64_t> p_start_, p_doc_, p_gid_;
-  int64_t n_active_ = 0;
+  int64_t n_live_ = 0;
 
   uint64_t rng_ = 0;
   int64_t phase_ = -1;
