@@ -313,6 +313,18 @@ class RSDBLoader:
         self._broken: str | None = None
         self._ring: list[dict[str, np.ndarray]] = []
 
+    @classmethod
+    def from_mixture(cls, mixture: Any, **kwargs: Any) -> "RSDBLoader":
+        """A loader following a mixture file's sources and phases (see :mod:`rsdb.mixture`).
+
+        Same as ``rsdb.mixture.loader_from_mixture(mixture, **kwargs)``: the plan is
+        checked against the manifests first, so an impossible mixture fails before any
+        data is read.
+        """
+        from .mixture import loader_from_mixture
+
+        return loader_from_mixture(mixture, **kwargs)
+
     # ---- layout ---------------------------------------------------------------------
     def _stream_range(self, n: int, q: int) -> tuple[int, int]:
         s = self.num_streams
@@ -383,6 +395,15 @@ class RSDBLoader:
         global_step = local_batch * self.config.num_workers + self.config.worker_id
         return bisect.bisect_right(self._phase_ends, global_step * self.tokens_per_step)
 
+    def _phase_tokens_left(self, local_batch: int, phase: int) -> int:
+        """Tokens this stream emits in ``phase`` from the start of ``local_batch`` (-1: no end)."""
+        if self._phase_ends is None:
+            return -1
+        tps, w, nw = self.tokens_per_step, self.config.worker_id, self.config.num_workers
+        first_global = -(-self._phase_ends[phase] // tps)  # first global step of the next phase
+        first_local = max(0, -(-(first_global - w) // nw))
+        return (first_local - local_batch) * self.config.batch_size * (self.config.seq_len + 1)
+
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self
 
@@ -428,12 +449,13 @@ class RSDBLoader:
         phase = self._phase_of(self._batches)
         if self.phases is not None and phase >= len(self.phases):
             raise StopIteration
+        left = self._phase_tokens_left(self._batches, phase)
         bufs = self._buffers()
         addr = {k: v.ctypes.data for k, v in bufs.items()}
         while True:
             st = self._core.fill(addr["tokens"], addr.get("position_ids", 0), addr.get("doc_ids", 0),
                                  addr.get("source_ids", 0), addr.get("loss_mask", 0), addr.get("cu_seqlens", 0),
-                                 addr["_n_segments"], phase)
+                                 addr["_n_segments"], phase, left)
             if st == _STATUS_OK:
                 break
             if st == _NEED_VIEW:

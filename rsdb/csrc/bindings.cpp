@@ -74,7 +74,8 @@ NB_MODULE(_core, m) {
       .def(
           "fill",
           [](rsdb::Core& c, uintptr_t tokens, uintptr_t position_ids, uintptr_t doc_ids, uintptr_t source_ids,
-             uintptr_t loss_mask, uintptr_t cu_seqlens, uintptr_t n_segments, int64_t phase) {
+             uintptr_t loss_mask, uintptr_t cu_seqlens, uintptr_t n_segments, int64_t phase,
+             int64_t phase_tokens_left) {
             rsdb::Outputs o;
             o.tokens = ptr<int32_t>(tokens);
             o.position_ids = ptr<int32_t>(position_ids);
@@ -83,10 +84,10 @@ NB_MODULE(_core, m) {
             o.loss_mask = ptr<bool>(loss_mask);
             o.cu_seqlens = ptr<int32_t>(cu_seqlens);
             o.n_segments = ptr<int32_t>(n_segments);
-            return static_cast<int>(c.fill(o, phase));
+            return static_cast<int>(c.fill(o, phase, phase_tokens_left));
           },
           nb::call_guard<nb::gil_scoped_release>(), "tokens"_a, "position_ids"_a, "doc_ids"_a, "source_ids"_a,
-          "loss_mask"_a, "cu_seqlens"_a, "n_segments"_a, "phase"_a)
+          "loss_mask"_a, "cu_seqlens"_a, "n_segments"_a, "phase"_a, "phase_tokens_left"_a = -1)
       .def("get_state",
            [](const rsdb::Core& c) {
              rsdb::State s = c.get_state();
@@ -105,7 +106,6 @@ NB_MODULE(_core, m) {
              d["cursor"] = s.cursor;
              d["exhausted"] = s.exhausted;
              d["epoch_tokens"] = s.epoch_tokens;
-             d["committed"] = s.committed;
              d["emitted"] = s.emitted;
              return d;
            })
@@ -126,7 +126,6 @@ NB_MODULE(_core, m) {
              s.cursor = vec<uint64_t>(d, "cursor");
              s.exhausted = vec<int64_t>(d, "exhausted");
              s.epoch_tokens = vec<int64_t>(d, "epoch_tokens");
-             s.committed = vec<int64_t>(d, "committed");
              s.emitted = vec<int64_t>(d, "emitted");
              return c.set_state(s);
            })

@@ -1,6 +1,7 @@
 #include "rsdb.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -22,6 +23,8 @@ constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
 // noise; more than 4 picks cost a few percent (docs/rsdb.md, "Performance").
 constexpr uint64_t kPrefetchPicks = RSDB_PREFETCH_PICKS;
 constexpr int64_t kPrefetchLines = RSDB_PREFETCH_LINES;
+// Sources scored by least squares when mixing; any beyond fall back to first-eligible.
+constexpr int64_t kMaxMixSources = 256;
 
 // splitmix64's output function (Steele, Lea, Flood 2014): a strong 64-bit mixer.
 inline uint64_t mix64(uint64_t z) {
@@ -178,35 +181,67 @@ bool Core::all_exhausted() const {
   return true;
 }
 
-void Core::switch_phase(int64_t phase) {
-  phase_ = phase;
-  for (auto& s : src_) s.committed = s.pool_remaining;
-}
+void Core::switch_phase(int64_t phase) { phase_ = phase; }
 
-int32_t Core::pick_source() const {
-  // Largest deficit: the source whose committed tokens (emitted in this phase plus what
-  // it still has in the pool) fall furthest behind its weight's share of the total.
+Status Core::pick_source(int32_t& best) {
+  // Mixing by weight, in tokens. A source's standing is what it emitted in this phase
+  // plus the part of its pool tokens expected to be emitted before the phase ends: with
+  // T tokens left in the phase and P tokens in the pool, a pool token is emitted within
+  // T with probability about f = 1 - exp(-T / P) (the pool turns over once per P
+  // emitted tokens); for long or endless phases f = 1 (emitted + pool). Each candidate
+  // source's next document is looked up (its length is known from the offsets) and the
+  // source whose document leaves the standings closest to the weights (least squares)
+  // is chosen, so one long document cannot overshoot a source's share.
+  best = -1;
   const int64_t ns = cfg_.n_sources;
   const double* w = &weights_[static_cast<size_t>(phase_ * ns)];
+  const int64_t* em = &emitted_[static_cast<size_t>(phase_ * ns)];
+  double pool = 0;
+  for (int64_t s = 0; s < ns; ++s) pool += static_cast<double>(src_[static_cast<size_t>(s)].pool_remaining);
+  double f = 1.0;
+  if (phase_tokens_left_ >= 0 && pool > 0) {
+    const double left = static_cast<double>(phase_tokens_left_ - pos_ - row_ * cfg_.seq_len1);
+    f = left > 0 ? 1.0 - std::exp(-left / pool) : 0.0;
+  }
+  double x[kMaxMixSources];
   double total = 0;
-  for (int64_t s = 0; s < ns; ++s)
-    if (w[s] > 0) total += static_cast<double>(src_[static_cast<size_t>(s)].committed);
-  int32_t best = -1;
-  double best_score = -std::numeric_limits<double>::infinity();
+  const int64_t nm = std::min<int64_t>(ns, kMaxMixSources);
+  for (int64_t s = 0; s < nm; ++s) {
+    x[s] = static_cast<double>(em[s]) + f * static_cast<double>(src_[static_cast<size_t>(s)].pool_remaining);
+    if (w[s] > 0) total += x[s];
+  }
+  double best_cost = std::numeric_limits<double>::infinity();
   for (int64_t s = 0; s < ns; ++s) {
-    const SourceState& S = src_[static_cast<size_t>(s)];
+    SourceState& S = src_[static_cast<size_t>(s)];
     if (w[s] <= 0 || S.exhausted || S.n_local == 0) continue;
-    double score = w[s] * total - static_cast<double>(S.committed);
-    if (score > best_score) {
-      best_score = score;
+    if (s >= nm) {  // beyond the least-squares table: plain largest deficit is enough
+      if (best < 0) best = static_cast<int32_t>(s);
+      continue;
+    }
+    Next d;
+    const Status st = next_doc(static_cast<int32_t>(s), d);
+    if (st != kOk) return st;
+    if (!d.valid) continue;  // ran out (finite epochs)
+    const double add = f * static_cast<double>(d.end - d.off);
+    const double t2 = total + add;
+    double cost = 0;
+    for (int64_t t = 0; t < nm; ++t) {
+      if (w[t] <= 0) continue;
+      const double e = x[t] + (t == s ? add : 0.0) - w[t] * t2;
+      cost += e * e;
+    }
+    if (cost < best_cost) {
+      best_cost = cost;
       best = static_cast<int32_t>(s);
     }
   }
-  return best;
+  return kOk;
 }
 
-Status Core::admit(int32_t s, int64_t k) {
+Status Core::next_doc(int32_t s, Next& d) {
+  // Locate source s's next document (starting a new epoch if the stream is through).
   SourceState& S = src_[static_cast<size_t>(s)];
+  d.valid = false;
   if (S.cursor >= static_cast<uint64_t>(S.n_local)) {
     if (S.epoch_tokens == 0) {
       err_source_ = s;
@@ -246,20 +281,33 @@ Status Core::admit(int32_t s, int64_t k) {
     err_value_ = end < off ? off : end;
     return kBadDoc;
   }
+  d.valid = true;
+  d.view = it->view;
+  d.doc = doc;
+  d.off = off;
+  d.end = end;
+  d.gid = (static_cast<int64_t>(s) << 40) | (it->doc_base + doc);
+  return kOk;
+}
+
+Status Core::admit(int32_t s, int64_t k) {
+  SourceState& S = src_[static_cast<size_t>(s)];
+  Next d;
+  const Status st = next_doc(s, d);
+  if (st != kOk || !d.valid) return st;
   S.cursor += 1;
-  const int64_t len = end - off;
+  const int64_t len = d.end - d.off;
   if (len == 0) return kOk;
   p_live_[k] = 1;
   ++n_live_;
-  p_cur_[k] = off;
-  p_end_[k] = end;
-  p_view_[k] = it->view;
+  p_cur_[k] = d.off;
+  p_end_[k] = d.end;
+  p_view_[k] = d.view;
   p_src_[k] = s;
-  p_start_[k] = off;
-  p_doc_[k] = doc;
-  p_gid_[k] = (static_cast<int64_t>(s) << 40) | (it->doc_base + doc);
+  p_start_[k] = d.off;
+  p_doc_[k] = d.doc;
+  p_gid_[k] = d.gid;
   S.pool_remaining += len;
-  S.committed += len;
   S.epoch_tokens += len;
   return kOk;
 }
@@ -270,7 +318,9 @@ Status Core::refill() {
   const int64_t cap = cfg_.buffer_docs;
   for (int64_t i = 0; i < cap && n_live_ < cap; ++i) {
     while (!p_live_[i]) {
-      const int32_t s = pick_source();
+      int32_t s = -1;
+      const Status ps = pick_source(s);
+      if (ps != kOk) return ps;
       if (s < 0) {
         refilling_ = false;
         return kOk;
@@ -334,8 +384,9 @@ Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
   return kOk;
 }
 
-Status Core::fill(const Outputs& o, int64_t phase) {
+Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
   if (phase != phase_) switch_phase(phase);
+  phase_tokens_left_ = phase_tokens_left;
   const int64_t L1 = cfg_.seq_len1;
   const int64_t max_chunk = cfg_.max_chunk > 0 ? cfg_.max_chunk : L1;
   const int64_t ns = cfg_.n_sources;
@@ -423,7 +474,6 @@ State Core::get_state() const {
     st.cursor.push_back(s.cursor);
     st.exhausted.push_back(s.exhausted ? 1 : 0);
     st.epoch_tokens.push_back(s.epoch_tokens);
-    st.committed.push_back(s.committed);
   }
   st.emitted = emitted_;
   return st;
@@ -432,8 +482,7 @@ State Core::get_state() const {
 std::string Core::set_state(const State& st) {
   const size_t ns = static_cast<size_t>(cfg_.n_sources);
   if (st.version != kStateVersion) return "state version " + std::to_string(st.version) + " != " + std::to_string(kStateVersion);
-  if (st.epoch.size() != ns || st.cursor.size() != ns || st.exhausted.size() != ns || st.epoch_tokens.size() != ns ||
-      st.committed.size() != ns)
+  if (st.epoch.size() != ns || st.cursor.size() != ns || st.exhausted.size() != ns || st.epoch_tokens.size() != ns)
     return "per-source arrays do not match the number of sources";
   if (st.emitted.size() != emitted_.size()) return "per-phase counters do not match the number of phases";
   const size_t n = st.slot_source.size();
@@ -493,7 +542,6 @@ std::string Core::set_state(const State& st) {
     S.cursor = st.cursor[s];
     S.exhausted = st.exhausted[s] != 0;
     S.epoch_tokens = st.epoch_tokens[s];
-    S.committed = st.committed[s];
     S.pool_remaining = remaining[s];
     start_epoch(S, static_cast<int32_t>(s));
   }

@@ -18,7 +18,7 @@
 namespace rsdb {
 
 // Bumped whenever the state layout changes.
-constexpr int kStateVersion = 2;
+constexpr int kStateVersion = 3;
 
 int core_version();
 
@@ -62,7 +62,6 @@ struct SourceState {
   int64_t epoch_tokens = 0;  // tokens admitted in the current epoch
   // accounting
   int64_t pool_remaining = 0;  // tokens of this source still in the pool
-  int64_t committed = 0;       // emitted in the current phase + pool_remaining
   uint64_t keys[4] = {0, 0, 0, 0};
 };
 
@@ -106,7 +105,7 @@ struct State {
   std::vector<int64_t> slot_head;  // tokens already emitted from the doc
   // per source
   std::vector<uint64_t> epoch, cursor;
-  std::vector<int64_t> exhausted, epoch_tokens, committed;
+  std::vector<int64_t> exhausted, epoch_tokens;
   // per phase x source
   std::vector<int64_t> emitted;
 };
@@ -123,7 +122,9 @@ class Core {
   void set_weights(const std::vector<double>& weights);
 
   // Fill one batch; resumable after kNeedView (call again with the same outputs).
-  Status fill(const Outputs& out, int64_t phase);
+  // phase_tokens_left: tokens this stream still emits in `phase` from the start of this
+  // batch (< 0: the phase has no end), used to weigh the pool's content in the mixer.
+  Status fill(const Outputs& out, int64_t phase, int64_t phase_tokens_left = -1);
 
   State get_state() const;
   // Returns an empty string on success, else what is inconsistent.
@@ -145,10 +146,16 @@ class Core {
 
  private:
   Status refill();
-  // Admit the next document of source s: kOk (admitted, skipped an empty doc, or the
-  // source ran out), or an error/kNeedView.
+  struct Next {
+    bool valid = false;
+    int32_t view = -1;
+    int64_t doc = 0, off = 0, end = 0, gid = 0;
+  };
+  // Admit the next document of source s into `slot`: kOk (admitted, skipped an empty
+  // doc, or the source ran out), or an error/kNeedView.
   Status admit(int32_t s, int64_t slot);
-  int32_t pick_source() const;
+  Status next_doc(int32_t s, Next& d);
+  Status pick_source(int32_t& best);
   void start_epoch(SourceState& s, int32_t idx);
   void switch_phase(int64_t phase);
   void remove_slot(int64_t r);
@@ -176,6 +183,7 @@ class Core {
   uint64_t rng_ = 0;
   int64_t phase_ = -1;
   int64_t batches_ = 0;
+  int64_t phase_tokens_left_ = -1;
   bool refilling_ = false;
   // in-progress batch (non-zero only between a kNeedView return and the next call)
   int64_t row_ = 0, pos_ = 0, nseg_ = 0;
