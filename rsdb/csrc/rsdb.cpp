@@ -258,6 +258,10 @@ Status Core::next_doc(int32_t s, Next& d) {
     S.epoch_tokens = 0;
     start_epoch(S, s);
   }
+  if (S.next_epoch == S.epoch && S.next_cursor == S.cursor) {
+    d = S.next;
+    return kOk;
+  }
   const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
   auto it = std::upper_bound(S.ranges.begin(), S.ranges.end(), j,
                              [](int64_t x, const Range& r) { return x < r.local_start; });
@@ -287,6 +291,9 @@ Status Core::next_doc(int32_t s, Next& d) {
   d.off = off;
   d.end = end;
   d.gid = (static_cast<int64_t>(s) << 40) | (it->doc_base + doc);
+  S.next = d;
+  S.next_epoch = S.epoch;
+  S.next_cursor = S.cursor;
   return kOk;
 }
 
@@ -542,6 +549,7 @@ std::string Core::set_state(const State& st) {
     S.cursor = st.cursor[s];
     S.exhausted = st.exhausted[s] != 0;
     S.epoch_tokens = st.epoch_tokens[s];
+    S.next_epoch = S.next_cursor = ~uint64_t{0};
     S.pool_remaining = remaining[s];
     start_epoch(S, static_cast<int32_t>(s));
   }

@@ -52,8 +52,17 @@ struct Range {
   int64_t local_start;  // index of `begin` in the stream's local numbering
 };
 
+struct NextDoc {
+  bool valid = false;
+  int32_t view = -1;
+  int64_t doc = 0, off = 0, end = 0, gid = 0;
+};
+
 struct SourceState {
   std::vector<Range> ranges;
+  // cache of the stream's next document (derived, not part of the state)
+  NextDoc next;
+  uint64_t next_epoch = ~uint64_t{0}, next_cursor = ~uint64_t{0};
   int64_t n_local = 0;
   // stream position
   uint64_t epoch = 0;
@@ -146,11 +155,7 @@ class Core {
 
  private:
   Status refill();
-  struct Next {
-    bool valid = false;
-    int32_t view = -1;
-    int64_t doc = 0, off = 0, end = 0, gid = 0;
-  };
+  using Next = NextDoc;
   // Admit the next document of source s into `slot`: kOk (admitted, skipped an empty
   // doc, or the source ran out), or an error/kNeedView.
   Status admit(int32_t s, int64_t slot);
