@@ -307,7 +307,7 @@ def main(job: Job, argv: list[str] | None = None) -> int:
         error = str(e)
         log.error("%s failed: %s", job.name, e)
     except Exception as e:  # not one of ours: a bug or an environment problem; keep the trace
-        error = f"{type(e).__name__}: {e}"
+        error = describe_error(e)
         log.error("%s failed:\n%s", job.name, traceback.format_exc())
     finally:
         if owns_ray:
@@ -333,6 +333,35 @@ def main(job: Job, argv: list[str] | None = None) -> int:
     if error:
         fields["error"] = error.splitlines()[0][:300]
     return finish(status, code, fields)
+
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)$")
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of the error that started it all.
+
+    Ray wraps a worker's exception in ``RayTaskError`` / ``UserCodeException`` whose text holds
+    the remote traceback, innermost (root) error first; that line names the real problem.
+    """
+    root = _root_cause(exc)
+    for text in (str(exc), str(root)):
+        for line in text.splitlines():
+            m = _ERROR_LINE.match(line.strip())
+            if m and not m.group(1).startswith("ray."):
+                return f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(2)}"
+    return f"{type(root).__name__}: {root}"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception: Ray wraps a worker's error in RayTaskError/UserCodeException."""
+    seen = {id(exc)}
+    while True:
+        nxt = getattr(exc, "cause", None) or exc.__cause__
+        if not isinstance(nxt, BaseException) or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
 
 
 def _dump(cfg: Any) -> Any:

@@ -50,6 +50,23 @@ def test_summary_line_is_one_parseable_line():
                       "error": "ray::Map() bad 'x' more"}
 
 
+def test_describe_error_names_the_root_cause():
+    remote = RuntimeError(
+        "ray::MapWorker.submit() (pid=1)\n  File \"x.py\", line 3\n"
+        "TypeError: the JSON object must be str, not StringScalar\n\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "ray.exceptions.UserCodeException: UDF failed to process a data block."
+    )
+    assert _entry.describe_error(remote) == "TypeError: the JSON object must be str, not StringScalar"
+    try:
+        try:
+            raise KeyError("inner")
+        except KeyError as e:
+            raise ValueError("outer") from e
+    except ValueError as e:
+        assert _entry.describe_error(e) == "KeyError: 'inner'"
+
+
 def test_load_mapping_applies_overrides_and_names_problems(tmp_path):
     cfg = write_yaml(tmp_path / "c.yaml", {"output": {"path": "a"}, "vocab_size": 5})
     raw = _entry.load_mapping(str(cfg), ["output.path=s3://b/x", "vocab_size=7", "ray.num_cpus=2"])
