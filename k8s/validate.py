@@ -27,7 +27,8 @@ PATH, else the small built-in renderer below), then every object is checked thre
 The built-in renderer covers exactly the kustomize features used in ``k8s/``: ``resources``
 (files and directories), ``namespace``, ``labels`` (metadata only), ``images``,
 ``configMapGenerator`` (``literals``, ``files``, ``behavior: create|replace|merge``, with
-``generatorOptions.disableNameSuffixHash: true``) and ``patches``: JSON 6902 operations
+``generatorOptions.disableNameSuffixHash: true``) and ``patches`` (from ``path`` or inline
+``patch``, optionally with a ``target`` of ``kind``/``name``): JSON 6902 operations
 (``add``, ``replace``, ``remove``, ``test``) or strategic-merge documents whose lists hold
 only scalars (no merge keys needed). It refuses any other key, so it never renders a
 kustomization differently in silence; the tests compare it with ``kubectl kustomize`` where that
@@ -115,21 +116,24 @@ class _Builtin:
                 raise ManifestError(f"{kfile}: built-in renderer needs generatorOptions.disableNameSuffixHash")
             objs = self._generate(path, gen, objs, kfile)
         for patch in k.get("patches", []):
-            ops = yaml.safe_load((path / patch["path"]).read_text())
+            if set(patch) - {"path", "patch", "target"}:
+                raise ManifestError(f"{kfile}: built-in renderer does not support patch keys {sorted(patch)}")
+            where = str(path / patch["path"]) if "path" in patch else f"{kfile} (inline patch)"
+            ops = yaml.safe_load(patch["patch"] if "patch" in patch else (path / patch["path"]).read_text())
             if isinstance(ops, dict):  # strategic merge, identified by kind + name
                 tgt = {"kind": ops["kind"], "name": ops["metadata"]["name"]}
                 hits = [o for o in objs if all(_selects(o, key, val) for key, val in tgt.items())]
                 if len(hits) != 1:
-                    raise ManifestError(f"{kfile}: patch {patch['path']} matches {len(hits)} objects")
-                _merge_patch(hits[0], ops, where=str(path / patch["path"]))
+                    raise ManifestError(f"{where}: the patch matches {len(hits)} objects")
+                _merge_patch(hits[0], ops, where=where)
                 continue
             tgt = patch.get("target", {})
             hits = [o for o in objs if all(_selects(o, key, val) for key, val in tgt.items())]
             if not hits:
-                raise ManifestError(f"{kfile}: patch {patch['path']} matches no object")
+                raise ManifestError(f"{where}: the patch matches no object")
             for o in hits:
                 for op in ops:
-                    _json_patch(o, op, where=f"{path / patch['path']}")
+                    _json_patch(o, op, where=where)
         if "namespace" in k:
             for o in objs:
                 if o["kind"] != "Namespace":

@@ -250,3 +250,29 @@ def test_dockerfile_lints_clean():
     exe = shutil.which("hadolint") or str(REPO / ".venv/bin/hadolint")
     res = subprocess.run([exe, str(K8S / "Dockerfile")], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# ------------------------------------------------------------------ entrypoints and their configs
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_rayjob_entrypoints_run_with_the_shipped_configs(rendered, name, tmp_path, capsys):
+    """Each RayJob's entrypoint names an existing job module whose parser accepts the arguments
+    used, and the config it points at (from the rendered ConfigMap) passes that job's --check."""
+    import importlib
+
+    from jobs import _entry
+
+    configs = _one(rendered[name], "ConfigMap", "trinity-data-job-configs")["data"]
+    jobs = [o for o in rendered[name] if o["kind"] == "RayJob"]
+    assert {kv.entry_module(j["spec"]["entrypoint"])[0] for j in jobs} == {
+        "jobs.curate", "jobs.rephrase", "jobs.score", "jobs.train_tokenizer", "jobs.tokenize"}
+    for job in jobs:
+        module, args = kv.entry_module(job["spec"]["entrypoint"])
+        mod = importlib.import_module(module)
+        parsed = _entry.build_parser(mod.JOB).parse_args(args)  # SystemExit(2) on an unknown argument
+        local = tmp_path / Path(parsed.config).name
+        local.write_text(configs[local.name])
+        argv = [a if a != parsed.config else str(local) for a in args] + ["--check"]
+        assert mod.main(argv) == 0, capsys.readouterr().out
+        assert "status=config_ok" in capsys.readouterr().out
