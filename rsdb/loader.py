@@ -38,6 +38,7 @@ FIELDS = ("tokens", "loss_mask", "position_ids", "doc_ids", "source_ids", "cu_se
 _DTYPE_CODE = {np.dtype(np.uint32): 0, np.dtype(np.int32): 1, np.dtype(np.uint16): 2}
 _STATUS_OK, _NEED_VIEW, _BAD_DOC, _BAD_TOKEN, _EMPTY_SOURCE = 0, 1, 2, 3, 4
 STATE_FORMAT = "rsdb-loader-state"
+_FILL_ORDER = ("tokens", "position_ids", "doc_ids", "source_ids", "loss_mask", "cu_seqlens", "_n_segments")
 
 
 @dataclass
@@ -311,7 +312,7 @@ class RSDBLoader:
                         f"{self.num_streams} streams (world_size x num_workers); add data or drop its weight")
         self._batches = 0
         self._broken: str | None = None
-        self._ring: list[dict[str, np.ndarray]] = []
+        self._ring: list[tuple[dict[str, np.ndarray], tuple[int, ...]]] = []
 
     @classmethod
     def from_mixture(cls, mixture: Any, **kwargs: Any) -> "RSDBLoader":
@@ -416,13 +417,14 @@ class RSDBLoader:
             return max(0, -(-(steps - w) // nw))
         return self.num_batches
 
-    def _buffers(self) -> dict[str, np.ndarray]:
-        for bufs in self._ring:
+    def _buffers(self) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
+        """A set of output arrays and their addresses in fill() order."""
+        for bufs, addr in self._ring:
             # Reuse a set only when nobody else holds any of its arrays (or views of them):
             # the set's dict, the loop variable and getrefcount's argument are the only
             # references. A caller that keeps a batch (or a tensor made from it) keeps it.
             if all(sys.getrefcount(a) <= 3 for a in bufs.values()):
-                return bufs
+                return bufs, addr
         B, L1 = self.config.batch_size, self.config.seq_len + 1
         f = set(self.config.fields)
         bufs = {"tokens": np.empty((B, L1), np.int32)}
@@ -437,9 +439,10 @@ class RSDBLoader:
         if "cu_seqlens" in f:
             bufs["cu_seqlens"] = np.empty((B, L1 + 1), np.int32)
         bufs["_n_segments"] = np.empty(B, np.int32)
+        addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER)
         if len(self._ring) < 4:
-            self._ring.append(bufs)
-        return bufs
+            self._ring.append((bufs, addr))
+        return bufs, addr
 
     def __next__(self) -> dict[str, np.ndarray]:
         if self._broken:
@@ -450,12 +453,9 @@ class RSDBLoader:
         if self.phases is not None and phase >= len(self.phases):
             raise StopIteration
         left = self._phase_tokens_left(self._batches, phase)
-        bufs = self._buffers()
-        addr = {k: v.ctypes.data for k, v in bufs.items()}
+        bufs, addr = self._buffers()
         while True:
-            st = self._core.fill(addr["tokens"], addr.get("position_ids", 0), addr.get("doc_ids", 0),
-                                 addr.get("source_ids", 0), addr.get("loss_mask", 0), addr.get("cu_seqlens", 0),
-                                 addr["_n_segments"], phase, left)
+            st = self._core.fill(*addr, phase, left)
             if st == _STATUS_OK:
                 break
             if st == _NEED_VIEW:

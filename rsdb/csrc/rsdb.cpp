@@ -16,7 +16,7 @@ constexpr uint64_t kGamma = 0x9e3779b97f4a7c15ULL;
 #define RSDB_PREFETCH_PICKS 2
 #endif
 #ifndef RSDB_PREFETCH_LINES
-#define RSDB_PREFETCH_LINES 8
+#define RSDB_PREFETCH_LINES 2
 #endif
 // Upcoming picks whose read heads are prefetched, and cache lines per pick. On the
 // development VM a sweep (1-16 picks, 2-128 lines) moved throughput by less than the
@@ -451,8 +451,7 @@ Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
       src_[static_cast<size_t>(s)].pool_remaining -= n;
       if (p_cur_[r] == p_end_[r]) remove_slot(r);
     }
-    if (cu)
-      for (int64_t k = nseg_ + 1; k <= L1; ++k) cu[k] = static_cast<int32_t>(L1);
+    if (cu) fill_i32(cu + nseg_ + 1, L1 - nseg_, static_cast<int32_t>(L1));
     if (o.n_segments) o.n_segments[row_] = static_cast<int32_t>(nseg_);
   }
   row_ = 0;
