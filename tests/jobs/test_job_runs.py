@@ -155,6 +155,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _dashboard_installed() -> bool:
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401  (what `ray start` itself checks)
+    except ImportError:
+        return False
+    return True
+
+
 @pytest.fixture
 def ray_head(tmp_path):
     """A Ray head with the job server on 127.0.0.1 (token auth on), in its own process group.
@@ -224,6 +232,7 @@ def _submit(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         time.sleep(2)
 
 
+@pytest.mark.skipif(not _dashboard_installed(), reason="the job server needs ray[default] (pip install 'ray[default]')")
 @pytest.mark.timeout(480)
 def test_ray_job_submit_to_a_loopback_head(ray_head, tiny_docs, tmp_path):
     """`ray job submit --working-dir ... -- python -m jobs.train_tokenizer --config <relative>`:

@@ -240,6 +240,8 @@ def test_dockerfile_is_pinned_and_non_root():
             assert sep and re.fullmatch(r"[\w.]+", ver), f"not an exact pin: {raw!r}"
             pins[name.lower()] = ver
     assert {"vllm", "torch", "ray"} <= set(pins)
+    assert '"ray[default]"' in text, "the head pod needs Ray's dashboard (job server) in the image"
+    assert "[s3,hf,gpu]" in text
     ray_version = yaml.safe_load((K8S / "base" / "raycluster.yaml").read_text())["spec"]["rayVersion"]
     assert pins["ray"] == ray_version
 
