@@ -19,6 +19,7 @@ import bisect
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,6 +314,8 @@ class RSDBLoader:
         self._batches = 0
         self._broken: str | None = None
         self._ring: list[tuple[dict[str, np.ndarray], tuple[int, ...]]] = []
+        # fill() releases the GIL: keep two threads from driving one core at once.
+        self._lock = threading.Lock()
 
     @classmethod
     def from_mixture(cls, mixture: Any, **kwargs: Any) -> "RSDBLoader":
@@ -445,6 +448,10 @@ class RSDBLoader:
         return bufs, addr
 
     def __next__(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._next()
+
+    def _next(self) -> dict[str, np.ndarray]:
         if self._broken:
             raise LoaderError(f"loader stopped after an error: {self._broken}")
         if self.num_batches is not None and self._batches >= self.num_batches:
@@ -503,8 +510,9 @@ class RSDBLoader:
 
     def state_dict(self) -> dict[str, Any]:
         """Small, JSON-able state: RNG counter, pool (view, doc, head) triples, stream cursors, counters."""
-        return {"format": STATE_FORMAT, "version": _core.core_version(), "batches": self._batches,
-                "config": self._fingerprint(), "core": self._core.get_state()}
+        with self._lock:
+            return {"format": STATE_FORMAT, "version": _core.core_version(), "batches": self._batches,
+                    "config": self._fingerprint(), "core": self._core.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue exactly where ``state`` was taken (same sources and arguments required)."""
@@ -524,7 +532,8 @@ class RSDBLoader:
                 raise LoaderError(f"state refers to shard {vid}, but the loader has {len(self._units)}")
             if vid not in self._registered:
                 self._register(vid)
-        problem = self._core.set_state(core)
+        with self._lock:
+            problem = self._core.set_state(core)
         if problem:
             raise LoaderError(f"state rejected by the core: {problem}")
         self._batches = int(state["batches"])

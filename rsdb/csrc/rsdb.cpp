@@ -48,6 +48,8 @@ inline int64_t bounded(uint64_t x, int64_t n) {
 #endif
 
 RSDB_CLONES uint32_t copy_u32(const uint32_t* __restrict src, int32_t* __restrict dst, int64_t n) {
+  // Fused copy + max (measured against libc memcpy followed by a max pass over the
+  // chunk: equal on a corpus larger than the caches, 10% slower in cache).
   uint32_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
     uint32_t v = src[i];
