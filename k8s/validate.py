@@ -1,9 +1,9 @@
 """Render and validate the KubeRay manifests offline, without a cluster.
 
-    python k8s/validate.py                       # base + every overlay
-    python k8s/validate.py k8s/overlays/prod     # one kustomization
+    python k8s/validate.py                                        # every environment
+    python k8s/validate.py k8s/overlays/prod k8s/overlays/prod/jobs   # one environment
 
-Each kustomization is rendered (``kubectl kustomize`` or ``kustomize build`` when one is on
+The kustomizations given are rendered (``kubectl kustomize`` or ``kustomize build`` when one is on
 PATH, else the small built-in renderer below), then every object is checked three ways:
 
 1. Built-in kinds (ConfigMap, Namespace, ...) against the Kubernetes OpenAPI schemas shipped
@@ -54,7 +54,14 @@ K8S_DIR = Path(__file__).resolve().parent
 REPO = K8S_DIR.parent
 DEFAULT_CRDS = REPO.parent / "shared" / "k8s-crds"
 KUBERNETES_VERSION = "1.32"  # the oldest minor this deployment targets
-KUSTOMIZATIONS = ("base", "overlays/dev", "overlays/prod")
+# An environment is the cluster kustomization plus its jobs kustomization; a RayJob's
+# clusterSelector must name a RayCluster of the same environment.
+ENVIRONMENTS = {
+    "base": ("base", "jobs"),
+    "dev": ("overlays/dev", "overlays/dev/jobs"),
+    "prod": ("overlays/prod", "overlays/prod/jobs"),
+}
+KUSTOMIZATIONS = tuple(k for pair in ENVIRONMENTS.values() for k in pair)
 
 _SECRETISH = re.compile(r"(SECRET|PASSWORD|TOKEN|CREDENTIAL|ACCESS_KEY|PRIVATE_KEY|API_KEY)", re.I)
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -360,7 +367,7 @@ def _container_errors(where: str, c: Obj, pod_sc: Obj) -> list[str]:
 def policy_errors(objs: list[Obj]) -> list[str]:
     """Rules beyond the schemas; each error names the object and the path."""
     errs: list[str] = []
-    clusters = {o["metadata"]["name"] for o in objs if o.get("kind") == "RayCluster"}
+    clusters = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objs if o.get("kind") == "RayCluster"}
     for o in objs:
         kind, name = o.get("kind"), o.get("metadata", {}).get("name", "?")
         tag = f"{kind}/{name}"
@@ -408,8 +415,10 @@ def policy_errors(objs: list[Obj]) -> list[str]:
             sel = (spec.get("clusterSelector") or {}).get("ray.io/cluster")
             if sel is None and "rayClusterSpec" not in spec:
                 errs.append(f"{tag}: one of rayClusterSpec or clusterSelector[ray.io/cluster] must be set")
-            if sel is not None and sel not in clusters:
-                errs.append(f"{tag}: clusterSelector names RayCluster {sel!r}, which this render does not define")
+            ns = o["metadata"].get("namespace")
+            if sel is not None and (ns, sel) not in clusters:
+                errs.append(f"{tag}: clusterSelector names RayCluster {sel!r}, which this render does not define"
+                            + (f" in namespace {ns!r}" if ns else ""))
             if "submitterPodTemplate" not in spec and spec.get("submissionMode", "K8sJobMode") == "K8sJobMode":
                 errs.append(f"{tag}: set submitterPodTemplate so the submitter pod gets limits and a securityContext")
             try:
@@ -438,20 +447,23 @@ def validate(objs: list[Obj], crd_dir: str | Path = DEFAULT_CRDS) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("paths", nargs="*", help="kustomization directories (default: base and every overlay)")
+    ap.add_argument("paths", nargs="*",
+                    help="kustomization directories validated together as one environment "
+                         "(default: each of base+jobs, dev, prod in turn)")
     ap.add_argument("--crds", default=str(DEFAULT_CRDS), help="folder of KubeRay CRD YAML files")
     ap.add_argument("--engine", default="auto", choices=["auto", "kubectl", "kustomize", "builtin"])
     args = ap.parse_args(argv)
-    paths = args.paths or [str(K8S_DIR / k) for k in KUSTOMIZATIONS]
+    envs = {" + ".join(args.paths): args.paths} if args.paths else {
+        name: [str(K8S_DIR / k) for k in dirs] for name, dirs in ENVIRONMENTS.items()}
     bad = 0
-    for p in paths:
+    for name, paths in envs.items():
         try:
-            objs = render(p, engine=args.engine)
+            objs = [o for p in paths for o in render(p, engine=args.engine)]
             errs = validate(objs, args.crds)
         except ManifestError as e:
             objs, errs = [], [str(e)]
         bad += bool(errs)
-        print(f"{p}: {len(objs)} objects, {'OK' if not errs else f'{len(errs)} errors'}")
+        print(f"{name}: {len(objs)} objects, {'OK' if not errs else f'{len(errs)} errors'}")
         for e in errs:
             print(f"  {e}")
     return 1 if bad else 0

@@ -33,12 +33,12 @@ def _load_validator():
 
 
 kv = _load_validator()
-ALL = list(kv.KUSTOMIZATIONS)
+ALL = list(kv.ENVIRONMENTS)  # base, dev, prod: each the cluster kustomization plus its jobs
 
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict]]:
-    return {k: kv.render(K8S / k) for k in ALL}
+    return {env: [o for k in dirs for o in kv.render(K8S / k)] for env, dirs in kv.ENVIRONMENTS.items()}
 
 
 def _one(objs, kind, name=None):
@@ -69,8 +69,29 @@ def test_kustomization_renders_and_validates(rendered, name):
     assert kv.validate(objs, CRDS) == []
 
 
+@pytest.mark.parametrize("env", ALL)
+def test_cluster_and_jobs_are_separate_kustomizations(env):
+    """`kubectl apply -k <cluster>` must start no job; each job is applied alone by its label."""
+    cluster_dir, jobs_dir = kv.ENVIRONMENTS[env]
+    cluster, jobs = kv.render(K8S / cluster_dir), kv.render(K8S / jobs_dir)
+    assert not [o for o in cluster if o["kind"] == "RayJob"]
+    assert {o["kind"] for o in jobs} == {"RayJob"}
+    assert {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in cluster} == {"cluster"}
+    labels = sorted(o["metadata"]["labels"]["trinity-data/job"] for o in jobs)
+    assert labels == ["curate", "rephrase", "score", "tokenize", "train-tokenizer"]
+    namespaces = {o["metadata"].get("namespace") for o in cluster + jobs if o["kind"] != "Namespace"}
+    assert len(namespaces) == 1  # a clusterSelector only finds a RayCluster in the job's namespace
+
+
+def test_a_job_in_another_namespace_is_reported(rendered):
+    objs = copy.deepcopy(rendered["prod"])
+    _one(objs, "RayJob", "trinity-curate")["metadata"]["namespace"] = "elsewhere"
+    assert any("'trinity-data', which this render does not define in namespace 'elsewhere'" in e
+               for e in kv.policy_errors(objs))
+
+
 @pytest.mark.skipif(KUSTOMIZE is None, reason="neither kubectl nor kustomize is on PATH")
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", list(kv.KUSTOMIZATIONS))
 def test_builtin_renderer_matches_kustomize(name):
     def key(o):
         return o["kind"], o["metadata"]["name"]
@@ -81,7 +102,10 @@ def test_builtin_renderer_matches_kustomize(name):
 
 
 def test_validator_cli_exit_codes(capsys):
-    assert kv.main([str(K8S / k) for k in ALL]) == 0
+    assert kv.main([]) == 0
+    assert [ln.split(":")[0] for ln in capsys.readouterr().out.splitlines()] == ALL
+    assert kv.main([str(K8S / "overlays/prod"), str(K8S / "overlays/prod/jobs")]) == 0
+    assert kv.main([str(K8S / "overlays/prod/jobs")]) == 1  # the jobs' cluster is missing
     assert kv.main([str(BROKEN)]) == 1
     out = capsys.readouterr().out
     assert "broken: 3 objects" in out and "errors" in out
@@ -115,8 +139,8 @@ def test_broken_manifest_fails_for_each_defect(engine):
 
 
 def test_crd_schema_rejects_unknown_fields_at_every_depth(rendered):
-    cluster = _one(rendered["overlays/prod"], "RayCluster")
-    job = _one(rendered["overlays/prod"], "RayJob", "trinity-curate")
+    cluster = _one(rendered["prod"], "RayCluster")
+    job = _one(rendered["prod"], "RayJob", "trinity-curate")
     assert kv.schema_errors(cluster, CRDS) == [] and kv.schema_errors(job, CRDS) == []
 
     def broken(obj, mutate):
@@ -190,7 +214,7 @@ def test_cluster_shape(rendered, name):
         assert g["minReplicas"] <= g.get("replicas", 0) <= g["maxReplicas"]
     # every Ray pod sees the shared volume at /data (tokenizer, token shards)
     pvc = _one(rendered[name], "PersistentVolumeClaim", "trinity-data-shared")
-    assert pvc["spec"]["accessModes"] == (["ReadWriteOnce"] if name == "overlays/dev" else ["ReadWriteMany"])
+    assert pvc["spec"]["accessModes"] == (["ReadWriteOnce"] if name == "dev" else ["ReadWriteMany"])
     pods = [spec["headGroupSpec"]["template"]["spec"], cpu_pod, gpu_pod]
     for pod in pods:
         assert {"name": "shared", "persistentVolumeClaim": {"claimName": "trinity-data-shared"}} in pod["volumes"]
@@ -203,14 +227,14 @@ def test_cluster_shape(rendered, name):
 
 
 def test_overlays_differ_where_they_should(rendered):
-    dev, prod = (_one(rendered[f"overlays/{k}"], "RayCluster") for k in ("dev", "prod"))
+    dev, prod = (_one(rendered[k], "RayCluster") for k in ("dev", "prod"))
     assert dev["metadata"]["namespace"] == "trinity-dev" and prod["metadata"]["namespace"] == "trinity-prod"
     assert _groups(dev)["cpu"]["maxReplicas"] < _groups(prod)["cpu"]["maxReplicas"]
     assert _groups(dev)["gpu"]["maxReplicas"] < _groups(prod)["gpu"]["maxReplicas"]
     prod_gpu = _groups(prod)["gpu"]["template"]["spec"]
     assert prod_gpu["nodeSelector"]["nvidia.com/gpu.product"].startswith("NVIDIA-H100")
     for k, image in (("dev", "localhost:5000/trinity-data:0.1.0"), ("prod", "registry.example.com/trinity-data:0.1.0")):
-        objs = rendered[f"overlays/{k}"]
+        objs = rendered[k]
         assert {c["image"] for _, _, c in _containers(objs)} == {image}
         ns = _one(objs, "Namespace")
         assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
