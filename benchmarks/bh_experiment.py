@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -88,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spike-window", type=int, default=50)
     p.add_argument("--spike-k", type=float, default=3.0)
     p.add_argument("--workers", type=int, help="DataLoader workers for the loader (default: 0 on CPU, 4 on GPU)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not already busy, >= 1)")
     p.add_argument("--device", help="torch device (default: cuda with --gpu, else cpu)")
     a = p.parse_args(argv)
     preset = PRESETS["quick" if a.quick else "gpu" if a.gpu else "cpu"]
@@ -117,28 +118,54 @@ def commit() -> str:
         return "unknown"
 
 
+def default_threads() -> int:
+    """CPU threads for torch: the cores not already busy (1-minute load average), at least 1.
+
+    Measured on a shared 2-core VM at load ~11: 2 intra-op threads ran the quick
+    preset at 33 s/step, 1 thread at 0.9 s/step (OpenMP threads spin-wait for each
+    other when the cores are oversubscribed).
+    """
+    cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cpus, int(cpus - busy + 0.5)))
+
+
 def make_batches(sources: dict[str, str], packing: str, a: argparse.Namespace):
     """An iterator of numpy batch dicts and the source names, in-process or through DataLoader workers."""
     import rsdb
 
+    if not hasattr(rsdb, "RSDBLoader"):
+        raise SystemExit("this rsdb build has no RSDBLoader; rebuild the package (make venv)")
     kwargs = dict(seq_len=a.seq_len, batch_size=a.micro_batch_size, buffer_docs=a.buffer_docs, seed=a.seed,
                   packing=packing)
     if a.workers <= 0:
         loader = rsdb.RSDBLoader(sources, **kwargs)
         return iter(loader), list(loader.source_names)
-    import torch
-    from rsdb.torch import RSDBIterableDataset
-
-    ds = RSDBIterableDataset(sources, **kwargs)
+    try:
+        from rsdb.torch import RSDBIterableDataset as Dataset
+    except ImportError:  # the torch adapter is optional; a minimal one does the same worker split
+        Dataset = _WorkerSplitDataset
     names = list(rsdb.RSDBLoader(sources, **kwargs).source_names)
-    dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=a.workers, pin_memory=a.device == "cuda",
-                                     prefetch_factor=4, persistent_workers=False)
+    dl = torch.utils.data.DataLoader(Dataset(sources, **kwargs), batch_size=None, num_workers=a.workers,
+                                     pin_memory=a.device.startswith("cuda"), prefetch_factor=4)
+    return iter(dl), names  # batches arrive as CPU tensors; the model and LoaderStats accept them
 
-    def numpy_batches():
-        for b in dl:  # default collation turned arrays into tensors; the model code wants numpy
-            yield {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in b.items()}
 
-    return numpy_batches(), names
+class _WorkerSplitDataset(torch.utils.data.IterableDataset):
+    """Each DataLoader worker runs its own RSDBLoader stream (worker_id / num_workers)."""
+
+    def __init__(self, sources, **kwargs):
+        self.sources, self.kwargs = sources, kwargs
+
+    def __iter__(self):
+        import rsdb
+
+        info = torch.utils.data.get_worker_info()
+        wid, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        return iter(rsdb.RSDBLoader(self.sources, worker_id=wid, num_workers=n, **self.kwargs))
 
 
 def lr_at(step: int, a: argparse.Namespace) -> float:
@@ -150,8 +177,6 @@ def lr_at(step: int, a: argparse.Namespace) -> float:
 
 
 def evaluate(model, batches, device) -> float:
-    import torch
-
     from bh_model import batch_loss
 
     model.eval()
@@ -168,8 +193,6 @@ def evaluate(model, batches, device) -> float:
 def _autocast(device):
     import contextlib
 
-    import torch
-
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
@@ -177,7 +200,6 @@ def _autocast(device):
 
 def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict], a: argparse.Namespace):
     """Train one model with one packing; returns (result dict, LoaderStats of its microbatches)."""
-    import torch
     from tqdm.auto import tqdm
 
     from bh_model import GPTConfig, TinyGPT, batch_loss
@@ -304,10 +326,8 @@ def print_table(results: list[dict]) -> None:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     a = parse_args(argv)
-    import torch
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads or default_threads())
+    log.info("preset %s on %s, %d torch thread(s)", a.preset, a.device, torch.get_num_threads())
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--gpu/--device cuda: no CUDA device is available to torch")
     a.out.mkdir(parents=True, exist_ok=True)

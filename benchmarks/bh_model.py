@@ -140,12 +140,12 @@ class TinyGPT(nn.Module):
 
 
 def batch_loss(model: TinyGPT, batch: dict, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Mean next-token loss of one loader batch (numpy dict in the RSDB format) and its loss-token count.
+    """Mean next-token loss of one loader batch (RSDB format; numpy arrays or tensors) and its loss-token count.
 
     Inputs are ``tokens[:, :-1]``, labels ``tokens[:, 1:]``; ``loss_mask[:, 1:]``
     drops padding. Returns (loss tensor, number of loss tokens).
     """
-    t = {k: torch.from_numpy(batch[k]).to(device, non_blocking=True)
+    t = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True)
          for k in ("tokens", "loss_mask", "position_ids", "doc_ids")}
     tokens = t["tokens"].long()
     inp, labels = tokens[:, :-1], tokens[:, 1:]
