@@ -262,3 +262,35 @@ def test_fields_subset_and_buffer_reuse(tmp_path):
     assert b2["tokens"] is not kept  # a batch the caller still holds is never overwritten
     check = RSDBLoader(paths, seq_len=16, batch_size=2)
     check_batch(next(check), 16, 2)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_shard_through_loader(tmp_path_factory, data):
+    """A corrupted shard never crashes the loader: ShardError, or (with verify) the exact batches."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("fz")
+    paths, _ = make_corpus(root, {"a": [9, 40, 3, 17, 60, 1, 25]}, shard_tokens=10**6, vocab=300)
+    kw = dict(seq_len=16, batch_size=2, buffer_docs=3, epochs=1)
+    ref = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, **kw)]
+    shard = root / "a" / "shard-00000.arrow"
+    blob = bytearray(shard.read_bytes())
+    if data.draw(st.booleans(), label="truncate"):
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1), label="cut")]
+    else:
+        for _ in range(data.draw(st.integers(1, 3), label="flips")):
+            blob[data.draw(st.integers(0, len(blob) - 1), label="pos")] ^= data.draw(st.integers(1, 255), label="x")
+    bad = tmp_path_factory.mktemp("bad") / "a"
+    shutil.copytree(root / "a", bad)
+    (bad / "shard-00000.arrow").write_bytes(bytes(blob))
+    for verify in (True, False):
+        try:
+            got = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader({"a": str(bad)}, verify=verify, **kw)]
+        except ShardError:
+            continue
+        if verify or len(blob) != len(shard.read_bytes()):
+            assert len(got) == len(ref) and all(batches_equal(x, y) for x, y in zip(got, ref))
+        else:
+            assert sum(int(b["loss_mask"].sum()) for b in got) == sum(int(b["loss_mask"].sum()) for b in ref)
+            assert all(((b["tokens"] >= 0) & (b["tokens"] < 300)).all() for b in got)
