@@ -18,6 +18,7 @@ from rsdb.errors import ConfigError, TrinityError
 from ._bytes import to_bytes as _to_bytes
 from .config import CorpusConfig, TrainConfig
 from .pretokenize import SPECIAL_TOKENS, build_pre_tokenizer, split_text
+from .tiktoken_compat import FastEncoder, to_tiktoken
 from .train import TrainResult, save, train
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "encode_bytes",
     "decode_bytes",
     "build_pre_tokenizer",
+    "to_tiktoken",
+    "FastEncoder",
     "split_text",
 ]
 

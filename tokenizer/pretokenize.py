@@ -30,8 +30,9 @@ Decisions (see docs/tokenizer.md for the evidence):
 * Other numerals (``\\p{N}`` that is not ASCII: fullwidth ``１``, Arabic-Indic
   ``٣``, Extended Arabic-Indic ``۳`` (Persian), Devanagari ``३``, superscripts,
   fractions, Roman numeral signs, circled numbers) are one character per
-  pre-token. They are rare (0.02% of the characters of the demo corpus), BPE
-  still learns each of them as one token (2-3 UTF-8 bytes merged), and a number
+  pre-token. They are rare (1,021 of 27.3M characters of the demo corpus:
+  fullwidth digits in Chinese and Japanese text, Persian digits), BPE can
+  learn each of them as one token (its 2-3 UTF-8 bytes merged), and a number
   written in them never glues to letters, ASCII digits or another numeral system.
   Place alignment is defined for ASCII runs only.
 * A single ASCII space may attach to the first group of a digit run, exactly as a

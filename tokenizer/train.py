@@ -228,7 +228,8 @@ def train(
         "vocab_reached": reached,
         "learned_merges": len(trained),
         "seconds": round(elapsed, 2),
-        "read_and_count_seconds": round(read_done - started, 2),
+        # Counts route only: the direct route reads, counts and merges in one call.
+        "read_and_count_seconds": round(read_done - started, 2) if config.route == "counts" else None,
         "input_bytes": stats.bytes,
         "input": stats.as_dict(),
         "counts": count_stats,

@@ -183,3 +183,17 @@ def test_load_errors(tmp_path):
 def test_special_id_missing(small_tok):
     with pytest.raises(TrinityError, match="no special token"):
         tokenizer.special_id(small_tok, "<|nope|>")
+
+
+def test_fast_encoder_matches_tokenizers(small_tok, demo_corpus):
+    """The tiktoken fast path gives the very same ids on real held-out text, on
+    special-token text and on a long digit run (which it hands to `tokenizers`)."""
+    pytest.importorskip("tiktoken")
+    from tokenizer.corpus import iter_docs
+
+    cfg = tokenizer.CorpusConfig(inputs=[str(demo_corpus)], holdout_fraction=0.05, max_bytes=400_000)
+    texts = [d.text for d in iter_docs(cfg, "heldout")]
+    texts += ["9" * 5000 + " ok", "chat <|im_start|>user hi<|im_end|>", "", "1,234,567.89 東京2024年"]
+    fast = tokenizer.FastEncoder(small_tok)
+    want = [e.ids for e in small_tok.encode_batch(texts, add_special_tokens=False)]
+    assert fast.encode_batch(texts) == want
