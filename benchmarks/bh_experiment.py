@@ -222,6 +222,7 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
             "seq_len": a.seq_len, "micro_batch_size": a.micro_batch_size, "micro_batches": a.micro_batches}
     tracker = BHTracker(a.out / f"run-{packing}.jsonl", rule=rule, run=packing, meta=meta)
     wait_s = step_s = 0.0
+    warm_wait = warm_step = 0.0  # step 0 (worker start-up, first shard opens), left out of the wait fraction
     dev_err, ent_err = [], []  # per-microbatch deviations from the step mean: loss vs token entropy
     eval_curve = []
     t_start = time.perf_counter()
@@ -231,6 +232,7 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a)
         micro_losses, micro_tokens, micro_ent = [], [], []
+        wait_before = wait_s
         for _ in range(a.micro_batches):
             tw = time.perf_counter()
             try:
@@ -250,6 +252,8 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
         if device.type == "cuda":
             torch.cuda.synchronize()
         step_s += time.perf_counter() - t0
+        if step == 0:
+            warm_wait, warm_step = wait_s - wait_before, step_s
         extra = {}
         if (step + 1) % a.eval_every == 0 or step == a.steps - 1:
             extra["eval_loss"] = evaluate(model, evals, device)
@@ -287,7 +291,8 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
         "source_entropy_mean": ls["source_entropy"]["mean"],
         "entropy_heterogeneity_mean": ls["entropy_heterogeneity"]["mean"],
         "corr_loss_dev_vs_token_entropy_dev": corr,
-        "loader_wait_frac": wait_s / step_s if step_s else float("nan"),
+        "loader_wait_frac": (wait_s - warm_wait) / (step_s - warm_step) if step_s > warm_step else float("nan"),
+        "first_step_s": warm_step,
         "s_per_step": step_s / a.steps,
         "tokens_per_s": summary["tokens"] / step_s if step_s else float("nan"),
         "wall_s": wall,
