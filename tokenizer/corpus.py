@@ -87,11 +87,26 @@ def _kind(path: str) -> str:
     return ""
 
 
+def _data_file_in_folder(rel: str) -> bool:
+    """Whether a file found inside an input folder is training data.
+
+    Skips side outputs of a curation run: ``rejected/`` rows, ``_work/``-style
+    folders and files starting with ``_`` or ``.``, and ``.json`` files (manifests;
+    JSON Lines data is ``.jsonl``). A ``.json`` file named directly still reads as
+    JSON Lines.
+    """
+    parts = PurePosixPath(rel).parts
+    if any(p.startswith((".", "_")) or p == "rejected" for p in parts):
+        return False
+    name = parts[-1].lower() if parts else ""
+    return bool(_kind(rel)) and not name.endswith((".json", ".json.zst", ".json.gz"))
+
+
 def list_files(inputs: Iterable[str]) -> list[str]:
     """Expand files, folders and globs (any fsspec URI) to the data files to read.
 
-    Folders are searched recursively; ``rejected/`` folders and files starting
-    with ``.`` or ``_`` (curation side outputs, temp files) are skipped.
+    Folders are searched recursively for data files (see
+    :func:`_data_file_in_folder` for what is skipped).
 
     Raises:
         ConfigError: an input does not exist or holds no readable file.
@@ -106,13 +121,8 @@ def list_files(inputs: Iterable[str]) -> list[str]:
         if any(ch in path for ch in "*?["):
             found = sorted(fs.glob(path))
         elif fs.isdir(path):
-            found = sorted(
-                p
-                for p in fs.find(path)
-                if _kind(p)
-                and "/rejected/" not in p
-                and not PurePosixPath(p).name.startswith((".", "_"))
-            )
+            root = path.rstrip("/") + "/"
+            found = sorted(p for p in fs.find(path) if _data_file_in_folder(p[len(root):] if p.startswith(root) else p))
         elif fs.exists(path):
             found = [path]
         else:

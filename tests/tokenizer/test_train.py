@@ -104,13 +104,19 @@ def test_inputs_parquet_jsonl_text_and_bad_rows(tmp_path):
     pq.write_table(pa.table({"id": [f"p{i}" for i in range(50)], "text": texts, "lang": ["en"] * 50}), d / "a.parquet")
     (d / "rejected").mkdir()
     pq.write_table(pa.table({"oops": [1]}), d / "rejected" / "r.parquet")  # skipped: rejected/
+    (d / "_work").mkdir()
+    pq.write_table(pa.table({"text": ["state"]}), d / "_work" / "dedup.parquet")  # skipped: _work/
+    (d / "manifest.json").write_text(json.dumps({"files": 1}))  # skipped: a manifest, not data
     (d / "b.jsonl").write_text(
         "\n".join([json.dumps({"text": "hello there"}), "{not json", json.dumps({"text": 5}), "[1]"]) + "\n"
     )
     (d / "c.txt").write_text("plain text line\n" * 10)
     (d / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
-    stats = tokenizer.corpus.ReadStats() if hasattr(tokenizer, "corpus") else None
-    from tokenizer.corpus import ReadStats, iter_docs
+    from tokenizer.corpus import ReadStats, iter_docs, list_files
+
+    assert sorted(p.rsplit("/", 1)[-1] for p in list_files([str(d)])) == [
+        "a.parquet", "b.jsonl", "broken.parquet", "c.txt"
+    ]
 
     stats = ReadStats()
     cfg = tokenizer.CorpusConfig(inputs=[str(d)])
