@@ -163,7 +163,16 @@ def inspect(
     path: Path = typer.Argument(..., help="a shard directory (or manifest.json), or a Megatron prefix"),
     verify: bool = typer.Option(False, "--verify", help="also checksum every shard and scan its token ids"),
 ) -> None:
-    """Print a shard directory's manifest summary and validate its shards (exit 1 if invalid)."""
+    """Print a shard directory's manifest summary and validate its shards (exit 1 if invalid).
+
+    A folder of shard directories (as ``write-jsonl`` makes) inspects each of them.
+    """
+    if path.is_dir() and not (path / "manifest.json").exists():
+        subdirs = sorted(c for c in path.iterdir() if (c / "manifest.json").is_file())
+        if subdirs:
+            for sub in subdirs:
+                inspect(sub, verify)
+            return
     import numpy as np
 
     import rsdb
