@@ -10,7 +10,8 @@ Contract, shaped for batch schedulers (Kubernetes Jobs, KubeRay RayJobs, Slurm):
 
 * Exit codes: ``0`` success, ``1`` the job failed while running, ``2`` bad arguments or an
   invalid config (checked before any work starts; a ``ConfigError`` raised later, such as an
-  input that does not exist, also exits 2), ``130`` interrupted.
+  input that does not exist, also exits 2), ``130`` interrupted (Ctrl-C), ``143`` terminated
+  (SIGTERM: the pod was deleted or preempted; rerun to resume).
 * Logs go to stderr (``--log-level``); the last line on stdout is one summary line of
   ``key=value`` pairs, e.g. ``trinity-data job=curate status=succeeded elapsed_s=12.3 ...``.
 * Stats: a JSON file next to the output (``<output>/<job>.job.json`` unless ``--stats`` says
@@ -31,7 +32,9 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -42,7 +45,25 @@ from rsdb.errors import ConfigError, TrinityError
 
 log = logging.getLogger("jobs")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (Kubernetes deletes or preempts the pod); unwinds like Ctrl-C."""
+
+
+def _on_sigterm_raise():
+    """Turn SIGTERM into :class:`Terminated` so the stats still record how the run ended.
+
+    Returns the previous handler, or None when not on the main thread (no handler installed).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 @dataclasses.dataclass
@@ -93,7 +114,7 @@ def build_parser(job: Job) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog=f"python -m jobs.{job.name}",
         description=job.description,
-        epilog="Exit codes: 0 ok, 1 job failed, 2 bad arguments or config, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 job failed, 2 bad arguments or config, 130 interrupted, 143 terminated.",
     )
     ap.add_argument("--config", required=True, metavar="URI",
                     help="YAML config: a local path or any fsspec URI (s3://, gs://, https://, memory://...)")
@@ -291,25 +312,32 @@ def main(job: Job, argv: list[str] | None = None) -> int:
     }
     owns_ray = False
     status, code, result, error = "failed", EXIT_FAILED, None, None
+    previous = None
     try:
         if job.uses_ray(cfg) if callable(job.uses_ray) else job.uses_ray:
             defaults = job.ray_defaults(cfg) if job.ray_defaults else {}
             owns_ray, doc["ray_resources"] = _connect_ray(args, defaults)
+        previous = _on_sigterm_raise()  # after ray.init, which installs a SIGTERM handler of its own
         result = job.run(cfg, args)
         status, code = "succeeded", EXIT_OK
     except KeyboardInterrupt:
         status, code, error = "interrupted", EXIT_INTERRUPTED, "interrupted"
         log.error("interrupted")
+    except Terminated:
+        status, code, error = "terminated", EXIT_TERMINATED, "terminated by SIGTERM"
+        log.error("terminated by SIGTERM (pod deleted or preempted); rerun to resume")
     except ConfigError as e:  # found only once the run looked (an input that does not exist...)
         status, code, error = "config_error", EXIT_CONFIG, str(e)
         log.error("%s: %s", job.name, e)
-    except TrinityError as e:
-        error = str(e)
+    except TrinityError as e:  # a Ray task error carrying one of ours has the remote trace in str()
+        error = str(e) if "\n" not in str(e) else describe_error(e)
         log.error("%s failed: %s", job.name, e)
     except Exception as e:  # not one of ours: a bug or an environment problem; keep the trace
         error = describe_error(e)
         log.error("%s failed:\n%s", job.name, traceback.format_exc())
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if owns_ray:
             import ray
 

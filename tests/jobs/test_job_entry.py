@@ -12,6 +12,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,24 @@ def test_help_exits_0(module):
 def test_usage_error_exits_2():
     res = subprocess.run([sys.executable, "-m", "jobs.curate"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--config" in res.stderr
+
+
+def test_sigterm_is_recorded_and_exits_143(tmp_path, capsys):
+    """Kubernetes stops a pod with SIGTERM: the job unwinds, writes its stats and exits 143."""
+    import os
+    import signal
+
+    def run(cfg, args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # never reached: the handler raises at once
+        return _entry.Result(summary={})
+
+    before = signal.getsignal(signal.SIGTERM)
+    job = _entry.Job(name="probe", description="d", load=lambda raw, uri: raw,
+                     output=lambda cfg: cfg["output"], run=run, uses_ray=False)
+    cfg = write_yaml(tmp_path / "c.yaml", {"output": str(tmp_path / "out")})
+    assert _entry.main(job, ["--config", str(cfg)]) == 143
+    s = summary_of(capsys.readouterr().out)
+    assert s["status"] == "terminated" and float(s["elapsed_s"]) < 4
+    assert json.loads((tmp_path / "out" / "probe.job.json").read_text())["status"] == "terminated"
+    assert signal.getsignal(signal.SIGTERM) is before  # the host's handler is back
