@@ -204,7 +204,7 @@ def ray_head(tmp_path):
             time.sleep(1)
         yield address, env
     finally:
-        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
             try:
                 os.killpg(proc.pid, sig)
             except ProcessLookupError:
