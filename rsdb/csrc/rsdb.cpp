@@ -1,7 +1,12 @@
 #include "rsdb.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include <cstring>
 #include <limits>
 
@@ -87,6 +92,24 @@ inline const char* token_ptr(const View& v, int64_t i) {
 }
 
 }  // namespace
+
+int populate(const void* addr, int64_t nbytes) {
+#if defined(__linux__)
+  if (nbytes <= 0) return 0;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  const uintptr_t lo = a & ~(page - 1);
+  const uintptr_t hi = (a + static_cast<uintptr_t>(nbytes) + page - 1) & ~(page - 1);
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  return madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_READ) == 0 ? 0 : errno;
+#else
+  (void)addr;
+  (void)nbytes;
+  return 0;
+#endif
+}
 
 uint64_t permute(uint64_t i, uint64_t n, const uint64_t keys[4]) {
   if (n <= 1) return 0;

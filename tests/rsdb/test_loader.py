@@ -294,3 +294,11 @@ def test_fuzzed_shard_through_loader(tmp_path_factory, data):
         else:
             assert sum(int(b["loss_mask"].sum()) for b in got) == sum(int(b["loss_mask"].sum()) for b in ref)
             assert all(((b["tokens"] >= 0) & (b["tokens"] < 300)).all() for b in got)
+
+
+def test_populate_gives_the_same_batches(tmp_path):
+    paths, _ = make_corpus(tmp_path, {"a": [40, 3, 200] * 10, "b": [25] * 20}, shard_tokens=300)
+    kw = dict(seq_len=32, batch_size=2, buffer_docs=5, epochs=1)
+    plain = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, **kw)]
+    eager = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, populate=True, **kw)]
+    assert len(plain) == len(eager) and all(batches_equal(x, y) for x, y in zip(plain, eager))
