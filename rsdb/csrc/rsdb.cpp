@@ -328,6 +328,17 @@ Status Core::admit(int32_t s, int64_t k) {
   const Status st = next_doc(s, d);
   if (st != kOk || !d.valid) return st;
   S.cursor += 1;
+  if (cfg_.prefetch && S.cursor < static_cast<uint64_t>(S.n_local)) {
+    // The stream's next document is known: fetch its offsets entry now, so the lookup
+    // when this source is next chosen does not wait on a cache miss.
+    const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
+    auto it = std::upper_bound(S.ranges.begin(), S.ranges.end(), j,
+                               [](int64_t x, const Range& r) { return x < r.local_start; });
+    --it;
+    const View& nv = views_[static_cast<size_t>(it->view)];
+    const int64_t nd = it->begin + (j - it->local_start);
+    if (nv.ready && nd >= 0 && nd < nv.n_docs) __builtin_prefetch(nv.offsets + nd);
+  }
   const int64_t len = d.end - d.off;
   if (len == 0) return kOk;
   p_live_[k] = 1;
