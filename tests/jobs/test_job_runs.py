@@ -187,7 +187,7 @@ def ray_head(tmp_path):
            # Fixed default ports (52365 for the agent...) clash with other Ray clusters on the host.
            f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
            f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
-           f"--ray-client-server-port={_free_port()}",
+           f"--ray-client-server-port={_free_port()}", "--object-store-memory=200000000",
            f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     log = open(tmp_path / "head.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
