@@ -92,7 +92,7 @@ def count_pretokens(
 
     >>> c = count_pretokens(["a a 12345"], "trinity", workers=1)
     >>> sorted(c.items())
-    [('12', 1), ('345', 1), ('a', 1), ('Ġ', 1), ('Ġa', 1)]
+    [('345', 1), ('a', 1), ('Ġ12', 1), ('Ġa', 1)]
     """
     total: Counter[str] = Counter()
     peak_distinct = 0

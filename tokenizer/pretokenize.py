@@ -208,7 +208,7 @@ def build_pre_tokenizer(kind: str = "trinity"):
 
     >>> pt = build_pre_tokenizer()
     >>> [p for p, _ in pt.pre_tokenize_str("The price is 1234567!")]
-    ['ĠThe', 'Ġprice', 'Ġis', 'Ġ1', '234', '567', '!']
+    ['The', 'Ġprice', 'Ġis', 'Ġ1', '234', '567', '!']
     """
     from tokenizers import pre_tokenizers as pre
 
