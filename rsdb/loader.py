@@ -262,6 +262,14 @@ class RSDBLoader:
         self._sources_arg = {str(k): ([os.fspath(p) for p in v] if isinstance(v, (list, tuple)) else [os.fspath(v)])
                              for k, v in sources.items()}
         self.source_names: list[str] = list(self._sources_arg)
+        seen: dict[str, str] = {}
+        for name, plist in self._sources_arg.items():
+            for path in plist:
+                key = os.path.realpath(path[:-4] if path.endswith((".bin", ".idx")) else path)
+                if key in seen:
+                    raise ConfigError(f"{path} is listed twice (sources {seen[key]!r} and {name!r}); every document "
+                                      "must come from one place, or exactly-once accounting breaks")
+                seen[key] = name
         if phases is not None and epochs is not None:
             raise ConfigError("phases and epochs cannot be combined: phases schedule endless training, "
                               "epochs=N drains every source exactly N times")

@@ -244,8 +244,13 @@ def write_shards(
     ids = iter(doc_ids) if doc_ids is not None else None
     with ShardWriter(out_dir, source=source, shard_tokens=shard_tokens, tokenizer=tokenizer,
                      vocab_size=vocab_size) as w:
-        for doc in docs:
-            w.add(doc, doc_id=next(ids) if ids is not None else None)
+        for i, doc in enumerate(docs):
+            doc_id = None
+            if ids is not None:
+                doc_id = next(ids, None)
+                if doc_id is None:
+                    raise ConfigError(f"doc_ids ran out at document {i}: give one id per document")
+            w.add(doc, doc_id=doc_id)
     return w.close()
 
 

@@ -302,3 +302,11 @@ def test_populate_gives_the_same_batches(tmp_path):
     plain = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, **kw)]
     eager = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, populate=True, **kw)]
     assert len(plain) == len(eager) and all(batches_equal(x, y) for x, y in zip(plain, eager))
+
+
+def test_same_path_twice_is_refused(tmp_path):
+    paths, _ = make_corpus(tmp_path, {"a": [5] * 3})
+    with pytest.raises(ConfigError, match="listed twice"):
+        RSDBLoader({"a": paths["a"], "b": [paths["a"]]})
+    with pytest.raises(ConfigError, match="doc_ids ran out"):
+        rsdb.write_shards(tmp_path / "x", [[1], [2]], doc_ids=["only-one"])
