@@ -86,6 +86,17 @@ RSDB_CLONES void fill_i32(int32_t* __restrict dst, int64_t n, int32_t v) {
   for (int64_t i = 0; i < n; ++i) dst[i] = v;
 }
 
+// All four per-token metadata arrays of one chunk in a single pass (the default batch).
+RSDB_CLONES void fill_meta(int32_t* __restrict pos, int64_t* __restrict doc, int32_t* __restrict src,
+                           bool* __restrict mask, int64_t n, int64_t gid, int32_t s) {
+  for (int64_t i = 0; i < n; ++i) {
+    pos[i] = static_cast<int32_t>(i);
+    doc[i] = gid;
+    src[i] = s;
+    mask[i] = true;
+  }
+}
+
 inline const char* token_ptr(const View& v, int64_t i) {
   const size_t item = v.dtype == kU16 ? 2 : 4;
   return static_cast<const char*>(v.tokens) + static_cast<size_t>(i) * item;
@@ -475,10 +486,15 @@ Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
       const Status st = copy_chunk(r, n, tok + pos_);
       if (st != kOk) return st;
       const int32_t s = p_src_[r];
-      if (o.position_ids) fill_iota(o.position_ids + base + pos_, n);
-      if (o.doc_ids) fill_i64(o.doc_ids + base + pos_, n, p_gid_[r]);
-      if (o.source_ids) fill_i32(o.source_ids + base + pos_, n, s);
-      if (o.loss_mask) std::memset(o.loss_mask + base + pos_, 1, static_cast<size_t>(n));
+      if (o.position_ids && o.doc_ids && o.source_ids && o.loss_mask) {
+        fill_meta(o.position_ids + base + pos_, o.doc_ids + base + pos_, o.source_ids + base + pos_,
+                  o.loss_mask + base + pos_, n, p_gid_[r], s);
+      } else {
+        if (o.position_ids) fill_iota(o.position_ids + base + pos_, n);
+        if (o.doc_ids) fill_i64(o.doc_ids + base + pos_, n, p_gid_[r]);
+        if (o.source_ids) fill_i32(o.source_ids + base + pos_, n, s);
+        if (o.loss_mask) std::memset(o.loss_mask + base + pos_, 1, static_cast<size_t>(n));
+      }
       pos_ += n;
       ++nseg_;
       if (cu) cu[nseg_] = static_cast<int32_t>(pos_);
