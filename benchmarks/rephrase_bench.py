@@ -104,7 +104,7 @@ def _ray_side(ray, table, stage, rows_per_batch: int) -> dict:
     """Run the stage over ``table`` in one actor; time first batch start -> last batch end inside the actor."""
     import pyarrow as pa
 
-    from pipeline.rephrase._ray import StageActor, map_stage, split_rejected
+    from pipeline.rephrase._ray import StageActor, split_rejected
     warm = table.slice(0, 1)
 
     class TimedStageActor(StageActor):

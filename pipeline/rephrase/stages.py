@@ -8,7 +8,6 @@ batch inside the Ray actor that runs them and reused for every later batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -323,7 +322,7 @@ class RephraseStage(_EngineStage):
         out = _set(out, cfg.text_column, pa.array(out_texts, pa.string()))
         if cfg.id_column in out.column_names:
             new_ids = [f"{meta['source_id'][i]}#{meta['rephrase_style'][i]}" for i in range(len(rows))]
-            out = _set(out, cfg.id_column, pa.array(new_ids, out.schema.field(cfg.id_column).type if pa.types.is_string(out.schema.field(cfg.id_column).type) else pa.string()))
+            out = _set(out, cfg.id_column, pa.array(new_ids, pa.string()))
         for name, typ in META_FIELDS:
             out = _set(out, name, pa.array(meta[name], typ))
         return self.split(out, reasons)
