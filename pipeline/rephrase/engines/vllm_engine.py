@@ -48,16 +48,19 @@ def vllm_sampling_params(sampling: SamplingConfig, seed: int | None = None):
     """A ``vllm.SamplingParams`` equal to ``sampling`` (per-request ``seed``)."""
     from vllm import SamplingParams
 
-    return SamplingParams(
+    kw = dict(
         temperature=sampling.temperature,
         top_p=sampling.top_p,
-        top_k=sampling.top_k if sampling.top_k > 0 else -1,
         max_tokens=sampling.max_tokens,
         repetition_penalty=sampling.repetition_penalty,
-        stop=list(sampling.stop) or None,
         ignore_eos=sampling.ignore_eos,
         seed=sampling.seed if seed is None else seed,
     )
+    if sampling.top_k > 0:  # leave "disabled" to vLLM's own default (its sentinel changed from -1 to 0 over versions)
+        kw["top_k"] = sampling.top_k
+    if sampling.stop:
+        kw["stop"] = list(sampling.stop)
+    return SamplingParams(**kw)
 
 
 class VLLMEngine(Engine):
