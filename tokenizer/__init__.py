@@ -11,6 +11,7 @@ loadable as it is by `tokenizers`, ``transformers.AutoTokenizer`` and vLLM.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rsdb.errors import ConfigError, TrinityError
@@ -99,6 +100,9 @@ def _byte_ids(tok) -> list[int]:
     return ids
 
 
+_BAD_BYTE = re.compile("([\udc80-\udcff])")
+
+
 def encode_bytes(tok, data: bytes) -> list[int]:
     """Encode arbitrary bytes, invalid UTF-8 included, without special tokens.
 
@@ -110,26 +114,19 @@ def encode_bytes(tok, data: bytes) -> list[int]:
     >>> decode_bytes(tok, encode_bytes(tok, b"ok\\xff\\xfe ok")) # doctest: +SKIP
     b'ok\\xff\\xfe ok'
     """
-    byte_ids = None
+    # Split into valid UTF-8 stretches and single bad bytes (surrogateescape marks
+    # each bad byte as one lone surrogate, in one linear pass), then encode all the
+    # stretches in one batch call (one call per stretch would cost ~0.1 ms each).
+    pieces = _BAD_BYTE.split(data.decode("utf-8", "surrogateescape"))
+    parts: list[str | int] = [
+        ord(p) - 0xDC00 if len(p) == 1 and 0xDC80 <= ord(p) <= 0xDCFF else p for p in pieces if p
+    ]
+    texts = [p for p in parts if isinstance(p, str)]
+    encoded = iter(tok.encode_batch_fast(texts, add_special_tokens=False) if texts else [])
+    byte_ids = _byte_ids(tok) if len(texts) < len(parts) else None
     out: list[int] = []
-    pos = 0
-    n = len(data)
-    while pos < n:
-        try:
-            text = data[pos:].decode("utf-8")
-            end = n
-        except UnicodeDecodeError as exc:
-            text = data[pos : pos + exc.start].decode("utf-8")
-            end = pos + exc.start
-        if text:
-            out += tok.encode(text, add_special_tokens=False).ids
-        pos = end
-        if pos < n:
-            # One undecodable byte (decode errors report the first bad byte).
-            if byte_ids is None:
-                byte_ids = _byte_ids(tok)
-            out.append(byte_ids[data[pos]])
-            pos += 1
+    for p in parts:
+        out += next(encoded).ids if isinstance(p, str) else [byte_ids[p]]
     return out
 
 

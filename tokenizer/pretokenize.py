@@ -216,7 +216,9 @@ def build_pre_tokenizer(kind: str = "trinity"):
     if kind == "gpt4o":
         return pre.Sequence([pre.Split(_pattern_regex(GPT4O_PATTERN), "isolated"), byte_level])
     if kind != "trinity":
-        raise ValueError(f"unknown pre-tokenizer {kind!r}; expected one of {PRETOKENIZERS}")
+        from rsdb.errors import ConfigError
+
+        raise ConfigError(f"unknown pre-tokenizer {kind!r}; expected one of {PRETOKENIZERS}")
     return pre.Sequence(
         [
             pre.Split(_pattern_regex(MAIN_PATTERN), "isolated"),
