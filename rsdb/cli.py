@@ -89,6 +89,7 @@ def write_jsonl(
     if not input.is_file():
         _fail(FileNotFoundError(f"{input}: no such file"))
     out.mkdir(parents=True, exist_ok=True)
+    (out / "_rejected.jsonl").unlink(missing_ok=True)  # from an earlier run into the same folder
     writers: dict[str, rsdb.ShardWriter] = {}
     docs: dict[str, int] = {}
     rejected: list[dict[str, Any]] = []
