@@ -91,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="DataLoader workers for the loader (default: 0 on CPU, 4 on GPU)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores not already busy, >= 1)")
     p.add_argument("--device", help="torch device (default: cuda with --gpu, else cpu)")
+    p.add_argument("--report", type=Path, nargs="+", metavar="DIR",
+                   help="no training: merge the bh_results.json of these --out folders into a table and PNGs in --out")
     a = p.parse_args(argv)
     preset = PRESETS["quick" if a.quick else "gpu" if a.gpu else "cpu"]
     for k, v in preset.items():
@@ -268,6 +270,9 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
     wall = time.perf_counter() - t_start
     summary = tracker.close()
     ls = lstats.summary()
+    with open(a.out / f"loader-{packing}.jsonl", "w") as fh:
+        for m in lstats.micro:
+            fh.write(json.dumps(m.to_dict()) + "\n")
     corr = float(np.corrcoef(dev_err, ent_err)[0, 1]) if np.std(dev_err) > 0 and np.std(ent_err) > 0 else float("nan")
     return {
         "name": "bh_experiment",
@@ -301,6 +306,9 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
         "device": a.device,
         "loader_stats": ls,
         "jsonl": str(a.out / f"run-{packing}.jsonl"),
+        "loader_jsonl": str(a.out / f"loader-{packing}.jsonl"),
+        "micro_batches": a.micro_batches,
+        "source_names": names,
     }, lstats
 
 
@@ -331,6 +339,8 @@ def print_table(results: list[dict]) -> None:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     a = parse_args(argv)
+    if a.report:
+        return report_main(a.report, a.out)
     torch.set_num_threads(a.threads or default_threads())
     log.info("preset %s on %s, %d torch thread(s)", a.preset, a.device, torch.get_num_threads())
     if a.device.startswith("cuda") and not torch.cuda.is_available():
@@ -362,33 +372,70 @@ def main(argv=None) -> int:
     log.info("data ready in %.1fs: %d sources, vocab %d, %d eval rows (%s)", time.perf_counter() - t0,
              len(sources), vocab, a.eval_rows, "held out" if held_out else "NOT held out")
 
-    results, lst = [], {}
+    results = []
     for packing in a.packings:
-        r, lst[packing] = run_one(packing, sources, vocab, evals, a)
+        r, _ = run_one(packing, sources, vocab, evals, a)
         r.update(preset=a.preset, data=data_desc, eval_held_out=held_out, commit=commit(),
                  torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count())
         results.append(r)
-        print(json.dumps({k: v for k, v in r.items() if k not in ("loader_stats", "eval_curve", "spike_steps")}),
+        print(json.dumps({k: v for k, v in r.items()
+                          if k not in ("loader_stats", "eval_curve", "spike_steps", "source_names")}),
               flush=True)
 
-    from rsdb.diagnostics import plot_loader_stats, plot_runs
-
-    title = (f"{a.preset}: {results[0]['params'] / 1e6:.2f}M-param GPT, {a.steps} steps x {a.micro_batches} "
-             f"microbatches x {a.micro_batch_size}x{a.seq_len} tokens, {data_desc}")
-    png = plot_runs({r["packing"]: r["jsonl"] for r in results}, a.out / "bh_experiment.png", title=title)
-    loader_png = plot_loader_stats(lst, a.out / "bh_loader_stats.png",
-                                   title=f"Loader statistics of the training microbatches ({data_desc})")
     (a.out / "bh_results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
+                                                       "title": _title(a, results[0]["params"], data_desc),
                                                        "results": results}, indent=1))
+    report(results, a.out, _title(a, results[0]["params"], data_desc))
+    return 0
+
+
+def _title(a: argparse.Namespace, params: int, data_desc: str) -> str:
+    return (f"{a.preset}: {params / 1e6:.2f}M-param GPT, {a.steps} steps x {a.micro_batches} microbatches x "
+            f"{a.micro_batch_size}x{a.seq_len} tokens, {data_desc}")
+
+
+def report(results: list[dict], out: Path, title: str) -> None:
+    """Table, ratio line and the two PNGs from finished runs (their JSONL files in ``out`` or elsewhere)."""
+    from rsdb.diagnostics import LoaderStats, MicrobatchStats, plot_loader_stats, plot_runs
+
+    order = {"sequential": 0, "rsdb": 1}
+    results = sorted(results, key=lambda r: order.get(r["packing"], 2))
+    png = plot_runs({r["packing"]: r["jsonl"] for r in results}, out / "bh_experiment.png", title=title)
+    lst = {}
+    for r in results:
+        p = Path(r.get("loader_jsonl", ""))
+        if p.is_file():
+            ls = LoaderStats(int(r.get("micro_batches", 1)))
+            ls.source_names = r.get("source_names")
+            ls.micro = [MicrobatchStats(**json.loads(x)) for x in p.read_text().splitlines() if x.strip()]
+            lst[r["packing"]] = ls
+    loader_png = None
+    if lst:
+        loader_png = plot_loader_stats(lst, out / "bh_loader_stats.png",
+                                       title="Loader statistics of the training microbatches")
     print()
     print(f"Batch heterogeneity, {title}")
     print_table(results)
-    if len(results) == 2:
+    if [r["packing"] for r in results] == ["sequential", "rsdb"]:
         seq, rs = results
         if seq["bh_mean"] > 0:
             print(f"BH mean: rsdb / sequential = {rs['bh_mean'] / seq['bh_mean']:.3f}; "
                   f"eval loss difference (rsdb - sequential) = {rs['eval_loss'] - seq['eval_loss']:+.4f}")
-    print(f"plots: {png}, {loader_png}; results: {a.out / 'bh_results.json'}")
+    print(f"plots: {png}" + (f", {loader_png}" if loader_png else "") + f"; results in {out}")
+
+
+def report_main(dirs: list[Path], out: Path) -> int:
+    """``--report``: merge bh_results.json of runs made separately (e.g. one packing per process)."""
+    results, title = [], None
+    for d in dirs:
+        f = d / "bh_results.json"
+        if not f.is_file():
+            raise SystemExit(f"{f}: not found (run the experiment with --out {d} first)")
+        data = json.loads(f.read_text())
+        results += data["results"]
+        title = title or data.get("title")
+    out.mkdir(parents=True, exist_ok=True)
+    report(results, out, title or "Batch heterogeneity")
     return 0
 
 

@@ -128,7 +128,7 @@ def plot_loader_stats(stats: Mapping[str, LoaderStats], out_png: str | Path, *, 
         ("distinct_docs", "distinct documents per microbatch", None),
         ("max_doc_share", "largest single-document token share", (0.0, 1.0)),
         ("source_entropy", "source-mix entropy (bits)", None),
-        ("mean_doc_position", "mean position in document (tokens)", None),
+        ("mean_doc_position", "mean position_ids (position in document chunk)", None),
         ("token_entropy", "unigram token entropy (bits)", None),
     ]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))

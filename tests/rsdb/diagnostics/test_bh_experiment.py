@@ -52,13 +52,21 @@ def test_experiment_runs_both_packings(tmp_path, capsys):
     assert seq["params"] == rs["params"]
     for name in ("bh_experiment.png", "bh_loader_stats.png", "run-sequential.jsonl", "run-rsdb.jsonl"):
         assert (out / name).stat().st_size > 0
-    # the byte-level shards are reused on a second run
+    # --report rebuilds the table and both figures from the saved runs, without training
+    capsys.readouterr()
+    assert bh_experiment.main(["--report", str(out), "--out", str(tmp_path / "merged")]) == 0
+    printed = capsys.readouterr().out
+    assert "rsdb / sequential" in printed and "sequential |" in printed
+    for name in ("bh_experiment.png", "bh_loader_stats.png"):
+        assert (tmp_path / "merged" / name).stat().st_size > 0
+    # the byte-level shards are reused, not rewritten, by the next run
+    from bh_data import prepare_byte_shards
+
     manifest = out / "data" / "bytes-v1" / "train" / "code" / "manifest.json"
     before = manifest.stat().st_mtime_ns
-    bh_experiment.main(["--corpus", str(corpus), "--out", str(out), "--steps", "1", "--d-model", "32",
-                        "--layers", "1", "--heads", "2", "--seq-len", "32", "--micro-batch-size", "2",
-                        "--micro-batches", "2", "--eval-rows", "2", "--packings", "rsdb", "--threads", "1"])
+    sources, held_out = prepare_byte_shards(corpus, out / "data")
     assert manifest.stat().st_mtime_ns == before
+    assert set(sources) == {"code", "prose"} and len(held_out) == 3  # every 25th of 60 documents
 
 
 def test_experiment_rejects_bad_arguments(tmp_path):
@@ -66,5 +74,7 @@ def test_experiment_rejects_bad_arguments(tmp_path):
 
     with pytest.raises(SystemExit):
         bh_experiment.parse_args(["--packings", "random"])
+    with pytest.raises(SystemExit, match="bh_results.json: not found"):
+        bh_experiment.main(["--report", str(tmp_path), "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit, match="corpus not found"):
         bh_experiment.main(["--corpus", str(tmp_path / "none.jsonl.zst"), "--out", str(tmp_path)])
