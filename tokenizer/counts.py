@@ -84,8 +84,8 @@ def count_pretokens(
         texts: the training text.
         kind: pre-tokenizer kind (see :func:`tokenizer.pretokenize.build_pre_tokenizer`).
         workers: parallel workers.
-        backend: ``processes`` or ``ray`` (uses the current Ray cluster, starting a
-            local one if none is running).
+        backend: ``processes`` or ``ray`` (uses the current Ray cluster; without
+            one, starts a local one and shuts it down at the end).
         min_count: drop pieces seen fewer times at the end.
         max_words: keep at most this many distinct pieces (pruned while counting).
         stats: filled with ``distinct_before_prune``, ``distinct`` and ``pieces``.
@@ -150,18 +150,23 @@ def _count_in_processes(batches, kind: str, workers: int, merge) -> None:
 def _count_on_ray(batches, kind: str, workers: int, merge) -> None:
     import ray
 
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()
+    if started_here:  # no cluster to join: a local one for this call only
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    task = ray.remote(count_batch)
-    pending = []
-    for b in batches:
-        pending.append(task.remote(b, kind))
-        if len(pending) >= 2 * workers:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                merge(ray.get(ref))
-    for ref in pending:
-        merge(ray.get(ref))
+    try:
+        task = ray.remote(count_batch)
+        pending = []
+        for b in batches:
+            pending.append(task.remote(b, kind))
+            if len(pending) >= 2 * workers:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    merge(ray.get(ref))
+        for ref in pending:
+            merge(ray.get(ref))
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def repeat_counts(counts: dict[str, int], chunk_chars: int = 1 << 20) -> Iterator[str]:

@@ -87,3 +87,19 @@ def test_cli_errors(tmp_path):
     assert r.exit_code == 2 and "lang:CODE=W" in r.output
     r = runner.invoke(app, ["tokenizer", "encode", "--tokenizer", str(tmp_path), "x"])
     assert r.exit_code == 2 and "no tokenizer.json" in r.output
+
+
+def test_non_byte_level_tokenizer_json(tmp_path):
+    """Any tokenizer.json evaluates: token byte lengths come from offsets when the
+    vocabulary is not byte-level."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, "héllo": 1, "world": 2, "12": 3}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    cand = HFCandidate(str(tmp_path / "tokenizer.json"), "words")
+    assert not cand.byte_level
+    assert cand.token_lengths(["héllo world 12"]) == [[6, 6, 3]]  # spaces count with the next token
+    res = evaluate([cand], [Doc("héllo world 12", "en", "web")])
+    assert res["overall"]["bytes_per_token"]["words"] == round(15 / 3, 4)
