@@ -8,6 +8,7 @@
 [1, 2, 3, 4, 5]
 """
 
+from ._core import core_version as _core_version
 from .errors import ConfigError, LoaderError, ShardError, TrinityError
 from .loader import Phase, RSDBLoader
 from .megatron import open_megatron
