@@ -73,8 +73,9 @@ def plot_runs(runs: Mapping[str, RunLike], out_png: str | Path, *, title: str | 
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_loss, ax_bh) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True,
                                          gridspec_kw={"height_ratios": [1.2, 1]})
-    for i, (label, run) in enumerate(runs.items()):
-        recs = _records(run)
+    loaded = {label: _records(run) for label, run in runs.items()}
+    w = smooth or max(5, max((len(r) for r in loaded.values()), default=0) // 20)  # one window for all runs
+    for i, (label, recs) in enumerate(loaded.items()):
         if not recs:
             log.warning("run %r has no steps; skipped in %s", label, out_png)
             continue
@@ -94,7 +95,6 @@ def plot_runs(runs: Mapping[str, RunLike], out_png: str | Path, *, title: str | 
         if ev:
             es, el = zip(*ev)
             ax_loss.plot(es, el, "o--", mfc="white", color=c, lw=1, ms=5, label=f"{label}: held-out eval loss")
-        w = smooth or max(5, len(recs) // 20)
         ax_bh.plot(steps, bh, color=c, lw=0.6, alpha=0.35)
         ax_bh.plot(steps, _rolling(bh, w), color=c, lw=2,
                    label=f"{label}: BH (mean {np.nanmean(bh):.3f}, max {np.nanmax(bh):.3f}; bold = {w}-step mean)")
