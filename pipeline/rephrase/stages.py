@@ -30,7 +30,8 @@ from .validation import ValidationConfig, validate
 
 logger = logging.getLogger(__name__)
 
-ENGINE_ERROR = "engine_error"
+ENGINE_ERROR = "engine_error"  # reject reason; the error text goes to the ERROR_COLUMN of the row
+ERROR_COLUMN = "engine_error"
 EMPTY_SOURCE = "empty_source"
 TOO_LONG = "too_long"
 LOW_QUALITY = "low_quality"
@@ -198,8 +199,8 @@ def _set(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:
 class RephraseStage(_EngineStage):
     """Rewrite documents with an LLM in one or more prompt styles, validating every output.
 
-    Reject reasons: ``empty_source``, ``too_long``, ``engine_error: <error>``, and the
-    validation reasons (``empty``, ``truncated``, ``refusal``, ``wrong_language``,
+    Reject reasons: ``empty_source``, ``too_long``, ``engine_error`` (the error text is in the
+    row's ``engine_error`` column), and the validation reasons (``empty``, ``truncated``, ``refusal``, ``wrong_language``,
     ``length_ratio``, ``repetition``).
     """
 
@@ -240,7 +241,7 @@ class RephraseStage(_EngineStage):
             else:
                 styles = [self._styles[derive_seed(cfg.sampling.seed, ids[r], "style") % len(self._styles)]]
             for style in styles:
-                job = {"row": r, "style": style, "reason": None, "chunks": [], "first": len(prompts)}
+                job = {"row": r, "style": style, "reason": None, "error": None, "chunks": [], "first": len(prompts)}
                 jobs.append(job)
                 if not texts[r].strip():
                     job["reason"] = EMPTY_SOURCE
@@ -254,7 +255,7 @@ class RephraseStage(_EngineStage):
                 try:
                     chunks = split_by_tokens(texts[r], eng.count_tokens, budget)
                 except ValueError as exc:
-                    job["reason"] = f"{TOO_LONG}: {exc}"
+                    job["reason"], job["error"] = TOO_LONG, str(exc)
                     continue
                 if len(chunks) > cfg.max_chunks:
                     job["reason"] = TOO_LONG
@@ -281,11 +282,11 @@ class RephraseStage(_EngineStage):
         gens = engine.generate(prompts, cfg.sampling, seeds)
 
         # 3. validate and assemble, in input order
-        rows, reasons, out_texts = [], [], []
+        rows, reasons, out_texts, errors = [], [], [], []
         meta: dict[str, list[Any]] = {f: [] for f, _ in META_FIELDS}
         for job in jobs:
             r, style = job["row"], job["style"]
-            reason = job["reason"]
+            reason, error = job["reason"], job["error"]
             parts: list[str] = []
             ptoks = ctoks = 0
             for k, chunk in enumerate(job["chunks"]):
@@ -295,7 +296,9 @@ class RephraseStage(_EngineStage):
                 parts.append(g.text)
                 if reason is None:
                     if g.finish_reason == FINISH_ERROR:
-                        reason = f"{ENGINE_ERROR}: {g.extra.get('error', 'unknown error')}"
+                        reason, error = ENGINE_ERROR, g.extra.get("error", "unknown error")
+                        if len(job["chunks"]) > 1:
+                            error = f"chunk {k}: {error}"
                     else:
                         reason = validate(
                             chunk, g.text, g.finish_reason, cfg.validation, length_bounds=style.length_ratio,
@@ -305,6 +308,7 @@ class RephraseStage(_EngineStage):
                             logger.debug("doc %s chunk %d: %s", ids[r], k, reason)
             rows.append(r)
             reasons.append(reason)
+            errors.append(error)
             out_texts.append(reassemble(parts, cfg.chunk_separator) if len(parts) > 1 else (parts[0] if parts else ""))
             meta["source_id"].append(ids[r])
             meta["rephrase_style"].append(style.name)
@@ -325,6 +329,7 @@ class RephraseStage(_EngineStage):
             out = _set(out, cfg.id_column, pa.array(new_ids, pa.string()))
         for name, typ in META_FIELDS:
             out = _set(out, name, pa.array(meta[name], typ))
+        out = _set(out, ERROR_COLUMN, pa.array(errors, pa.string()))
         return self.split(out, reasons)
 
 
@@ -343,7 +348,7 @@ class ScoreConfig(EngineStageConfig):
 class ScoreStage(_EngineStage):
     """Score documents 0-5 with an LLM judge; writes ``quality`` and filters by ``threshold``.
 
-    Reject reasons: ``engine_error: <error>``, ``unparseable_score``, ``low_quality``.
+    Reject reasons: ``engine_error`` (text in the ``engine_error`` column), ``unparseable_score``, ``low_quality``.
     """
 
     name: ClassVar[str] = "score"
@@ -370,10 +375,12 @@ class ScoreStage(_EngineStage):
         gens = engine.generate(prompts, cfg.sampling, seeds)
         scores: list[Optional[float]] = []
         reasons: list[Optional[str]] = []
+        errors: list[Optional[str]] = []
         for g in gens:
+            errors.append(g.extra.get("error", "unknown error") if g.finish_reason == FINISH_ERROR else None)
             if g.finish_reason == FINISH_ERROR:
                 scores.append(None)
-                reasons.append(f"{ENGINE_ERROR}: {g.extra.get('error', 'unknown error')}")
+                reasons.append(ENGINE_ERROR)
                 continue
             s = parse_score(g.text)
             scores.append(s)
@@ -384,6 +391,7 @@ class ScoreStage(_EngineStage):
             else:
                 reasons.append(None)
         out = _set(table, cfg.output_column, pa.array(scores, pa.float32()))
+        out = _set(out, ERROR_COLUMN, pa.array(errors, pa.string()))
         if cfg.keep_judge_output:
             out = _set(out, f"{cfg.output_column}_judge", pa.array([g.text for g in gens], pa.string()))
         return self.split(out, reasons)

@@ -108,8 +108,10 @@ def test_rephrase_rejects_rows_that_keep_failing(scripted_server):
     )
     res = RephraseStage(cfg).process(_docs(["a good sentence about rivers and lakes", "POISON pill text here", "more text on clouds"]))
     assert res.kept.column("id").to_pylist() == ["d0#distill", "d2#distill"]
-    (reason,) = res.rejected.column(REJECT_REASON).to_pylist()
-    assert reason.startswith("engine_error:") and "HTTP 500" in reason
+    assert res.rejected.column(REJECT_REASON).to_pylist() == ["engine_error"]
+    (error,) = res.rejected.column("engine_error").to_pylist()
+    assert "HTTP 500" in error and "injected failure" in error
+    assert res.kept.column("engine_error").to_pylist() == [None, None]
 
 
 def test_rephrase_transformers_engine_on_tiny_model(tiny_model):
