@@ -4,7 +4,9 @@
 one worker (a Ray actor):
 
 - every ``generate`` runs on a helper thread and is abandoned after the engine's
-  ``timeout_s``, surfacing :class:`~pipeline.rephrase.errors.EngineTimeoutError`;
+  ``timeout_s``, surfacing :class:`~pipeline.rephrase.errors.EngineTimeoutError` (Python cannot
+  kill a thread: an abandoned in-process generation runs on in the background, which is why
+  GPU engines exit the process instead, see below);
 - after a timeout, death or OOM the engine is closed and rebuilt (up to
   ``max_engine_restarts`` consecutive rebuilds; a success resets the count);
   beyond that the named error propagates, so the Ray task fails loudly;
