@@ -107,7 +107,7 @@ def loader_command(
         ("distinct documents", "distinct_docs"),
         ("largest document share", "max_doc_share"),
         ("source-mix entropy (bits)", "source_entropy"),
-        ("mean position in document", "mean_doc_position"),
+        ("mean position_ids", "mean_doc_position"),
         ("unigram token entropy (bits)", "token_entropy"),
         ("step entropy heterogeneity (bits)", "entropy_heterogeneity"),
     ]
