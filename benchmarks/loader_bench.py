@@ -16,6 +16,8 @@ memory are its own, and all are measured in this one run, side by side:
   rsdb_tokens   the same with fields=("tokens",): only the token array, i.e. the same
                 bytes the bound writes (the default also writes loss_mask,
                 position_ids, doc_ids, source_ids, cu_seqlens: ~25 bytes per token)
+  rsdb_populate the default loader with populate=True (page tables of each stream's
+                shards filled in one madvise call when first used, not page by page)
   sequential    rsdb.RSDBLoader(packing="sequential"), the naive packer
   numpy_ref     loader_numpy_ref.NumpyRSDB, same algorithm and chunk rule in numpy
   litdata       litdata StreamingDataset + TokensLoader(block_size=seq_len + 1),
@@ -64,7 +66,7 @@ sys.path.insert(0, str(HERE))
 
 import loader_corpus as corpus  # noqa: E402
 
-ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_tokens", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
+ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_tokens", "rsdb_populate", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
        "torch2_floor", "rsdb_megatron"]
 PEERS = ["litdata", "mosaic"]
 MULTI_PROCESS = ("rsdb_torch2", "torch2_floor")  # judged by wall time, on all cores
@@ -139,6 +141,10 @@ def make_rsdb(cfg, packing="rsdb", **extra):
     return iter(loader)
 
 
+def make_rsdb_populate(cfg):
+    return make_rsdb(cfg, populate=True)
+
+
 def make_rsdb_tokens(cfg):
     return make_rsdb(cfg, fields=("tokens",))
 
@@ -202,7 +208,7 @@ def make_rsdb_torch2(cfg):
 PRE_IMPORT = {
     "memcpy": ["rsdb"], "memcpy_warm": ["rsdb"], "rsdb": ["rsdb"], "sequential": ["rsdb"], "numpy_ref": ["rsdb", "loader_numpy_ref"],
     "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"], "torch2_floor": [],
-    "rsdb_megatron": ["rsdb"], "rsdb_tokens": ["rsdb"],
+    "rsdb_megatron": ["rsdb"], "rsdb_tokens": ["rsdb"], "rsdb_populate": ["rsdb"],
 }
 
 class _ReadyBatches:
@@ -247,6 +253,7 @@ MAKERS = {
     "rsdb_torch2": make_rsdb_torch2,
     "rsdb_megatron": make_rsdb_megatron,
     "rsdb_tokens": make_rsdb_tokens,
+    "rsdb_populate": make_rsdb_populate,
     "torch2_floor": make_torch2_floor,
 }
 
@@ -373,6 +380,7 @@ def _available(name: str) -> str | None:
 
     need = {"rsdb": ("rsdb", "RSDBLoader"), "sequential": ("rsdb", "RSDBLoader"),
             "rsdb_megatron": ("rsdb", "RSDBLoader"), "rsdb_tokens": ("rsdb", "RSDBLoader"),
+            "rsdb_populate": ("rsdb", "RSDBLoader"),
             "rsdb_torch2": ("rsdb.torch", "RSDBIterableDataset"),
             "litdata": ("litdata", None), "mosaic": ("streaming", None)}.get(name)
     if need is None:
