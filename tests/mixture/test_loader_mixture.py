@@ -45,7 +45,9 @@ def _phase_of_batches(loader):
 
 
 def test_shares_track_targets(mixture_file):
-    loader = loader_from_mixture(mixture_file, seq_len=256, batch_size=4, buffer_docs=64)
+    # The pool must be small next to a phase: these phases are 20k-60k tokens, and a pool
+    # holds the previous phase's mixture for about its own size in tokens after a switch.
+    loader = loader_from_mixture(mixture_file, seq_len=256, batch_size=4, buffer_docs=8)
     steps = sum(1 for _ in loader)
     assert steps == len(loader) == -(-110_000 // (256 * 4))
     m = load_mixture(mixture_file)
@@ -97,7 +99,7 @@ def test_mix_report_cli_dry_run(mixture_file, tmp_path):
     out = tmp_path / "report"
     res = subprocess.run(
         [sys.executable, "-m", "jobs.cli", "mix", "report", str(mixture_file), "--seq-len", "256",
-         "--batch-size", "4", "--buffer-docs", "64", "--out", str(out), "--max-deviation", "3"],
+         "--batch-size", "4", "--buffer-docs", "8", "--out", str(out), "--max-deviation", "3"],
         capture_output=True, text=True,
     )
     assert res.returncode == 0, res.stdout + res.stderr
