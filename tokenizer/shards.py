@@ -55,6 +55,8 @@ class TokenizeSpec:
     batch_size: int = 512
     shard_tokens: int = 1 << 26
     max_doc_tokens: int | None = None
+    # tiktoken twin of the trained vocabulary: identical ids, ~5x the encode speed of `tokenizers`.
+    fast_encode: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -143,6 +145,14 @@ class _UnitTokenizer:
         self.bos = self._special("bos") if spec.add_bos else None
         self.eos = self._special("eos") if spec.add_eos else None
         self.name = Path(spec.tokenizer_dir).name
+        self.fast = None
+        if spec.fast_encode:
+            try:
+                from tokenizer import FastEncoder
+            except ImportError:  # tiktoken missing: fall back to `tokenizers`
+                log.warning("tiktoken is not installed; encoding with `tokenizers` (slower, same ids)")
+            else:
+                self.fast = FastEncoder(self.tok, threads=1)
 
     def _special(self, which: str) -> int:
         import tokenizer
@@ -155,10 +165,13 @@ class _UnitTokenizer:
 
 
 def _encode(worker: _UnitTokenizer, texts: list[str]) -> list[np.ndarray]:
-    encodings = worker.tok.encode_batch(texts, add_special_tokens=False)
+    if worker.fast is not None:
+        encoded = worker.fast.encode_batch(texts)
+    else:
+        encoded = [e.ids for e in worker.tok.encode_batch(texts, add_special_tokens=False)]
     out = []
-    for enc in encodings:
-        ids = enc.ids
+    for ids in encoded:
+        ids = list(ids)
         if worker.bos is not None:
             ids = [worker.bos, *ids]
         if worker.eos is not None:

@@ -21,6 +21,7 @@ def tokenize_command(
     bos: bool = typer.Option(True, "--bos/--no-bos", help="prepend the tokenizer's bos token"),
     eos: bool = typer.Option(True, "--eos/--no-eos", help="append the tokenizer's eos token"),
     shard_tokens: int = typer.Option(1 << 26, help="target tokens per shard file"),
+    fast: bool = typer.Option(True, "--fast/--no-fast", help="encode with the tiktoken twin (same ids, faster)"),
     workers: Optional[int] = typer.Option(None, help="tokenizer workers (default: the cluster's CPUs)"),
     address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="Ray cluster; local if unset"),
 ) -> None:
@@ -35,7 +36,8 @@ def tokenize_command(
         source_field = "source"
     try:
         spec = TokenizeSpec(tokenizer_dir=tokenizer, out_dir=out, source=source, source_field=source_field,
-                            text_field=text_field, add_bos=bos, add_eos=eos, shard_tokens=shard_tokens)
+                            text_field=text_field, add_bos=bos, add_eos=eos, shard_tokens=shard_tokens,
+                            fast_encode=fast)
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
         summary = tokenize_to_shards(spec, inputs, num_workers=workers)
     except TrinityError as exc:

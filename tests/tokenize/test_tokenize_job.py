@@ -42,9 +42,10 @@ def curated(tmp_path):
     return d
 
 
-def test_tokenize_job_writes_rsdb_shards(ray_cluster, tok_dir, curated, tmp_path):
+@pytest.mark.parametrize("fast", [True, False], ids=["tiktoken-twin", "tokenizers"])
+def test_tokenize_job_writes_rsdb_shards(ray_cluster, tok_dir, curated, tmp_path, fast):
     out = tmp_path / "tokens"
-    spec = TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source_field="source")
+    spec = TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source_field="source", fast_encode=fast)
     summary = tokenize_to_shards(spec, str(curated))
     tok = tokenizer.load(tok_dir)
     assert summary.rows == 7 and summary.rejected == 2
@@ -61,6 +62,7 @@ def test_tokenize_job_writes_rsdb_shards(ray_cluster, tok_dir, curated, tmp_path
             ids = shards[i].tolist()
             assert ids[0] == tokenizer.bos_id(tok) and ids[-1] == tokenizer.eos_id(tok)
             assert tok.decode(ids[1:-1]) == text
+            assert ids[1:-1] == tok.encode(text, add_special_tokens=False).ids
     rejected = pq.read_table(out / "rejected").to_pylist()
     assert sorted(r["reject_reason"] for r in rejected) == ["text_empty", "text_missing"]
     assert all(r["file"].endswith("part-1.parquet") for r in rejected)
