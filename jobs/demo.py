@@ -33,6 +33,9 @@ PHASE_WEIGHTS = {
 }
 
 
+MIN_SOURCE_FRACTION = 0.02
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", *args]
 
@@ -58,6 +61,14 @@ def write_mixture(tokens_dir: Path, path: Path) -> Path:
             sources[info["source"]] = (manifest.parent, int(info["num_tokens"]))
     if not sources:
         raise SystemExit(f"no token shards under {tokens_dir}")
+    total = sum(t for _, t in sources.values())
+    # A source that curation cut to a sliver would have to repeat hundreds of times
+    # (the planner refuses that); leave it out of the demo mixture and say so.
+    for name, (_, tokens) in list(sources.items()):
+        if tokens < MIN_SOURCE_FRACTION * total:
+            print(f"note: source {name!r} holds only {tokens:,} of {total:,} tokens after curation; "
+                  "left out of the demo mixture")
+            del sources[name]
     total = sum(t for _, t in sources.values())
     phases = []
     for name, frac in PHASE_FRACTIONS.items():
@@ -108,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     run_step(
         "3. tokenize",
         _cli("tokenize", "--tokenizer", str(out / "tokenizer"), "--input", str(curated),
-             "--out", str(out / "tokens"), "--source-field", "source"),
+             "--out", str(out / "tokens"), "--source-field", "source", "--overwrite"),
         timings,
     )
     mixture = write_mixture(out / "tokens", out / "mixture.yaml")

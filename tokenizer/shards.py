@@ -318,13 +318,17 @@ class TokenizeSummary:
         return sum(self.tokens_per_source.values())
 
 
-def tokenize_to_shards(spec: TokenizeSpec, inputs: str | Iterable[str], *, num_workers: int | None = None) -> TokenizeSummary:
+def tokenize_to_shards(
+    spec: TokenizeSpec, inputs: str | Iterable[str], *, num_workers: int | None = None, overwrite: bool = False
+) -> TokenizeSummary:
     """Run the tokenize job on the current Ray cluster (``ray.init()`` first; local by default).
 
     Args:
         spec: what to do (tokenizer, output folder, source naming, bos/eos).
         inputs: curated Parquet/Arrow files, folders or globs (any fsspec URI).
         num_workers: tokenizer actors; default: the cluster's CPUs.
+        overwrite: clear an output folder written with another tokenizer or settings
+            (otherwise that is an error: resuming into it would mix two tokenizations).
 
     Returns:
         Counts per source and language; the same figures are in ``OUT/summary.json``.
@@ -336,6 +340,7 @@ def tokenize_to_shards(spec: TokenizeSpec, inputs: str | Iterable[str], *, num_w
         raise ConfigError(f"{spec.out_dir}: token shards are memory-mapped, so the output must be a local path")
     out = Path(spec.out_dir.removeprefix("file://"))
     files = list_inputs(inputs)
+    _claim_output(out, spec, overwrite)
     units = [{"unit": unit_name(i, p), "path": p} for i, p in enumerate(files)]
     done = {u["unit"]: _read_marker(out, u["unit"]) for u in units}
     todo = [u for u in units if done[u["unit"]] is None]
@@ -369,9 +374,39 @@ def tokenize_to_shards(spec: TokenizeSpec, inputs: str | Iterable[str], *, num_w
     return summary
 
 
+def _fingerprint(spec: TokenizeSpec) -> str:
+    """What makes two runs' shards interchangeable: the tokenizer file and the encoding settings."""
+    import hashlib
+
+    h = hashlib.sha256(Path(spec.tokenizer_dir, "tokenizer.json").read_bytes())
+    keep = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
+            "shard_tokens", "max_doc_tokens")
+    h.update(json.dumps({k: getattr(spec, k) for k in keep}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> None:
+    """Refuse to resume into an output folder written with another tokenizer or settings."""
+    import shutil
+
+    if not Path(spec.tokenizer_dir, "tokenizer.json").is_file():
+        raise ConfigError(f"{spec.tokenizer_dir}: no tokenizer.json there")
+    run_file = out / "_units" / "run.json"
+    fingerprint = _fingerprint(spec)
+    if run_file.exists():
+        previous = json.loads(run_file.read_text()).get("fingerprint")
+        if previous != fingerprint:
+            if not overwrite:
+                raise ConfigError(
+                    f"{out} holds token shards from another tokenizer or settings (fingerprint {previous}, "
+                    f"now {fingerprint}); use another --out, or --overwrite to replace them")
+            shutil.rmtree(out)
+    _atomic_write_text(run_file, json.dumps({"fingerprint": fingerprint, "tokenizer": spec.tokenizer_dir}))
+
+
 def _read_marker(out: Path, unit: str) -> dict[str, Any] | None:
     path = out / "_units" / f"{unit}.json"
-    if not path.exists():
+    if unit == "run" or not path.exists():
         return None
     try:
         return json.loads(path.read_text())

@@ -22,6 +22,7 @@ def tokenize_command(
     eos: bool = typer.Option(True, "--eos/--no-eos", help="append the tokenizer's eos token"),
     shard_tokens: int = typer.Option(1 << 26, help="target tokens per shard file"),
     fast: bool = typer.Option(True, "--fast/--no-fast", help="encode with the tiktoken twin (same ids, faster)"),
+    overwrite: bool = typer.Option(False, help="replace an output folder written with another tokenizer"),
     workers: Optional[int] = typer.Option(None, help="tokenizer workers (default: the cluster's CPUs)"),
     address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="Ray cluster; local if unset"),
 ) -> None:
@@ -39,7 +40,7 @@ def tokenize_command(
                             text_field=text_field, add_bos=bos, add_eos=eos, shard_tokens=shard_tokens,
                             fast_encode=fast)
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-        summary = tokenize_to_shards(spec, inputs, num_workers=workers)
+        summary = tokenize_to_shards(spec, inputs, num_workers=workers, overwrite=overwrite)
     except TrinityError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2)

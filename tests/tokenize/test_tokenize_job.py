@@ -76,7 +76,7 @@ def test_tokenize_job_resumes_and_is_identical(ray_cluster, tok_dir, curated, tm
     first = tokenize_to_shards(spec, str(curated))
     manifest_before = (out / "all" / "manifest.json").read_text()
     # Simulate a kill after unit 0: drop unit 1's marker and its output, rerun.
-    markers = sorted((out / "_units").glob("*.json"))
+    markers = sorted((out / "_units").glob("u*.json"))
     assert len(markers) == 2
     markers[1].unlink()
     second = tokenize_to_shards(spec, str(curated))
@@ -105,3 +105,20 @@ def test_inputs_skip_work_state_and_rejected_rows(tmp_path):
     assert [p.split(str(tmp_path))[-1] for p in list_inputs(str(tmp_path))] == ["/part-0.parquet", "/sub/part-1.parquet"]
     (tmp_path / "manifest.json").write_text(json.dumps({"shards": [{"path": "sub/part-1.parquet"}]}))
     assert list_inputs(str(tmp_path)) == [f"{tmp_path}/sub/part-1.parquet"]
+
+
+def test_resume_with_another_tokenizer_is_refused(ray_cluster, tok_dir, curated, tmp_path):
+    import shutil
+
+    out = tmp_path / "tokens"
+    tokenize_to_shards(TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source="all"), str(curated))
+    other = tmp_path / "other-tok"
+    shutil.copytree(tok_dir, other)
+    data = json.loads((other / "tokenizer.json").read_text())
+    data["model"]["vocab"]["zzz-extra"] = max(data["model"]["vocab"].values()) + 1
+    (other / "tokenizer.json").write_text(json.dumps(data))
+    spec = TokenizeSpec(tokenizer_dir=str(other), out_dir=str(out), source="all")
+    with pytest.raises(ConfigError, match="another tokenizer"):
+        tokenize_to_shards(spec, str(curated))
+    summary = tokenize_to_shards(spec, str(curated), overwrite=True)
+    assert summary.units_skipped == 0
