@@ -285,6 +285,7 @@ def run_one(packing: str, sources: dict[str, str], vocab: int, evals: list[dict]
         "n_spikes": summary["n_spikes"],
         "spike_steps": summary["spike_steps"],
         "loss_final": summary["loss_final"],
+        "loss_jitter": summary["loss_jitter"],
         "final_window": summary["final_window"],
         "eval_loss": eval_curve[-1][1],
         "eval_curve": eval_curve,
@@ -319,6 +320,7 @@ def print_table(results: list[dict]) -> None:
         ("BH p95", "bh_p95", "{:.4f}"),
         ("BH max", "bh_max", "{:.4f}"),
         ("spikes", "n_spikes", "{}"),
+        ("loss jitter", "loss_jitter", "{:.4f}"),
         ("final loss", "loss_final", "{:.4f}"),
         ("eval loss", "eval_loss", "{:.4f}"),
         ("tokens", "tokens_seen", "{:,}"),
@@ -400,6 +402,9 @@ def report(results: list[dict], out: Path, title: str) -> None:
 
     order = {"sequential": 0, "rsdb": 1}
     results = sorted(results, key=lambda r: order.get(r["packing"], 2))
+    for r in results:  # fields added after a run was made are recomputed from its tracker log
+        if "loss_jitter" not in r:
+            r["loss_jitter"] = summarize_log(r["jsonl"])
     png = plot_runs({r["packing"]: r["jsonl"] for r in results}, out / "bh_experiment.png", title=title)
     lst = {}
     for r in results:
@@ -422,6 +427,12 @@ def report(results: list[dict], out: Path, title: str) -> None:
             print(f"BH mean: rsdb / sequential = {rs['bh_mean'] / seq['bh_mean']:.3f}; "
                   f"eval loss difference (rsdb - sequential) = {rs['eval_loss'] - seq['eval_loss']:+.4f}")
     print(f"plots: {png}" + (f", {loader_png}" if loader_png else "") + f"; results in {out}")
+
+
+def summarize_log(path: str) -> float:
+    from rsdb.diagnostics import read_run, summarize
+
+    return summarize(read_run(path).records)["loss_jitter"]
 
 
 def report_main(dirs: list[Path], out: Path) -> int:

@@ -169,6 +169,8 @@ def summarize(records: Sequence[StepRecord], *, final_window: int | None = None)
         "bh_max": float(bh[finite].max()) if finite.any() else float("nan"),
         "bh_rel_mean": float(np.nanmean([r.bh_rel for r in records])),
         "loss_first": float(loss[0]),
+        # std of step-to-step loss changes: how jagged the loss curve is (0 for a smooth one)
+        "loss_jitter": float(np.diff(loss[np.isfinite(loss)]).std()) if np.isfinite(loss).sum() > 1 else 0.0,
         "loss_final": float(tail.mean()) if tail.size else float("nan"),
         "final_window": int(n_final),
         "n_spikes": int(sum(r.spike for r in records)),

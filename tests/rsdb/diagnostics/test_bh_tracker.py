@@ -156,6 +156,7 @@ def test_summary_matches_numpy():
     assert s["bh_max"] == pytest.approx(bh.max())
     assert s["loss_final"] == pytest.approx(micro.mean(1)[-5:].mean())  # last 10% of steps
     assert s["grad_norm_mean"] == pytest.approx(1.5)
+    assert s["loss_jitter"] == pytest.approx(np.diff(micro.mean(1)).std())
     assert summarize([]) == {"steps": 0}
 
 
