@@ -230,7 +230,9 @@ class _ReadyBatches:
                  "source_ids": torch.zeros(B, L1, dtype=torch.int32),
                  "cu_seqlens": torch.zeros(B, L1 + 1, dtype=torch.int32)}
         for _ in range(n):
-            yield batch
+            # fresh storage per batch, as a real loader produces (a tensor sent twice
+            # would already sit in shared memory and travel for free)
+            yield {k: v.clone() for k, v in batch.items()}
 
 
 def make_torch2_floor(cfg):
