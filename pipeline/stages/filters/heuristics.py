@@ -32,7 +32,12 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.stages.base import Filter, FilterConfig, FilterOutput, register_stage
-from pipeline.stages.filters._text import has_alpha, is_symbol_word, split_words, terminal_punctuation
+from pipeline.stages.filters._text import (
+    has_alpha,
+    is_symbol_word,
+    split_words,
+    terminal_punctuation,
+)
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
@@ -102,13 +107,19 @@ class FineWebRules(_Rules):
 class Doc:
     """One document's shared features, computed on first use."""
 
-    __slots__ = ("text", "_words", "_ids", "_lens")
+    __slots__ = ("text", "_words", "_ids", "_lens", "_n_words")
 
     def __init__(self, text: str):
         self.text = text
         self._words: list[str] | None = None
         self._ids: np.ndarray | None = None
         self._lens: np.ndarray | None = None
+        self._n_words: int | None = None
+
+    @property
+    def n_words(self) -> int:
+        """Number of words."""
+        return len(self.words)
 
     @property
     def words(self) -> list[str]:
@@ -339,7 +350,7 @@ def fineweb(doc: Doc, r: FineWebRules, terminal: tuple[str, ...]) -> tuple[str |
     punct = sum(1 for ln in lines if ln.endswith(terminal)) / len(lines)
     short = sum(1 for ln in lines if len(ln) <= r.short_line_length) / len(lines)
     dup = _ratio(_find_duplicates(lines)[1], len(text) - text.count("\n"))
-    n_words = len(doc.words)
+    n_words = doc.n_words
     lst = _ratio(text.count("\n"), n_words) if n_words else float("inf")
     signals = {"fw_line_punct_ratio": punct, "fw_short_line_ratio": short, "fw_char_dup_ratio": dup,
                "fw_list_ratio": lst}
