@@ -545,6 +545,9 @@ def _profile(name: str, cfg: dict, root: Path) -> None:
     lines = [re.sub(r"\s+", " ", ln).strip() for ln in rep.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
     print(f"\nperf profile of {name}, steady state (self time, symbols >= 1%; data in {data}):")
     print("\n".join(re.sub(r"( -)+$", "", ln) for ln in lines[:40]))
+    if any("_core" in ln and "0x0000" in ln for ln in lines):
+        print("(the compiled core is stripped, so its functions show as addresses; a build with "
+              "debug symbols, e.g. CMAKE_BUILD_TYPE=RelWithDebInfo without install stripping, names them)")
 
 
 def _key(name: str) -> str:
