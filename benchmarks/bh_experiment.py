@@ -53,7 +53,7 @@ log = logging.getLogger("bh_experiment")
 
 # name: (d_model, layers, heads, seq_len, micro_batch_size, micro_batches, steps, lr)
 PRESETS = {
-    "quick": dict(d_model=128, layers=2, heads=4, seq_len=256, micro_batch_size=8, micro_batches=4, steps=150,
+    "quick": dict(d_model=64, layers=2, heads=2, seq_len=128, micro_batch_size=8, micro_batches=4, steps=100,
                   lr=3e-3, eval_rows=64),
     "cpu": dict(d_model=128, layers=4, heads=4, seq_len=256, micro_batch_size=8, micro_batches=4, steps=500,
                 lr=2e-3, eval_rows=128),
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small model, 150 steps (~2-3 min on 2 cores)")
+    size.add_argument("--quick", action="store_true", help="small model, 100 steps (~2-3 min on 2 cores)")
     size.add_argument("--gpu", action="store_true", help="bigger model on CUDA, loader in DataLoader workers")
     p.add_argument("--steps", type=int, help="optimizer steps per run (default: from the size preset)")
     p.add_argument("--micro-batches", type=int, help="microbatches (loader batches) per optimizer step")
