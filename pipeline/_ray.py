@@ -163,7 +163,8 @@ class UnitLoader:
 def load_unit_rows(out: OutFS, phase: int, unit: str) -> pa.Table:
     """Every row (kept and rejected) a map phase committed for a unit, in input order."""
     folder = unit_dir(phase, unit)
-    files = [n for n in out.ls(*folder) if n.endswith(".parquet") and not n.startswith(".")]
+    # "_"-prefixed names: folder readers of the output (tokenizer, datasets) skip them.
+    files = [n for n in out.ls(*folder) if n.startswith("_rows") and n.endswith(".parquet")]
     table = concat([out.read_parquet(*folder, f) for f in files])
     if table.num_rows:
         table = table.sort_by([(ROW, "ascending")])
@@ -202,7 +203,7 @@ class UnitWorker:
                 out.rm(*folder, recursive=True)
                 if result.num_rows:
                     result = result.sort_by([(ROW, "ascending")])
-                    out.write_parquet(result, *folder, "part.parquet", compression=self.compression,
+                    out.write_parquet(result, *folder, "_rows.parquet", compression=self.compression,
                                       level=self.level)
                 out.write_json(stats.for_unit(unit.name), *folder, "stats.json")
                 out.write_json({"rows": unit_rows_expected(result)}, folder[0], f"{unit.name}.done")
@@ -249,7 +250,7 @@ class PartWriter:
             for unit in pc.unique(table.column(UNIT)).to_pylist():
                 part = table.filter(pc.equal(table.column(UNIT), unit)).sort_by([(ROW, "ascending")])
                 first = int(part.column(ROW)[0].as_py())
-                self.out.write_parquet(part, *unit_dir(self.phase, unit), f"p{first:09d}.parquet",
+                self.out.write_parquet(part, *unit_dir(self.phase, unit), f"_rows-{first:09d}.parquet",
                                        compression=self.compression, level=self.level)
                 units.append(unit)
                 rows.append(unit_rows_expected(part))

@@ -266,9 +266,9 @@ def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int
     import ray
 
     name = f"global{k}-{j}-{g.name}"
-    if out.exists("_work", f"{name}.parquet") and out.exists("_work", f"{name}.json"):
+    if out.exists("_work", f"_{name}.parquet") and out.exists("_work", f"{name}.json"):
         log.info("%s: already done", name)
-        return out.read_parquet("_work", f"{name}.parquet"), out.read_json("_work", f"{name}.json")
+        return out.read_parquet("_work", f"_{name}.parquet"), out.read_json("_work", f"{name}.json")
     started = time.perf_counter()
     load = ray.remote(num_cpus=1)(_load_keys)
     prior_keys = [d.column(ROW_KEY) for _, d in prior]
@@ -285,7 +285,7 @@ def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int
     stats = {"docs_in": docs_in, "docs_kept": docs_in - drops.num_rows, "docs_rejected": drops.num_rows,
              "bytes_in": bytes_in, "bytes_out": bytes_in - dropped_bytes,
              "seconds": time.perf_counter() - started, "reasons": reasons}
-    out.write_parquet(drops, "_work", f"{name}.parquet")
+    out.write_parquet(drops, "_work", f"_{name}.parquet")
     out.write_json(stats, "_work", f"{name}.json")
     log.info("%s: %d of %d rows dropped", name, drops.num_rows, docs_in)
     return drops, stats
@@ -430,7 +430,7 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     for k in range(last + 1):
         for u in units:
             for name in out.ls(*unit_dir(k, u.name)):
-                if name.endswith(".parquet"):
+                if name.startswith("_rows") and name.endswith(".parquet"):
                     with out.fs.open(out.path(*unit_dir(k, u.name), name), "rb") as f:
                         s = pq.read_schema(f)
                     rej_schemas.append(s)

@@ -65,6 +65,10 @@ def test_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     assert {"id", "text", "lang", "source", "lang_score", "gq_words"} <= set(table.column_names)
     assert not any(c.startswith("_") for c in table.column_names)
     assert code["id"] in table.column("id").to_pylist() and "~copy" not in table.column("id").to_pylist()
+    # A folder reader (the tokenize job) sees exactly the kept shards, not rejected/ or _work/.
+    from tokenizer.shards import list_inputs
+
+    assert sorted(list_inputs(str(out))) == files
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     assert len(ds) == m["rows"] and isinstance(ds[0]["text"], str)
