@@ -1,7 +1,8 @@
 """Throughput of the tokenize job: tokens/s per core and on 2 workers, side by side.
 
 Measures, in one run on the same text and tokenizer:
-  * raw: ``Tokenizer.encode_batch`` in this process with one encoder thread (the ceiling per core),
+  * raw: ``Tokenizer.encode_batch`` in this process with one encoder thread, and the tiktoken
+    twin (``tokenizer.FastEncoder``, identical ids) the job uses by default, one thread,
   * job-1: ``tokenize_to_shards`` on a local Ray cluster with 1 worker (encode + write shards),
   * job-2: the same with 2 workers.
 
@@ -88,8 +89,15 @@ def main() -> int:
         for i in range(0, len(texts), 512):
             n_tokens += sum(len(e.ids) for e in tok.encode_batch(texts[i:i + 512], add_special_tokens=False))
         raw_s = time.perf_counter() - t0
-        results = [{"name": "raw_encode_1thread", "tokens": n_tokens, "seconds": raw_s,
+        results = [{"name": "raw_tokenizers_1thr", "tokens": n_tokens, "seconds": raw_s,
                     "tokens_s": n_tokens / raw_s, "mb_s": text_bytes / raw_s / 1e6}]
+        fast = tokenizer.FastEncoder(tok, threads=1)
+        fast.encode_batch(texts[:200])
+        t0 = time.perf_counter()
+        n_fast = sum(len(ids) for i in range(0, len(texts), 512) for ids in fast.encode_batch(texts[i:i + 512]))
+        fast_s = time.perf_counter() - t0
+        results.append({"name": "raw_tiktoken_twin_1thr", "tokens": n_fast, "seconds": fast_s,
+                        "tokens_s": n_fast / fast_s, "mb_s": text_bytes / fast_s / 1e6})
 
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         for workers in (1, 2):
