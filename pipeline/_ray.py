@@ -186,7 +186,8 @@ class UnitWorker:
 
     def __call__(self, batch: dict[str, Any]) -> Any:
         out_rows = []
-        for blob in batch["unit"]:
+        blobs = _unit_blobs(batch)
+        for blob in blobs:
             unit = WorkUnit.from_json(json.loads(blob))
             stats = StageStats()
             table = self.loader.load(unit, stats)
@@ -213,8 +214,16 @@ class UnitWorker:
                                            "stats-0.json")
                 out_rows.append(result)
         if self.commit:
-            return {"unit": [json.loads(b)["index"] for b in batch["unit"]]}
+            return {"unit": [json.loads(b)["index"] for b in blobs]}
         return concat(out_rows)
+
+
+def _unit_blobs(batch: Any) -> list[str]:
+    """The work-unit JSON strings of a batch, whether Ray handed it over as numpy or pyarrow."""
+    column = batch.column("unit") if isinstance(batch, pa.Table) else batch["unit"]
+    if isinstance(column, (pa.ChunkedArray, pa.Array)):
+        return column.to_pylist()
+    return [b.as_py() if hasattr(b, "as_py") else b for b in column]
 
 
 def unit_rows_expected(table: pa.Table) -> int:

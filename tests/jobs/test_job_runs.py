@@ -130,10 +130,6 @@ def test_model_jobs_on_a_tiny_model(ray_cluster, tiny_docs, tiny_model, tmp_path
     mod = importlib.import_module(f"jobs.{job}")
     code = mod.main(["--config", str(cfg)])
     s = summary_of(capsys.readouterr().out)
-    if code == 1 and "not StringScalar" in s.get("error", ""):
-        # Known library defect, reported: pipeline.runner's engine-stage path feeds pyarrow
-        # batches to UnitWorker, which json.loads() a StringScalar. Any other failure fails here.
-        pytest.xfail("pipeline runner: engine-stage path passes pyarrow scalars to UnitWorker")
     assert code == 0, s
     assert s["status"] == "succeeded" and int(s[f"{name}_in"]) == 6
     assert int(s[f"{name}_kept"]) + int(s[f"{name}_rejected"]) == 6
