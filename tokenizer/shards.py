@@ -67,50 +67,41 @@ class TokenizeSpec:
 
 
 def list_inputs(inputs: str | Iterable[str]) -> list[str]:
-    """Expand input URIs (files, folders, globs; any fsspec protocol) to sorted data files."""
-    import fsspec
+    """Expand input URIs (files, folders, globs; any fsspec protocol) to sorted Parquet/Arrow files.
+
+    A folder with a curation ``manifest.json`` contributes exactly the shards it lists;
+    other folders are walked by :func:`tokenizer.corpus.list_files`, which skips
+    ``rejected/`` and ``_``/``.``-prefixed paths (work state, temp files).
+    """
+    from .corpus import list_files
 
     items = [inputs] if isinstance(inputs, str) else list(inputs)
-    files: list[str] = []
+    expanded: list[str] = []
     for item in items:
-        fs, path = fsspec.core.url_to_fs(item)
-        proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        prefix = "" if proto in ("file", "local") else f"{proto}://"
-        if any(ch in path for ch in "*?["):
-            found = fs.glob(path)
-        elif fs.isdir(path):
-            found = _curated_shards(fs, path)
-        elif fs.exists(path):
-            found = [path]
-        else:
-            raise ConfigError(f"{item}: input not found")
-        files.extend(prefix + p for p in sorted(found))
+        expanded.extend(_manifest_shards(item) or [item])
+    files = [f for f in list_files(expanded) if f.endswith(_INPUT_SUFFIXES)]
     if not files:
         raise ConfigError(f"no Parquet/Arrow files under {items}")
     return files
 
 
-def _curated_shards(fs, path: str) -> list[str]:
-    """Data files of a folder: the shards its curation manifest lists, else every data file
-    outside ``rejected/`` and ``_``/``.``-prefixed folders (work state, temp files)."""
+def _manifest_shards(item: str) -> list[str]:
+    """The shard files a curation manifest in folder ``item`` lists, or [] when there is none."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(item)
     manifest = path.rstrip("/") + "/manifest.json"
-    if fs.exists(manifest):
-        with fs.open(manifest, "rt") as f:
-            try:
-                listed = [s.get("path") for s in json.load(f).get("shards", []) if isinstance(s, dict)]
-            except (json.JSONDecodeError, AttributeError):
-                listed = []
-        if listed and all(isinstance(p, str) for p in listed):
-            return [path.rstrip("/") + "/" + p for p in listed]
-    found = []
-    for p in fs.find(path):
-        rel = Path(p).relative_to(Path(path)).parts if p.startswith(path) else Path(p).parts
-        if not p.endswith(_INPUT_SUFFIXES) or "rejected" in rel[:-1]:
-            continue
-        if any(part.startswith((".", "_")) for part in rel):
-            continue
-        found.append(p)
-    return found
+    if any(ch in path for ch in "*?[") or not fs.exists(manifest):
+        return []
+    with fs.open(manifest, "rt") as f:
+        try:
+            listed = [s.get("path") for s in json.load(f).get("shards", []) if isinstance(s, dict)]
+        except (json.JSONDecodeError, AttributeError):
+            return []
+    if not listed or not all(isinstance(p, str) for p in listed):
+        return []
+    base = item.rstrip("/")
+    return [f"{base}/{p}" for p in listed]
 
 
 def unit_name(index: int, path: str) -> str:
