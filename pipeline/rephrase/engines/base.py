@@ -72,12 +72,13 @@ class Generation:
 class Engine(ABC):
     """Base class of the engine backends.
 
-    Subclasses implement :meth:`_generate` and set ``backend``; they may override
-    :attr:`tokenizer` (a Hugging Face tokenizer or ``None``) and
-    :attr:`context_length`.
+    Subclasses implement :meth:`_generate` and set ``backend``; they store the model's
+    Hugging Face tokenizer in ``_tok`` when they load one and may report the model's
+    own context length through :meth:`_model_context_length`.
     """
 
     backend: str = "base"
+    _tok: Any | None = None  # subclasses that load a tokenizer store it here
 
     def __init__(self, config: Any):
         self.config = config
@@ -89,6 +90,10 @@ class Engine(ABC):
     @property
     def tokenizer(self) -> Any | None:
         """The model's tokenizer (``encode``/``decode``), or ``None`` when unknown."""
+        return self._tok
+
+    def _model_context_length(self) -> int | None:
+        """The context length the loaded model declares, when the backend knows it."""
         return None
 
     @property
@@ -97,6 +102,9 @@ class Engine(ABC):
         override = getattr(self.config, "context_length", None)
         if override:
             return int(override)
+        native = self._model_context_length()
+        if native:
+            return int(native)
         tok = self.tokenizer
         n = getattr(tok, "model_max_length", None) if tok is not None else None
         if isinstance(n, int) and 0 < n < 10_000_000:

@@ -68,10 +68,6 @@ class OpenAIEngine(Engine):
 
             self._tok = AutoTokenizer.from_pretrained(config.tokenizer)
 
-    @property
-    def tokenizer(self):
-        return self._tok
-
     def render(self, prompt: Prompt) -> str:
         if isinstance(prompt, str) or self._tok is not None:
             return super().render(prompt)

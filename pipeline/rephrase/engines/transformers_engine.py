@@ -50,16 +50,8 @@ class TransformersEngine(Engine):
             self._tok.pad_token = self._tok.eos_token
         self._torch = torch
 
-    @property
-    def tokenizer(self):
-        return self._tok
-
-    @property
-    def context_length(self) -> int:
-        if self.config.context_length:
-            return int(self.config.context_length)
-        n = getattr(self._model.config, "max_position_embeddings", None)
-        return int(n) if n else super().context_length
+    def _model_context_length(self) -> int | None:
+        return getattr(self._model.config, "max_position_embeddings", None)
 
     def _generate(self, prompts: list[Prompt], sampling: SamplingConfig, seeds: list[int] | None) -> list[Generation]:
         torch = self._torch

@@ -92,14 +92,7 @@ class VLLMEngine(Engine):
         self._tok = self._llm.get_tokenizer()
         logger.info("vllm engine for %s ready in %.1fs", config.model, time.perf_counter() - t0)
 
-    @property
-    def tokenizer(self):
-        return self._tok
-
-    @property
-    def context_length(self) -> int:
-        if self.config.context_length:
-            return int(self.config.context_length)
+    def _model_context_length(self) -> int:
         return int(self._llm.llm_engine.vllm_config.model_config.max_model_len)
 
     def _generate(self, prompts: list[Prompt], sampling: SamplingConfig, seeds: list[int] | None) -> list[Generation]:
