@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rsdb.errors import ConfigError
 
-from .pretokenize import SPECIAL_TOKENS, forced_digit_strings
+from .pretokenize import SPECIAL_TOKENS, forced_digit_strings, uses_digit_groups
 
 #: Token ids a vocabulary needs before any learned merge: the special tokens and
 #: the 256 single bytes.
@@ -62,7 +62,9 @@ class TrainConfig(CorpusConfig):
     Args:
         vocab_size: exact size of the final vocabulary, special tokens included.
         pretokenizer: ``trinity`` (place-aligned digits, script isolation) or
-            ``gpt4o`` (the o200k regex; the baseline for comparisons).
+            ``gpt4o`` (the o200k regex; the baseline for comparisons);
+            ``trinity_cjk_joined`` is a benchmark ablation (ours with Han, Hiragana
+            and Katakana in one pre-token), not for models.
         min_frequency: a pair seen fewer times is never merged.
         max_token_length: longest token in characters of the byte alphabet (None:
             no limit).
@@ -81,7 +83,7 @@ class TrainConfig(CorpusConfig):
     """
 
     vocab_size: int = Field(default=200_000, gt=0)
-    pretokenizer: Literal["trinity", "gpt4o"] = "trinity"
+    pretokenizer: Literal["trinity", "gpt4o", "trinity_cjk_joined"] = "trinity"
     min_frequency: int = Field(default=2, ge=0)
     max_token_length: int | None = Field(default=None, gt=1)
     route: Literal["direct", "counts"] = "direct"
@@ -103,7 +105,7 @@ class TrainConfig(CorpusConfig):
 
     def forced_new_tokens(self) -> int:
         """Forced digit tokens that are not single bytes."""
-        if self.pretokenizer != "trinity":
+        if not uses_digit_groups(self.pretokenizer):
             return 0
         return sum(1 for s in forced_digit_strings() if len(s) > 1)
 

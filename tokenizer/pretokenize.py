@@ -20,8 +20,10 @@ group, which is quadratic in the run's length (a 100,000-digit run takes seconds
 a megabyte of digits minutes). In step 2 the look-ahead alternative is anchored
 at the start of a piece (``\\A``), so it runs once per piece and scans the run
 once; the triples never look ahead. The whole digit path is linear
-(``tests/tokenizer/test_pretokenize.py`` times a 1 MB run). ``TIKTOKEN_PATTERN`` is the same rules as one regex for `tiktoken`, which
-accepts only one; it is used by the benchmark, where runs are short.
+(``tests/tokenizer/test_pretokenize.py`` times a 1 MB run). ``TIKTOKEN_PATTERN``
+is the same rules as one regex for `tiktoken`, which accepts only one (used by
+:class:`tokenizer.FastEncoder` and the benchmark); its digit rule is linear too,
+by a look-behind that `tokenizers`' Split cannot express across pieces.
 
 Decisions (see docs/tokenizer.md for the evidence):
 
@@ -93,42 +95,88 @@ UNCASED_SCRIPTS = (
 # combining marks (script Inherited, or the script's own vowel signs and viramas)
 # and the zero-width (non-)joiners of Persian and Indic spelling.
 _WORD_EXTRA = r"\p{M}" + "\u200c\u200d"  # literal characters: every regex engine reads them
-# Katakana-Hiragana prolonged sound mark (ー, U+30FC, and its halfwidth form) is
-# script Common but spelled inside kana words: コーヒー is one word.
-_KANA_EXTRA = "\u30fc\uff70"
+# Characters of script Common whose Script_Extensions tie them to Han or to kana
+# only: they are spelled inside those words, so they join the run of their script
+# instead of splitting it (コーヒー is one word, 〆切 one Han run). Kana (scx
+# {Hiragana, Katakana}): the prolonged sound mark ー (U+30FC) and its halfwidth
+# form (U+FF70), the vertical kana repeat marks 〱〲〳〴〵 (U+3031-3035), the
+# halfwidth voiced marks (U+FF9E-FF9F) and the spacing voiced marks ゛゜
+# (U+309B-309C; symbols, so never the first character of a word). Han (scx {Han}):
+# 〆 (U+3006). The masu mark 〼 (U+303C, scx {Han, Hiragana, Katakana}) joins any
+# of the three. Nothing else is needed: 々 〻 are script Han, ゝゞ Hiragana, ヽヾ
+# Katakana, the combining voiced marks U+3099-309A are marks (in every word), and
+# ・ (U+30FB, scx shared with Hangul, Bopomofo and Yi) is punctuation, which
+# attaches as a word's one leading character as in o200k.
+_KANA_EXTRA = "\u30fc\uff70\u3031-\u3035\uff9e\uff9f\u309b\u309c\u303c"
+_HAN_EXTRA = "\u3006\u303c"
+_SCRIPT_EXTRA = {"Han": _HAN_EXTRA, "Hiragana": _KANA_EXTRA, "Katakana": _KANA_EXTRA}
 _CONTRACTIONS = "(?:['\u2019](?i:s|t|re|ve|m|ll|d))?"  # English clitics, as o200k, plus ’
 
 
-def _cased_word(script: str) -> str:
+def _first(cls: str) -> str:
+    # `cls` minus what may not start a word (ZWJ/ZWNJ, the Sk kana marks): the
+    # first character of a word is a letter or a mark.
+    return rf"[{cls}&&[\p{{L}}\p{{M}}]]"
+
+
+def _cased_word(script: str, lookahead: bool = True) -> str:
     upper = rf"[[\p{{{script}}}&&[\p{{Lu}}\p{{Lt}}\p{{Lm}}\p{{Lo}}]]{_WORD_EXTRA}]"
     lower = rf"[[\p{{{script}}}&&[\p{{Ll}}\p{{Lm}}\p{{Lo}}]]{_WORD_EXTRA}]"
     # o200k's two word shapes: `Word`/`word` (upper* lower+) or `WORD`/`WORDWord` (upper+ lower*).
-    return rf"{upper}*{lower}+|{upper}+{lower}*"
+    if lookahead:
+        return rf"{upper}*{lower}+|{upper}+{lower}*"
+    # The same shapes restricted to a letter or mark first (what the look-ahead in
+    # `_words` enforces), in the same order of preference: upper* lower+ is
+    # `U0 upper* lower+` (at least one upper) or else `L0 lower*` (none).
+    u0, l0 = _first(upper), _first(lower)
+    return rf"{u0}{upper}*{lower}+|{l0}{lower}*|{u0}{upper}*{lower}*"
 
 
-def _uncased_word(script: str) -> str:
-    extra = _WORD_EXTRA + (_KANA_EXTRA if script in ("Hiragana", "Katakana") else "")
-    return rf"[[\p{{{script}}}&&\p{{L}}]{extra}]+"
+def _run(cls: str, lookahead: bool) -> str:
+    return rf"{cls}+" if lookahead else rf"{_first(cls)}{cls}*"
 
 
-def _other_letters() -> str:
+def _uncased_word(script: str, lookahead: bool = True) -> str:
+    extra = _WORD_EXTRA + _SCRIPT_EXTRA.get(script, "")
+    return _run(rf"[[\p{{{script}}}&&\p{{L}}]{extra}]", lookahead)
+
+
+def _joined_cjk_word(lookahead: bool = True) -> str:
+    # Ablation only (kind `trinity_cjk_joined`): Han, Hiragana and Katakana letters in
+    # one run, as a script-agnostic regex would have them (東京に行きます is one
+    # piece). Measures what the script rule costs Japanese; never the default.
+    return _run(rf"[[[\p{{Han}}\p{{Hiragana}}\p{{Katakana}}]&&\p{{L}}]{_WORD_EXTRA}{_KANA_EXTRA}{_HAN_EXTRA}]", lookahead)
+
+
+def _other_letters(lookahead: bool = True) -> str:
     # Letters of any script not listed above (and script-Common letters) form runs
     # of their own: they never join a listed script, only each other.
     listed = "".join(rf"\p{{{s}}}" for s in CASED_SCRIPTS + UNCASED_SCRIPTS)
-    return rf"[[\p{{L}}&&[^{listed}]]{_WORD_EXTRA}]+"
+    return _run(rf"[[\p{{L}}&&[^{listed}]]{_WORD_EXTRA}]", lookahead)
 
 
-def _words() -> str:
+def _words(lookahead: bool = True, join_cjk: bool = False) -> str:
     # A word may carry one leading character that is not a letter, digit or line
     # break: the space before it (` price`), or punctuation glued to it (`.append`,
     # `_decode`, `(self`). This is o200k's and Llama 3's choice and the main
     # compression win of byte-level BPE on prose and code alike.
-    alts = [rf"(?:{_cased_word('Latin')}){_CONTRACTIONS}"]
-    alts += [_cased_word(s) for s in CASED_SCRIPTS[1:]]
-    alts += [_uncased_word(s) for s in UNCASED_SCRIPTS]
-    alts.append(_other_letters())
-    # The look-ahead lets punctuation, digits and spaces fail once instead of once
-    # per script (measured: ~10% faster pre-tokenization on the demo corpus).
+    alts = [rf"(?:{_cased_word('Latin', lookahead)}){_CONTRACTIONS}"]
+    alts += [_cased_word(s, lookahead) for s in CASED_SCRIPTS[1:]]
+    for s in UNCASED_SCRIPTS:
+        if join_cjk and s in ("Han", "Hiragana", "Katakana"):
+            if s == "Han":
+                alts.append(_joined_cjk_word(lookahead))
+            continue
+        alts.append(_uncased_word(s, lookahead))
+    alts.append(_other_letters(lookahead))
+    if not lookahead:
+        # tiktoken form: every alternative already starts with a letter or mark, so
+        # the words part has no look-around and fancy-regex hands it whole to the
+        # `regex` crate (about 15% faster there than with the look-ahead).
+        return r"[^\r\n\p{L}\p{N}]?(?:" + "|".join(alts) + ")"
+    # Oniguruma (the `tokenizers` path) tries alternatives one by one: the
+    # look-ahead lets punctuation, digits and spaces fail once instead of once per
+    # script (measured: ~10% faster pre-tokenization on the demo corpus).
     return r"[^\r\n\p{L}\p{N}]?(?=[\p{L}\p{M}])(?:" + "|".join(alts) + ")"
 
 
@@ -147,9 +195,10 @@ _NEWLINES = r"\s*[\r\n]+"
 _SPACES_BEFORE_WORD = r"\s+(?!\S)"
 _SPACES = r"\s+"  # trailing whitespace at the end of the text
 
-MAIN_PATTERN = "|".join(
-    [_words(), _ASCII_DIGIT_RUN, _OTHER_NUMERAL, _PUNCT, _NEWLINES, _SPACES_BEFORE_WORD, _SPACES]
-)
+_REST = [_OTHER_NUMERAL, _PUNCT, _NEWLINES, _SPACES_BEFORE_WORD, _SPACES]
+MAIN_PATTERN = "|".join([_words(), _ASCII_DIGIT_RUN, *_REST])
+# Ablation (benchmark only): MAIN_PATTERN with Han, Hiragana and Katakana in one run.
+CJK_JOINED_PATTERN = "|".join([_words(join_cjk=True), _ASCII_DIGIT_RUN, *_REST])
 # Step 2: the leading group of a digit piece (with its space), so that the rest
 # is a multiple of 3 long, then plain triples. `\A` anchors the look-ahead at the
 # start of the piece: one attempt per piece, one scan of the run, and at every
@@ -157,12 +206,18 @@ MAIN_PATTERN = "|".join(
 # are digit runs only, so other pieces never match.
 DIGIT_GROUPS_PATTERN = r"\A ?[0-9]{1,3}(?=(?:[0-9]{3})*\z)|[0-9]{3}"
 
-# The same rules as ONE regex, for tiktoken (fancy-regex) in the benchmark. The
-# look-ahead is quadratic in a run's length: fine for benchmark text, not for
-# adversarial input, which is why the `tokenizers` pipeline does not use it.
-TIKTOKEN_PATTERN = MAIN_PATTERN.replace(
-    _ASCII_DIGIT_RUN, r" ?[0-9]{1,3}(?=(?:[0-9]{3})*(?![0-9]))", 1
-)
+# The same rules as ONE regex, for tiktoken (fancy-regex): `tokenizer.FastEncoder`
+# and the benchmark. Digits: after a digit, the rest of the run is a multiple of
+# three long (the first group made it so, and nothing else consumes digits), so a
+# plain triple follows, found by a one-character look-behind; only the first group
+# of a run looks ahead, over the run once. Linear, like the two-step pipeline (a
+# look-ahead at every group would re-scan the run: quadratic). The look-ahead body
+# has no look-around (`(?:[^0-9]|\z)` rather than `(?![0-9])`), so the `regex` crate
+# runs it without backtracking. Words: `_words(lookahead=False)`, the same
+# matches without look-around. Tested equal to the pipeline on the rule tables and
+# on random strings (tests/tokenizer/test_pretokenize.py).
+_TIKTOKEN_DIGITS = r"(?<=[0-9])[0-9]{3}| ?[0-9]{1,3}(?=(?:[0-9]{3})*(?:[^0-9]|\z))"
+TIKTOKEN_PATTERN = "|".join([_words(lookahead=False), _TIKTOKEN_DIGITS, *_REST])
 
 # The GPT-4o (o200k_base) split pattern, the baseline we compare against: the same
 # training data and trainer, only this regex (digits `\p{N}{1,3}` from the left,
@@ -179,7 +234,24 @@ GPT4O_PATTERN = "|".join(
     ]
 )
 
-PRETOKENIZERS = ("trinity", "gpt4o")
+#: Pre-tokenizer kinds. ``trinity_cjk_joined`` is an ablation for the benchmark:
+#: ours with Han, Hiragana and Katakana allowed in one pre-token (it breaks the
+#: script rule on purpose, to measure what the rule costs Japanese).
+PRETOKENIZERS = ("trinity", "gpt4o", "trinity_cjk_joined")
+
+
+def uses_digit_groups(kind: str) -> bool:
+    """Whether ``kind`` has the place-aligned digit rule (and the forced digit tokens)."""
+    return kind != "gpt4o"
+
+
+def main_pattern(kind: str = "trinity") -> str:
+    """Step 1 regex of ``kind``."""
+    if kind not in PRETOKENIZERS:
+        from rsdb.errors import ConfigError
+
+        raise ConfigError(f"unknown pre-tokenizer {kind!r}; expected one of {PRETOKENIZERS}")
+    return {"trinity": MAIN_PATTERN, "gpt4o": GPT4O_PATTERN, "trinity_cjk_joined": CJK_JOINED_PATTERN}[kind]
 
 
 def forced_digit_strings(space_prefix: bool = True) -> list[str]:
@@ -204,7 +276,7 @@ def _pattern_regex(pattern: str):
 
 
 def build_pre_tokenizer(kind: str = "trinity"):
-    """The `tokenizers` pre-tokenizer for ``kind`` (``trinity`` or ``gpt4o``).
+    """The `tokenizers` pre-tokenizer for ``kind`` (one of :data:`PRETOKENIZERS`).
 
     >>> pt = build_pre_tokenizer()
     >>> [p for p, _ in pt.pre_tokenize_str("The price is 1234567!")]
@@ -212,20 +284,11 @@ def build_pre_tokenizer(kind: str = "trinity"):
     """
     from tokenizers import pre_tokenizers as pre
 
-    byte_level = pre.ByteLevel(add_prefix_space=False, use_regex=False, trim_offsets=False)
-    if kind == "gpt4o":
-        return pre.Sequence([pre.Split(_pattern_regex(GPT4O_PATTERN), "isolated"), byte_level])
-    if kind != "trinity":
-        from rsdb.errors import ConfigError
-
-        raise ConfigError(f"unknown pre-tokenizer {kind!r}; expected one of {PRETOKENIZERS}")
-    return pre.Sequence(
-        [
-            pre.Split(_pattern_regex(MAIN_PATTERN), "isolated"),
-            pre.Split(_pattern_regex(DIGIT_GROUPS_PATTERN), "isolated"),
-            byte_level,
-        ]
-    )
+    steps = [pre.Split(_pattern_regex(main_pattern(kind)), "isolated")]
+    if uses_digit_groups(kind):
+        steps.append(pre.Split(_pattern_regex(DIGIT_GROUPS_PATTERN), "isolated"))
+    steps.append(pre.ByteLevel(add_prefix_space=False, use_regex=False, trim_offsets=False))
+    return pre.Sequence(steps)
 
 
 def split_text(text: str, kind: str = "trinity") -> list[str]:
@@ -237,7 +300,7 @@ def split_text(text: str, kind: str = "trinity") -> list[str]:
     """
     from tokenizers import pre_tokenizers as pre
 
-    steps = [pre.Split(_pattern_regex(GPT4O_PATTERN if kind == "gpt4o" else MAIN_PATTERN), "isolated")]
-    if kind == "trinity":
+    steps = [pre.Split(_pattern_regex(main_pattern(kind)), "isolated")]
+    if uses_digit_groups(kind):
         steps.append(pre.Split(_pattern_regex(DIGIT_GROUPS_PATTERN), "isolated"))
     return [p for p, _ in pre.Sequence(steps).pre_tokenize_str(text)]

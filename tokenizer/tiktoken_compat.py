@@ -1,8 +1,8 @@
 """A `tiktoken.Encoding` twin of a trained tokenizer: same ranks, one-regex split.
 
 tiktoken accepts a single regex, so the twin uses
-:data:`tokenizer.pretokenize.TIKTOKEN_PATTERN` (the same rules with a right-aligned
-look-ahead for digits, quadratic on very long digit runs). Token ids equal the
+:data:`tokenizer.pretokenize.TIKTOKEN_PATTERN` (the same rules as one regex, linear
+in a digit run's length like the two-step pipeline). Token ids equal the
 `tokenizers` ids because ids are assigned in merge order and both run a piece
 that is a vocabulary token as that token; they can differ only where tiktoken
 merges a pair whose concatenation is a token that the learned merges built from a
@@ -12,6 +12,7 @@ different split (rare; the benchmark reports the agreement it measures).
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 from .pretokenize import SPECIAL_TOKENS, TIKTOKEN_PATTERN
 from ._bytes import to_bytes
@@ -35,42 +36,67 @@ def to_tiktoken(tok, name: str = "trinity"):
     return tiktoken.Encoding(name, pat_str=TIKTOKEN_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
 
 
-# Digit runs longer than this go to `tokenizers` instead: the twin's one-regex
-# digit rule is quadratic in a run's length (256 digits cost ~20k regex steps).
-MAX_TWIN_DIGIT_RUN = 256
-_LONG_DIGITS = re.compile(r"[0-9]{%d,}" % (MAX_TWIN_DIGIT_RUN + 1))
+_SPECIAL = re.compile("|".join(re.escape(s) for s in SPECIAL_TOKENS))
 
 
 class FastEncoder:
     """Encode with the tiktoken twin, ids identical to ``tok``'s, at tiktoken speed.
 
-    An optional fast path for bulk tokenization. Documents that tiktoken would
-    treat differently go to `tokenizers` instead: those holding a digit run longer
-    than :data:`MAX_TWIN_DIGIT_RUN` (the twin's digit rule is quadratic in a run's
-    length) and those containing special-token text such as ``<|eos|>``
-    (`tokenizers` matches it as the special token; tiktoken's ordinary encoding
-    spells it out).
+    An optional fast path for bulk tokenization. Documents containing special-token
+    text such as ``<|eos|>`` go to `tokenizers` instead (`tokenizers` matches it as
+    the special token; tiktoken's ordinary encoding spells it out); the check is a
+    substring search for ``<|`` (memchr speed), and a regex only where it is found.
+    Long digit runs need no fallback: the twin's digit rule is linear.
+
+    Batches run on a thread pool kept for the encoder's life (tiktoken releases the
+    GIL while it encodes), in a few contiguous chunks per thread rather than one
+    task per document: with ``threads=1``, a plain loop.
 
     Args:
         tok: a tokenizer trained here (`tokenizers` Tokenizer).
-        threads: tiktoken batch threads.
+        threads: encoding threads.
     """
 
     def __init__(self, tok, threads: int = 2):
         self.tok = tok
         self.enc = to_tiktoken(tok)
-        self.threads = threads
+        self.threads = max(1, int(threads))
+        self._pool: ThreadPoolExecutor | None = None
 
-    def _needs_slow_path(self, text: str) -> bool:
-        return _LONG_DIGITS.search(text) is not None or ("<|" in text and any(s in text for s in SPECIAL_TOKENS))
+    @staticmethod
+    def _needs_slow_path(text: str) -> bool:
+        return "<|" in text and _SPECIAL.search(text) is not None
+
+    def _encode_chunk(self, texts: list[str]) -> list[list[int]]:
+        encode = self.enc.encode_ordinary
+        return [encode(t) for t in texts]
+
+    def _encode_fast(self, texts: list[str]) -> list[list[int]]:
+        n = len(texts)
+        if self.threads == 1 or n < 2:
+            return self._encode_chunk(texts)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fast-encoder")
+        # 4 chunks per thread: few tasks, and a long document delays one chunk only.
+        step = max(1, -(-n // (4 * self.threads)))
+        out: list[list[int]] = []
+        for part in self._pool.map(self._encode_chunk, [texts[i : i + step] for i in range(0, n, step)]):
+            out.extend(part)
+        return out
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of each text, no special tokens added (as ``tok.encode_batch_fast(texts,
+        add_special_tokens=False)``)."""
         slow = [i for i, t in enumerate(texts) if self._needs_slow_path(t)]
-        out = self.enc.encode_ordinary_batch(texts, num_threads=self.threads) if len(slow) < len(texts) else [
-            [] for _ in texts
-        ]
-        if slow:
-            encs = self.tok.encode_batch_fast([texts[i] for i in slow], add_special_tokens=False)
-            for i, e in zip(slow, encs):
-                out[i] = e.ids
-        return out
+        if not slow:
+            return self._encode_fast(texts)
+        skip = set(slow)
+        fast = iter(self._encode_fast([t for i, t in enumerate(texts) if i not in skip]))
+        encs = iter(self.tok.encode_batch_fast([texts[i] for i in slow], add_special_tokens=False))
+        return [next(encs).ids if i in skip else next(fast) for i in range(len(texts))]
+
+    def close(self) -> None:
+        """Stop the thread pool (also done at interpreter exit)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -42,7 +42,7 @@ from typing import Iterable, Iterator
 
 from .config import TrainConfig
 from .corpus import ReadStats, iter_docs
-from .pretokenize import SPECIAL_TOKENS, build_pre_tokenizer, forced_digit_strings
+from .pretokenize import SPECIAL_TOKENS, build_pre_tokenizer, forced_digit_strings, uses_digit_groups
 from ._bytes import byte_to_char
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def forced_merges(kind: str) -> list[tuple[str, str]]:
     Digit pairs first (``2``+``3``), then triples (``23``+``4``), then the space
     (``Ġ``+``234``), so every digit piece ends as one token under any merge order.
     """
-    if kind != "trinity":
+    if not uses_digit_groups(kind):
         return []
     sp = byte_to_char()[ord(" ")]
     out = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokenizer.pretokenize import (
     DIGIT_GROUPS_PATTERN,
@@ -15,6 +17,15 @@ from tokenizer.pretokenize import (
     split_text,
 )
 from tokenizer_cases import CODE_AND_SPACE, DIGITS, SCRIPTS
+
+# Characters where the one-regex form could drift from the pipeline: digits
+# (ASCII and not), spaces and line breaks, ZWJ/ZWNJ and marks at word starts,
+# kana marks of script Common, letters of several scripts in both cases,
+# apostrophes, punctuation and emoji.
+_TRICKY = list("0123456789 \t\n\r.,'’_-(aZé") + [
+    "\u200d", "\u200c", "\u0301", "\u3099", "ー", "ｰ", "ﾞ", "゛", "〆", "々", "〼", "・",
+    "東", "に", "カ", "한", "ก", "Ж", "ж", "Ω", "ω", "ع", "ह", "\u093f", "１", "٣", "²", "😀", "👍",
+]
 
 @pytest.mark.parametrize("text,expected", DIGITS + SCRIPTS + CODE_AND_SPACE)
 def test_split(text, expected):
@@ -29,6 +40,32 @@ def test_tiktoken_pattern_matches_pipeline(text, _):
 
     pieces = [m.group(0) for m in regex.finditer(TIKTOKEN_PATTERN, text, flags=regex.V1)]
     assert pieces == split_text(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_TRICKY), max_size=40).map("".join))
+def test_tiktoken_pattern_matches_pipeline_random(text):
+    regex = pytest.importorskip("regex")
+
+    pieces = [m.group(0) for m in regex.finditer(TIKTOKEN_PATTERN, text, flags=regex.V1)]
+    assert pieces == split_text(text)
+
+
+def test_tiktoken_pattern_digit_runs():
+    """The one-regex digit rule (look-behind for the triples) on runs of every
+    length mod 3, at the start, middle and end of the text."""
+    regex = pytest.importorskip("regex")
+    for n in range(1, 13):
+        for text in ["1" * n, f"a {'9' * n}", f"{'5' * n}x", f"x{'0' * n} 7{'1' * n}"]:
+            pieces = [m.group(0) for m in regex.finditer(TIKTOKEN_PATTERN, text, flags=regex.V1)]
+            assert pieces == split_text(text), text
+
+
+def test_cjk_joined_ablation():
+    """The benchmark-only ablation joins Han and kana (and nothing else)."""
+    assert split_text("東京に行きます", "trinity_cjk_joined") == ["東京に行きます"]
+    assert split_text("コーヒーを飲む2024年", "trinity_cjk_joined") == ["コーヒーを飲む", "2", "024", "年"]
+    assert split_text("東京ABC 한국", "trinity_cjk_joined") == ["東京", "ABC", " 한국"]
 
 
 @pytest.mark.parametrize("text", ["1234567", "東京2024年", "I don't", "x == 10"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -192,14 +193,31 @@ def test_special_id_missing(small_tok):
 
 
 def test_fast_encoder_matches_tokenizers(small_tok, demo_corpus):
-    """The tiktoken fast path gives the very same ids on real held-out text, on
-    special-token text and on a long digit run (which it hands to `tokenizers`)."""
+    """The tiktoken fast path gives the very same ids on real held-out text (whole
+    documents and short paragraphs, one thread and two), on special-token text
+    (which it hands to `tokenizers`) and on long digit runs."""
     pytest.importorskip("tiktoken")
     from tokenizer.corpus import iter_docs
 
     cfg = tokenizer.CorpusConfig(inputs=[str(demo_corpus)], holdout_fraction=0.05, max_bytes=400_000)
     texts = [d.text for d in iter_docs(cfg, "heldout")]
-    texts += ["9" * 5000 + " ok", "chat <|im_start|>user hi<|im_end|>", "", "1,234,567.89 東京2024年"]
-    fast = tokenizer.FastEncoder(small_tok)
+    texts += [p for t in texts[:20] for p in t.split("\n\n")]
+    texts += ["9" * 5000 + " ok", "chat <|im_start|>user hi<|im_end|>", "", "1,234,567.89 東京2024年", "a <| b"]
     want = [e.ids for e in small_tok.encode_batch(texts, add_special_tokens=False)]
-    assert fast.encode_batch(texts) == want
+    for threads in (1, 2, 3):
+        fast = tokenizer.FastEncoder(small_tok, threads=threads)
+        assert fast.encode_batch(texts) == want
+        assert fast.encode_batch(texts[:1]) == want[:1] and fast.encode_batch([]) == []
+        fast.close()
+
+
+@pytest.mark.timeout(60)
+def test_fast_encoder_digit_run_is_linear(small_tok):
+    """The twin's one-regex digit rule is linear: a 1 MB digit run needs no fallback."""
+    pytest.importorskip("tiktoken")
+    text = "x " + "7" * 1_000_001 + " y"
+    started = time.perf_counter()
+    ids = tokenizer.FastEncoder(small_tok, threads=1).encode_batch([text])[0]
+    elapsed = time.perf_counter() - started
+    assert ids == small_tok.encode(text, add_special_tokens=False).ids
+    assert elapsed < 20, elapsed  # quadratic would take hours

@@ -54,6 +54,14 @@ SCRIPTS = [
     ("e\u0301t\u00e9", ["e\u0301t\u00e9"]),  # combining accent stays in its word
     ("ՀայերենGeorgianქართული", ["Հայերեն", "Georgian", "ქართული"]),
     ("ᎣᏏᏲ", ["ᎣᏏᏲ"]),  # Cherokee, one run
+    # Script Common/Inherited characters whose Script_Extensions tie them to one
+    # script join its run; script-Han/kana marks are in their runs already.
+    ("人々は〆切です", ["人々", "は", "〆切", "です"]),  # 々 Han; 〆 Common, scx Han
+    ("ｺｰﾋﾞｰ", ["ｺｰﾋﾞｰ"]),  # halfwidth ｰ and voiced mark ﾞ (scx Hiragana+Katakana)
+    ("いすゞ ミスヾ", ["いすゞ", " ミスヾ"]),  # ゞ Hiragana, ヾ Katakana iteration marks
+    ("か゛", ["か゛"]),  # spacing voiced mark inside a kana word
+    ("フランソワ・ミッテラン", ["フランソワ", "・ミッテラン"]),  # ・ is punctuation, leads a word
+    ("東京、大阪。", ["東京", "、大阪", "。"]),
 ]
 
 CODE_AND_SPACE = [
