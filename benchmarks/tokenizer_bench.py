@@ -10,18 +10,24 @@ Measurements (all on the demo corpus ``../shared/corpus/demo.jsonl.zst``, 5%
 of documents held out by id hash, the same split for every tokenizer):
 
 * ``train``: time, peak RSS and vocabulary reached for the 200k training run of
-  ours (``trinity``) and of the GPT-4o-style baseline (same data, same trainer,
-  o200k regex), each in a fresh process so peak RSS is its own.
+  ours (``trinity``), of the GPT-4o-style baseline (same data, same trainer,
+  o200k regex) and of the ablation ``trinity_cjk_joined`` (ours with Han,
+  Hiragana and Katakana allowed in one pre-token: what the script rule costs),
+  each in a fresh process so peak RSS is its own.
 * ``memory``: peak RSS per GB of input at growing input sizes, for the direct
   route and the counts route (parallel counting + pruning the tail).
 * ``compress``: bytes per token on the held-out split per language, source and
-  script group; ours vs the baseline vs o200k_base vs cl100k_base (bpe-openai),
-  plus the place-aligned digit-group fraction.
+  script group; ours vs the baseline vs o200k_base vs cl100k_base (bpe-openai)
+  (and the ablation, where trained), plus the place-aligned digit-group fraction.
 * ``throughput``: encode bytes/s of the same text with `tokenizers` (our
-  tokenizer.json) and with a `tiktoken.Encoding` built from the same vocabulary
-  (:func:`tokenizer.tiktoken_compat.to_tiktoken`): batch (2 threads) and one
-  thread, best of several interleaved rounds; and how many documents get the very
-  same ids from both.
+  tokenizer.json), with a `tiktoken.Encoding` built from the same vocabulary
+  (:func:`tokenizer.tiktoken_compat.to_tiktoken`) and with
+  :class:`tokenizer.FastEncoder` (that Encoding plus its special-token guard and
+  batching): batch (2 threads) and one thread, on whole documents and on the same
+  text cut into paragraphs (many short items), best of several interleaved
+  rounds, wall clock and per CPU-second; tiktoken running the GPT-4o-style
+  baseline (its vocabulary, the o200k regex) as the reference for the regex's
+  cost; and how many documents get the very same ids from both.
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def train_in_child(cfg, out_dir: Path) -> dict:
 def bench_train(args, out: Path) -> None:
     import tokenizer
 
-    for kind in ("trinity", "gpt4o"):
+    for kind in args.train_kinds:
         cfg = tokenizer.TrainConfig(
             inputs=[str(args.corpus)], vocab_size=args.vocab_size, pretokenizer=kind, holdout_fraction=HOLDOUT
         )
@@ -139,6 +145,9 @@ def bench_compress(args, out: Path) -> None:
     base = args.baseline or str(out / f"gpt4o-{args.vocab_size // 1000}k")
     cands = [HFCandidate(ours, "ours"), HFCandidate(base, "gpt4o_style"),
              OpenAICandidate("o200k_base"), OpenAICandidate("cl100k_base")]
+    ablation = args.ablation or str(out / f"trinity_cjk_joined-{args.vocab_size // 1000}k")
+    if Path(ablation, "tokenizer.json").exists():
+        cands.insert(2, HFCandidate(ablation, "ablation_cjk_joined"))
     res = evaluate(cands, _heldout_docs(args))
     (out / "compress.json").write_text(json.dumps(res, indent=2))
     for by, rows in res["groups"].items():
@@ -150,7 +159,10 @@ def bench_compress(args, out: Path) -> None:
 
 
 def bench_throughput(args, out: Path) -> None:
+    import tiktoken
+
     import tokenizer
+    from tokenizer.pretokenize import GPT4O_PATTERN
     from tokenizer.tiktoken_compat import to_tiktoken
 
     path = args.tokenizer or str(out / f"trinity-{args.vocab_size // 1000}k")
@@ -158,40 +170,43 @@ def bench_throughput(args, out: Path) -> None:
     enc = to_tiktoken(tok)
     docs = _heldout_docs(args)
     texts = [d.text for d in docs]
+    paras = [p for t in texts for p in t.split("\n\n") if p]  # same bytes less the blank lines, many short items
     nbytes = sum(len(t.encode()) for t in texts)
+    pbytes = sum(len(t.encode()) for t in paras)
     hf_ids = [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
     tt_ids = enc.encode_ordinary_batch(texts, num_threads=2)
     same = sum(a == b for a, b in zip(hf_ids, tt_ids))
-    assert tokenizer.FastEncoder(tok).encode_batch(texts) == hf_ids, "FastEncoder ids differ from tokenizers"
+    fast, fast1 = tokenizer.FastEncoder(tok, threads=2), tokenizer.FastEncoder(tok, threads=1)
+    assert fast.encode_batch(texts) == hf_ids, "FastEncoder ids differ from tokenizers"
+    assert fast1.encode_batch(paras) == [e.ids for e in tok.encode_batch_fast(paras, add_special_tokens=False)]
     tokens = sum(map(len, hf_ids))
     emit(out, {"name": "ids_agreement", "docs": len(texts), "identical_docs": same,
                "tokens_hf": tokens, "tokens_tiktoken": sum(map(len, tt_ids))})
 
-    def hf_batch():
-        tok.encode_batch(texts, add_special_tokens=False)
+    # Reference for the regex's cost in tiktoken: the GPT-4o-style baseline (its own
+    # 200k vocabulary, the o200k regex) on the same text.
+    base_path = args.baseline or str(out / f"gpt4o-{args.vocab_size // 1000}k")
+    ref = None
+    if Path(base_path, "tokenizer.json").exists():
+        b = to_tiktoken(tokenizer.load(base_path), name="gpt4o_style")
+        ref = tiktoken.Encoding("gpt4o_style", pat_str=GPT4O_PATTERN, mergeable_ranks=b._mergeable_ranks,
+                                special_tokens=b._special_tokens)
 
-    def hf_batch_fast():  # no offsets: what a tokenize job needs
-        tok.encode_batch_fast(texts, add_special_tokens=False)
-
-    def tt_batch():
-        enc.encode_ordinary_batch(texts, num_threads=2)
-
-    fast = tokenizer.FastEncoder(tok, threads=2)
-
-    def fast_batch():  # tiktoken twin + fallback guard (tokenizer.FastEncoder)
-        fast.encode_batch(texts)
-
-    def hf_single():
-        for t in texts:
-            tok.encode(t, add_special_tokens=False)
-
-    def tt_single():
-        for t in texts:
-            enc.encode_ordinary(t)
-
-    runs = {"tokenizers_batch": hf_batch, "tokenizers_batch_fast": hf_batch_fast, "tiktoken_batch": tt_batch,
-            "fast_encoder_batch": fast_batch,
-            "tokenizers_1thread": hf_single, "tiktoken_1thread": tt_single}
+    runs = {
+        "tokenizers_batch": lambda: tok.encode_batch(texts, add_special_tokens=False),
+        # no offsets: what a tokenize job needs
+        "tokenizers_batch_fast": lambda: tok.encode_batch_fast(texts, add_special_tokens=False),
+        "tiktoken_batch": lambda: enc.encode_ordinary_batch(texts, num_threads=2),
+        "fast_encoder_batch": lambda: fast.encode_batch(texts),
+        "tokenizers_1thread": lambda: [tok.encode(t, add_special_tokens=False) for t in texts],
+        "tiktoken_1thread": lambda: [enc.encode_ordinary(t) for t in texts],
+        "fast_encoder_1thread": lambda: fast1.encode_batch(texts),
+        "tiktoken_batch_paragraphs": lambda: enc.encode_ordinary_batch(paras, num_threads=2),
+        "fast_encoder_batch_paragraphs": lambda: fast.encode_batch(paras),
+    }
+    if ref is not None:
+        runs["tiktoken_gpt4o_style_1thread"] = lambda: [ref.encode_ordinary(t) for t in texts]
+        runs["tiktoken_gpt4o_style_batch"] = lambda: ref.encode_ordinary_batch(texts, num_threads=2)
     for f in runs.values():  # warm up (BPE caches, thread pools)
         f()
     best = {k: float("inf") for k in runs}
@@ -205,13 +220,23 @@ def bench_throughput(args, out: Path) -> None:
     for k, s in best.items():
         # bytes_s: wall clock; bytes_cpu_s: per CPU-second over all threads (less
         # sensitive to other load on a shared machine).
-        emit(out, {"name": f"encode_{k}", "bytes": nbytes, "seconds": round(s, 3),
-                   "bytes_s": round(nbytes / s), "items_s": round(len(texts) / s, 1),
-                   "bytes_cpu_s": round(nbytes / cpu[k])})
+        n, items = (pbytes, len(paras)) if k.endswith("_paragraphs") else (nbytes, len(texts))
+        emit(out, {"name": f"encode_{k}", "bytes": n, "items": items, "seconds": round(s, 3),
+                   "bytes_s": round(n / s), "items_s": round(items / s, 1), "bytes_cpu_s": round(n / cpu[k])})
     emit(out, {"name": "encode_ratio_tokenizers_over_tiktoken",
                "batch_wall": round(best["tiktoken_batch"] / best["tokenizers_batch_fast"], 3),
                "one_thread_wall": round(best["tiktoken_1thread"] / best["tokenizers_1thread"], 3),
                "one_thread_cpu": round(cpu["tiktoken_1thread"] / cpu["tokenizers_1thread"], 3)})
+    emit(out, {"name": "encode_ratio_fast_encoder_over_tiktoken",
+               "batch_wall": round(best["tiktoken_batch"] / best["fast_encoder_batch"], 3),
+               "batch_cpu": round(cpu["tiktoken_batch"] / cpu["fast_encoder_batch"], 3),
+               "one_thread_wall": round(best["tiktoken_1thread"] / best["fast_encoder_1thread"], 3),
+               "one_thread_cpu": round(cpu["tiktoken_1thread"] / cpu["fast_encoder_1thread"], 3),
+               "paragraphs_batch_wall": round(best["tiktoken_batch_paragraphs"]
+                                              / best["fast_encoder_batch_paragraphs"], 3),
+               "paragraphs_batch_cpu": round(cpu["tiktoken_batch_paragraphs"]
+                                             / cpu["fast_encoder_batch_paragraphs"], 3)})
+    fast.close()
 
 
 def main(argv=None) -> int:
@@ -224,6 +249,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokenizer", help="our trained tokenizer (default: the one this run trains)")
     ap.add_argument("--baseline", help="GPT-4o-style baseline (default: the one this run trains)")
+    ap.add_argument("--ablation", help="trinity_cjk_joined ablation (default: the one this run trains, if any)")
+    ap.add_argument("--train-kinds", nargs="+", default=["trinity", "gpt4o", "trinity_cjk_joined"],
+                    choices=["trinity", "gpt4o", "trinity_cjk_joined"], help="what the train step trains")
     ap.add_argument("--only", nargs="+", choices=["train", "memory", "compress", "throughput"])
     args = ap.parse_args(argv)
     if not args.corpus.exists():

@@ -49,13 +49,17 @@ class FastEncoder:
     Long digit runs need no fallback: the twin's digit rule is linear.
 
     Batches run on a thread pool kept for the encoder's life (tiktoken releases the
-    GIL while it encodes), in a few contiguous chunks per thread rather than one
-    task per document: with ``threads=1``, a plain loop.
+    GIL while it encodes), in contiguous chunks of about :attr:`CHUNK_CHARS`
+    characters rather than one task per document (tiktoken's
+    ``encode_ordinary_batch`` builds a pool and a future per document, which costs
+    as much as encoding a short paragraph); with ``threads=1``, a plain loop.
 
     Args:
         tok: a tokenizer trained here (`tokenizers` Tokenizer).
         threads: encoding threads.
     """
+
+    CHUNK_CHARS = 16_384
 
     def __init__(self, tok, threads: int = 2):
         self.tok = tok
@@ -77,10 +81,19 @@ class FastEncoder:
             return self._encode_chunk(texts)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fast-encoder")
-        # 4 chunks per thread: few tasks, and a long document delays one chunk only.
-        step = max(1, -(-n // (4 * self.threads)))
+        # Contiguous chunks of about CHUNK_CHARS characters: a long document is a task
+        # of its own (the pool balances them), short ones share a task (one future
+        # per document costs as much as encoding a short paragraph).
+        parts, start, acc = [], 0, 0
+        for i, t in enumerate(texts):
+            acc += len(t)
+            if acc >= self.CHUNK_CHARS:
+                parts.append(texts[start : i + 1])
+                start, acc = i + 1, 0
+        if start < n:
+            parts.append(texts[start:])
         out: list[list[int]] = []
-        for part in self._pool.map(self._encode_chunk, [texts[i : i + step] for i in range(0, n, step)]):
+        for part in self._pool.map(self._encode_chunk, parts):
             out.extend(part)
         return out
 
