@@ -38,7 +38,12 @@ FIELDS = ("tokens", "loss_mask", "position_ids", "doc_ids", "source_ids", "cu_se
 _DTYPE_CODE = {np.dtype(np.uint32): 0, np.dtype(np.int32): 1, np.dtype(np.uint16): 2}
 _STATUS_OK, _NEED_VIEW, _BAD_DOC, _BAD_TOKEN, _EMPTY_SOURCE = 0, 1, 2, 3, 4
 STATE_FORMAT = "rsdb-loader-state"
-_FILL_ORDER = ("tokens", "position_ids", "doc_ids", "source_ids", "loss_mask", "cu_seqlens", "_n_segments")
+_FILL_ORDER = ("tokens", "position_ids", "doc_ids", "source_ids", "loss_mask", "_cu", "_n_segments")
+# doc_ids are int32 unless a source holds more documents than that can number.
+_DOC_ID32_MAX = 2**31 - 1
+_MAX_SOURCES = 2**15 - 1  # source_ids are int16 (-1 marks padding)
+# populate="pool": bytes of shard mapped per madvise call (see RSDBLoader, docs/rsdb.md).
+POPULATE_WINDOW = 2 << 20
 
 
 @dataclass
@@ -109,7 +114,15 @@ class LoaderConfig(BaseModel):
     verify: bool = False
     prefetch: bool = True
     fields: tuple[str, ...] = FIELDS
-    populate: bool = False
+    populate: Literal["pool", "shard", "off"] = "pool"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _populate_bool(cls, data: Any) -> Any:
+        # populate=True / False: the names of "shard" / "off" before the "pool" mode existed
+        if isinstance(data, dict) and isinstance(data.get("populate"), bool):
+            data = {**data, "populate": "shard" if data["populate"] else "off"}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "LoaderConfig":
@@ -203,12 +216,17 @@ class RSDBLoader:
         refill_batch: free slots that trigger a pool refill (default buffer_docs // 16).
         verify: checksum and scan each shard when it is first opened.
         fields: which arrays to produce (``tokens`` always); fewer is faster.
-        populate: when a shard is first used, map this stream's slice of it into the
-            page table in one call (``MADV_POPULATE_READ``) instead of taking one page
-            fault per page as random reads first touch it. Faster reads (+8% measured),
-            but the first batch reads this stream's whole share of the corpus (from disk
-            if it is not cached) and the process's resident set includes it: off by
-            default, so start-up and memory stay independent of the corpus size.
+        populate: how the memory-mapped shards get into the page table. ``"pool"``
+            (default): when a document enters the pool, the 2 MiB window of the shard
+            around it (clipped to this stream's slice) is mapped in one
+            ``madvise(MADV_POPULATE_READ)`` call, once per window, if the window is
+            already in the page cache (checked with ``mincore``; a window that is not
+            keeps ordinary page faults, so no extra disk reads); this replaces one page
+            fault per 4 KiB page as random reads first touch them. ``"shard"`` (or
+            True): map this stream's whole slice of a shard when the shard is first
+            used (reads it from disk if needed; start-up grows with the corpus).
+            ``"off"`` (or False): page faults only. Linux >= 5.14; elsewhere every mode
+            behaves like ``"off"``.
 
     Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32
     (B, L+1), ``loss_mask`` bool, ``position_ids`` int32, ``doc_ids`` int64,
@@ -242,7 +260,7 @@ class RSDBLoader:
         verify: bool = False,
         prefetch: bool = True,
         fields: Sequence[str] = FIELDS,
-        populate: bool = False,
+        populate: str | bool = "pool",
     ):
         self._kwargs = dict(
             seq_len=seq_len, batch_size=batch_size, buffer_docs=buffer_docs, max_chunk=max_chunk, seed=seed,
@@ -297,6 +315,12 @@ class RSDBLoader:
             self.tokens_per_source.append(sum(u.num_tokens for u in units))
             self.docs_per_source.append(sum(u.num_docs for u in units))
 
+        if len(self.source_names) > _MAX_SOURCES:
+            raise ConfigError(f"{len(self.source_names)} sources; at most {_MAX_SOURCES} are supported "
+                              "(source_ids are int16)")
+        #: dtype of ``batch["doc_ids"]``: int32, or int64 if a source has 2^31 documents or more.
+        self._doc_ids_64 = max(self.docs_per_source, default=0) > _DOC_ID32_MAX
+        self.doc_id_dtype = np.dtype(np.int64 if self._doc_ids_64 else np.int32)
         sequential = cfg.packing == "sequential"
         self._pool = 1 if sequential else cfg.buffer_docs
         self._max_chunk = None if sequential else cfg.max_chunk
@@ -309,6 +333,7 @@ class RSDBLoader:
             max_chunk=self._max_chunk or 0, refill_batch=self._refill, seed=cfg.seed,
             stream_index=self.stream_index, num_streams=self.num_streams, epochs=cfg.epochs or 0,
             n_sources=len(self.source_names), n_phases=n_phases, prefetch=cfg.prefetch,
+            populate_window=POPULATE_WINDOW if cfg.populate == "pool" else 0,
         )
         self._registered: set[int] = set()
         self._unit_ranges: list[tuple[int, int]] = []
@@ -319,7 +344,7 @@ class RSDBLoader:
             begin, end = self._stream_range(u.num_docs, (self.stream_index + j) % self.num_streams)
             self._unit_ranges.append((begin, end))
             self._core.add_range(u.source, vid, begin, end, u.doc_base)
-        self._populate = cfg.populate
+        self._populate = cfg.populate == "shard"
         self._set_weights()
         self.num_batches: int | None = None
         if cfg.epochs is not None:
@@ -332,6 +357,8 @@ class RSDBLoader:
                         f"{self.num_streams} streams (world_size x num_workers); add data or drop its weight")
         self._batches = 0
         self._broken: str | None = None
+        self._nseg = np.zeros(cfg.batch_size, np.int32)
+        self._nseg_addr = self._nseg.ctypes.data
         self._ring: list[tuple[dict[str, np.ndarray], tuple[int, ...]]] = []
         # fill() releases the GIL: keep two threads from driving one core at once.
         self._lock = threading.Lock()
@@ -462,13 +489,13 @@ class RSDBLoader:
         if "position_ids" in f:
             bufs["position_ids"] = np.empty((B, L1), np.int32)
         if "doc_ids" in f:
-            bufs["doc_ids"] = np.empty((B, L1), np.int64)
+            bufs["doc_ids"] = np.empty((B, L1), self.doc_id_dtype)
         if "source_ids" in f:
-            bufs["source_ids"] = np.empty((B, L1), np.int32)
+            bufs["source_ids"] = np.empty((B, L1), np.int16)
         if "cu_seqlens" in f:
-            bufs["cu_seqlens"] = np.empty((B, L1 + 1), np.int32)
-        bufs["_n_segments"] = np.empty(B, np.int32)
-        addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER)
+            # room for every row at full width; the batch gets a (B, W) view of its start
+            bufs["_cu"] = np.empty(B * (L1 + 1), np.int32)
+        addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER[:-1]) + (self._nseg_addr,)
         if len(self._ring) < 4:
             self._ring.append((bufs, addr))
         return bufs, addr
@@ -488,7 +515,7 @@ class RSDBLoader:
         left = self._phase_tokens_left(self._batches, phase)
         bufs, addr = self._buffers()
         while True:
-            st = self._core.fill(*addr, phase, left)
+            st = self._core.fill(*addr, phase, left, self._doc_ids_64)
             if st == _STATUS_OK:
                 break
             if st == _NEED_VIEW:
@@ -504,8 +531,17 @@ class RSDBLoader:
                 raise ShardError(unit.path, self._broken)
             raise LoaderError(self._broken)
         self._batches += 1
-        self._last_segments = bufs["_n_segments"].copy()
-        return {k: v for k, v in bufs.items() if not k.startswith("_")}
+        out = {k: v for k, v in bufs.items() if k != "_cu"}
+        cu = bufs.get("_cu")
+        if cu is not None:
+            B = self.config.batch_size
+            out["cu_seqlens"] = cu[: B * self._core.cu_width].reshape(B, -1)
+        return out
+
+    @property
+    def _last_segments(self) -> np.ndarray:
+        """Segments (chunks) per row of the last batch, padding not counted."""
+        return self._nseg.copy()
 
     def _error(self, st: int) -> str:
         c = self._core

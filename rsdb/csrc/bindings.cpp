@@ -47,7 +47,7 @@ NB_MODULE(_core, m) {
           "__init__",
           [](rsdb::Core* self, int64_t seq_len1, int64_t batch_size, int64_t buffer_docs, int64_t max_chunk,
              int64_t refill_batch, uint64_t seed, int64_t stream_index, int64_t num_streams, int64_t epochs,
-             int64_t n_sources, int64_t n_phases, bool prefetch) {
+             int64_t n_sources, int64_t n_phases, bool prefetch, int64_t populate_window) {
             rsdb::Config c;
             c.seq_len1 = seq_len1;
             c.batch_size = batch_size;
@@ -61,10 +61,12 @@ NB_MODULE(_core, m) {
             c.n_sources = n_sources;
             c.n_phases = n_phases;
             c.prefetch = prefetch;
+            c.populate_window = populate_window;
             new (self) rsdb::Core(c);
           },
           "seq_len1"_a, "batch_size"_a, "buffer_docs"_a, "max_chunk"_a, "refill_batch"_a, "seed"_a,
-          "stream_index"_a, "num_streams"_a, "epochs"_a, "n_sources"_a, "n_phases"_a, "prefetch"_a = true)
+          "stream_index"_a, "num_streams"_a, "epochs"_a, "n_sources"_a, "n_phases"_a, "prefetch"_a = true,
+          "populate_window"_a = 0)
       .def("add_range", &rsdb::Core::add_range, "source"_a, "view"_a, "begin"_a, "end"_a, "doc_base"_a)
       .def(
           "set_view",
@@ -78,19 +80,21 @@ NB_MODULE(_core, m) {
           "fill",
           [](rsdb::Core& c, uintptr_t tokens, uintptr_t position_ids, uintptr_t doc_ids, uintptr_t source_ids,
              uintptr_t loss_mask, uintptr_t cu_seqlens, uintptr_t n_segments, int64_t phase,
-             int64_t phase_tokens_left) {
+             int64_t phase_tokens_left, bool doc_ids_64) {
             rsdb::Outputs o;
             o.tokens = ptr<int32_t>(tokens);
             o.position_ids = ptr<int32_t>(position_ids);
-            o.doc_ids = ptr<int64_t>(doc_ids);
-            o.source_ids = ptr<int32_t>(source_ids);
+            o.doc_ids = ptr<void>(doc_ids);
+            o.doc_ids_64 = doc_ids_64;
+            o.source_ids = ptr<int16_t>(source_ids);
             o.loss_mask = ptr<bool>(loss_mask);
             o.cu_seqlens = ptr<int32_t>(cu_seqlens);
             o.n_segments = ptr<int32_t>(n_segments);
             return static_cast<int>(c.fill(o, phase, phase_tokens_left));
           },
           nb::call_guard<nb::gil_scoped_release>(), "tokens"_a, "position_ids"_a, "doc_ids"_a, "source_ids"_a,
-          "loss_mask"_a, "cu_seqlens"_a, "n_segments"_a, "phase"_a, "phase_tokens_left"_a = -1)
+          "loss_mask"_a, "cu_seqlens"_a, "n_segments"_a, "phase"_a, "phase_tokens_left"_a = -1,
+          "doc_ids_64"_a = false)
       .def("get_state",
            [](const rsdb::Core& c) {
              rsdb::State s = c.get_state();
@@ -138,6 +142,7 @@ NB_MODULE(_core, m) {
       .def_prop_ro("error_source", &rsdb::Core::error_source)
       .def_prop_ro("n_active", &rsdb::Core::n_active)
       .def_prop_ro("batches", &rsdb::Core::batches)
+      .def_prop_ro("cu_width", &rsdb::Core::cu_width)
       .def_prop_ro("emitted", [](const rsdb::Core& c) { return c.emitted(); })
       .def("n_local", &rsdb::Core::n_local, "source"_a)
       .def("all_exhausted", &rsdb::Core::all_exhausted)

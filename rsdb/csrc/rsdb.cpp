@@ -74,10 +74,6 @@ RSDB_CLONES uint32_t copy_u16(const uint16_t* __restrict src, int32_t* __restric
   return m;
 }
 
-RSDB_CLONES void fill_iota(int32_t* __restrict dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int32_t>(i);
-}
-
 RSDB_CLONES void fill_i64(int64_t* __restrict dst, int64_t n, int64_t v) {
   for (int64_t i = 0; i < n; ++i) dst[i] = v;
 }
@@ -86,16 +82,46 @@ RSDB_CLONES void fill_i32(int32_t* __restrict dst, int64_t n, int32_t v) {
   for (int64_t i = 0; i < n; ++i) dst[i] = v;
 }
 
-// All four per-token metadata arrays of one chunk in a single pass (the default batch).
-RSDB_CLONES void fill_meta(int32_t* __restrict pos, int64_t* __restrict doc, int32_t* __restrict src,
-                           bool* __restrict mask, int64_t n, int64_t gid, int32_t s) {
-  for (int64_t i = 0; i < n; ++i) {
-    pos[i] = static_cast<int32_t>(i);
-    doc[i] = gid;
-    src[i] = s;
+RSDB_CLONES void fill_i16(int16_t* __restrict dst, int64_t n, int16_t v) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = v;
+}
+
+// Positions 0..n-1. The counter is 32-bit (n <= L1 < 2^31) so the loop is one vector
+// add per eight positions, not a 64-bit induction narrowed per element.
+RSDB_CLONES void fill_iota(int32_t* __restrict dst, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) dst[i] = i;
+}
+
+// The token copy and all four metadata arrays of one chunk in one pass: the stores of
+// the metadata overlap the loads of the tokens, which wait on memory.
+template <class TokT, class DocT>
+inline uint32_t copy_meta_body(const TokT* __restrict src, int32_t* __restrict tok, int32_t* __restrict pos,
+                               DocT* __restrict doc, int16_t* __restrict sid, bool* __restrict mask, int32_t n,
+                               DocT d, int16_t s) {
+  uint32_t m = 0;
+  for (int32_t i = 0; i < n; ++i) {
+    const uint32_t v = src[i];
+    tok[i] = static_cast<int32_t>(v);
+    m = v > m ? v : m;
+    pos[i] = i;
+    doc[i] = d;
+    sid[i] = s;
     mask[i] = true;
   }
+  return m;
 }
+
+#define RSDB_COPY_META(NAME, TokT, DocT)                                                                    \
+  RSDB_CLONES uint32_t NAME(const TokT* __restrict src, int32_t* __restrict tok, int32_t* __restrict pos, \
+                            DocT* __restrict doc, int16_t* __restrict sid, bool* __restrict mask,        \
+                            int32_t n, DocT d, int16_t s) {                                              \
+    return copy_meta_body<TokT, DocT>(src, tok, pos, doc, sid, mask, n, d, s);                          \
+  }
+RSDB_COPY_META(copy_meta_u32_d32, uint32_t, int32_t)
+RSDB_COPY_META(copy_meta_u32_d64, uint32_t, int64_t)
+RSDB_COPY_META(copy_meta_u16_d32, uint16_t, int32_t)
+RSDB_COPY_META(copy_meta_u16_d64, uint16_t, int64_t)
+#undef RSDB_COPY_META
 
 inline const char* token_ptr(const View& v, int64_t i) {
   const size_t item = v.dtype == kU16 ? 2 : 4;
@@ -119,6 +145,30 @@ int populate(const void* addr, int64_t nbytes) {
   (void)addr;
   (void)nbytes;
   return 0;
+#endif
+}
+
+bool resident(const void* addr, int64_t nbytes) {
+#if defined(__linux__)
+  if (nbytes <= 0) return true;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+  const uintptr_t lo = a & ~(page - 1);
+  const uintptr_t hi = (a + static_cast<uintptr_t>(nbytes) + page - 1) & ~(page - 1);
+  const size_t pages = (hi - lo) / page;
+  unsigned char buf[1024];
+  for (size_t done = 0; done < pages;) {
+    const size_t k = std::min<size_t>(pages - done, sizeof(buf));
+    if (mincore(reinterpret_cast<void*>(lo + done * page), k * page, buf) != 0) return false;
+    for (size_t i = 0; i < k; ++i)
+      if (!(buf[i] & 1)) return false;
+    done += k;
+  }
+  return true;
+#else
+  (void)addr;
+  (void)nbytes;
+  return false;
 #endif
 }
 
@@ -182,6 +232,52 @@ void Core::set_view(int32_t view, const int64_t* offsets, int64_t n_docs, const 
   v.dtype = dtype;
   v.bound = bound;
   v.ready = true;
+  v.pop_lo = v.pop_hi = 0;
+  v.pop_done.clear();
+  if (cfg_.populate_window > 0) {
+    for (const SourceState& S : src_)
+      for (const Range& rg : S.ranges)
+        if (rg.view == view && rg.begin >= 0 && rg.end <= n_docs && rg.begin < rg.end) {
+          const int64_t lo = offsets[rg.begin], hi = offsets[rg.end];
+          if (0 <= lo && lo < hi && hi <= n_tokens) {
+            v.pop_lo = lo;
+            v.pop_hi = hi;
+          }
+        }
+    if (v.pop_hi > v.pop_lo) {
+      const int64_t item = dtype == kU16 ? 2 : 4;
+      const int64_t windows = (v.pop_hi * item) / cfg_.populate_window - (v.pop_lo * item) / cfg_.populate_window + 1;
+      v.pop_done.assign(static_cast<size_t>((windows + 63) / 64), 0);
+    }
+  }
+}
+
+void Core::populate_doc(View& v, int64_t off, int64_t end) {
+  // Windows are aligned in bytes from the start of the view's token buffer; the first
+  // one of this stream's range has index 0 in pop_done.
+  const int64_t item = v.dtype == kU16 ? 2 : 4;
+  const int64_t W = cfg_.populate_window;
+  const int64_t first = (v.pop_lo * item) / W;
+  const int64_t a = std::max(off, v.pop_lo) * item, b = std::min(end, v.pop_hi) * item;
+  if (b <= a) return;
+  for (int64_t w = a / W; w <= (b - 1) / W; ++w) {
+    const int64_t k = w - first;
+    uint64_t& bits = v.pop_done[static_cast<size_t>(k >> 6)];
+    const uint64_t bit = uint64_t{1} << (k & 63);
+    if (bits & bit) continue;
+    bits |= bit;
+    const int64_t lo = std::max(w * W, v.pop_lo * item), hi = std::min((w + 1) * W, v.pop_hi * item);
+    const char* p = static_cast<const char*>(v.tokens) + lo;
+    // Only windows already in the page cache: populating one that is not would read
+    // the whole window from disk for one document (the kernel's own read-around on a
+    // page fault is much smaller), which multiplies the I/O of a corpus that does not
+    // fit in memory. Such windows keep demand faults.
+    if (!resident(p, hi - lo)) continue;
+    if (populate(p, hi - lo) != 0) {
+      populate_ok_ = false;  // not supported here: demand faults from now on
+      return;
+    }
+  }
 }
 
 void Core::set_weights(const std::vector<double>& w) {
@@ -326,7 +422,7 @@ Status Core::next_doc(int32_t s, Next& d) {
   d.doc = doc;
   d.off = off;
   d.end = end;
-  d.gid = (static_cast<int64_t>(s) << 40) | (it->doc_base + doc);
+  d.gid = it->doc_base + doc;  // index within the source
   S.next = d;
   S.next_epoch = S.epoch;
   S.next_cursor = S.cursor;
@@ -352,6 +448,10 @@ Status Core::admit(int32_t s, int64_t k) {
   }
   const int64_t len = d.end - d.off;
   if (len == 0) return kOk;
+  if (cfg_.populate_window > 0 && populate_ok_) {
+    View& v = views_[static_cast<size_t>(d.view)];
+    if (!v.pop_done.empty()) populate_doc(v, d.off, d.end);
+  }
   p_live_[k] = 1;
   ++n_live_;
   p_cur_[k] = d.off;
@@ -420,6 +520,36 @@ int64_t Core::predict(uint64_t& draw) const {
   return -1;
 }
 
+Status Core::copy_meta(int64_t r, int64_t n, const Outputs& o, int64_t at) {
+  const View& v = views_[static_cast<size_t>(p_view_[r])];
+  const int64_t cur = p_cur_[r];
+  const int32_t n32 = static_cast<int32_t>(n);
+  const int16_t s = static_cast<int16_t>(p_src_[r]);
+  int32_t* tok = o.tokens + at;
+  int32_t* pos = o.position_ids + at;
+  int16_t* sid = o.source_ids + at;
+  bool* mask = o.loss_mask + at;
+  uint32_t m;
+  if (v.dtype == kU16) {
+    const uint16_t* src = static_cast<const uint16_t*>(v.tokens) + cur;
+    m = o.doc_ids_64 ? copy_meta_u16_d64(src, tok, pos, static_cast<int64_t*>(o.doc_ids) + at, sid, mask, n32, p_gid_[r], s)
+                     : copy_meta_u16_d32(src, tok, pos, static_cast<int32_t*>(o.doc_ids) + at, sid, mask, n32,
+                                         static_cast<int32_t>(p_gid_[r]), s);
+  } else {
+    const uint32_t* src = static_cast<const uint32_t*>(v.tokens) + cur;
+    m = o.doc_ids_64 ? copy_meta_u32_d64(src, tok, pos, static_cast<int64_t*>(o.doc_ids) + at, sid, mask, n32, p_gid_[r], s)
+                     : copy_meta_u32_d32(src, tok, pos, static_cast<int32_t*>(o.doc_ids) + at, sid, mask, n32,
+                                         static_cast<int32_t>(p_gid_[r]), s);
+  }
+  if (static_cast<uint64_t>(m) >= v.bound) {
+    err_view_ = p_view_[r];
+    err_doc_ = p_doc_[r];
+    err_value_ = static_cast<int64_t>(m);
+    return kBadToken;
+  }
+  return kOk;
+}
+
 Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
   const View& v = views_[static_cast<size_t>(p_view_[r])];
   const int64_t cur = p_cur_[r];
@@ -438,6 +568,13 @@ Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
   return kOk;
 }
 
+void Core::fill_doc_ids(const Outputs& o, int64_t at, int64_t n, int64_t v) const {
+  if (o.doc_ids_64)
+    fill_i64(static_cast<int64_t*>(o.doc_ids) + at, n, v);
+  else
+    fill_i32(static_cast<int32_t*>(o.doc_ids) + at, n, static_cast<int32_t>(v));
+}
+
 Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
   if (phase != phase_) switch_phase(phase);
   phase_tokens_left_ = phase_tokens_left;
@@ -445,11 +582,14 @@ Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
   const int64_t max_chunk = cfg_.max_chunk > 0 ? cfg_.max_chunk : L1;
   const int64_t ns = cfg_.n_sources;
   int64_t* emitted = &emitted_[static_cast<size_t>(phase_ * ns)];
+  const bool all_meta = o.position_ids && o.doc_ids && o.source_ids && o.loss_mask;
+  // cu_seqlens rows are written at stride L1 + 1 while filling and compacted to the
+  // batch's width at the end; a row's boundaries after its segment starts are implied.
   for (; row_ < cfg_.batch_size; ++row_, pos_ = 0, nseg_ = 0) {
     const int64_t base = row_ * L1;
     int32_t* tok = o.tokens + base;
     int32_t* cu = o.cu_seqlens ? o.cu_seqlens + row_ * (L1 + 1) : nullptr;
-    if (pos_ == 0 && cu) cu[0] = 0;
+    int32_t padded = 0;
     while (pos_ < L1) {
       if (refilling_ || n_live_ == 0) {
         const Status st = refill();
@@ -459,9 +599,11 @@ Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
           const int64_t n = L1 - pos_;
           std::memset(tok + pos_, 0, static_cast<size_t>(n) * sizeof(int32_t));
           if (o.position_ids) std::memset(o.position_ids + base + pos_, 0, static_cast<size_t>(n) * sizeof(int32_t));
-          if (o.doc_ids) fill_i64(o.doc_ids + base + pos_, n, -1);
-          if (o.source_ids) fill_i32(o.source_ids + base + pos_, n, -1);
+          if (o.doc_ids) fill_doc_ids(o, base + pos_, n, -1);
+          if (o.source_ids) fill_i16(o.source_ids + base + pos_, n, -1);
           if (o.loss_mask) std::memset(o.loss_mask + base + pos_, 0, static_cast<size_t>(n));
+          if (cu) cu[nseg_] = static_cast<int32_t>(pos_);  // the padding is one more segment
+          padded = 1;
           pos_ = L1;
           break;
         }
@@ -483,28 +625,46 @@ Status Core::fill(const Outputs& o, int64_t phase, int64_t phase_tokens_left) {
         }
       }
       const int64_t n = std::min(std::min(max_chunk, p_end_[r] - p_cur_[r]), L1 - pos_);
-      const Status st = copy_chunk(r, n, tok + pos_);
-      if (st != kOk) return st;
       const int32_t s = p_src_[r];
-      if (o.position_ids && o.doc_ids && o.source_ids && o.loss_mask) {
-        fill_meta(o.position_ids + base + pos_, o.doc_ids + base + pos_, o.source_ids + base + pos_,
-                  o.loss_mask + base + pos_, n, p_gid_[r], s);
+      const int64_t at = base + pos_;
+      if (all_meta) {
+        // the default batch: tokens and the four per-token arrays in one pass
+        const Status st = copy_meta(r, n, o, at);
+        if (st != kOk) return st;
       } else {
-        if (o.position_ids) fill_iota(o.position_ids + base + pos_, n);
-        if (o.doc_ids) fill_i64(o.doc_ids + base + pos_, n, p_gid_[r]);
-        if (o.source_ids) fill_i32(o.source_ids + base + pos_, n, s);
-        if (o.loss_mask) std::memset(o.loss_mask + base + pos_, 1, static_cast<size_t>(n));
+        const Status st = copy_chunk(r, n, tok + pos_);
+        if (st != kOk) return st;
+        if (o.position_ids) fill_iota(o.position_ids + at, static_cast<int32_t>(n));
+        if (o.doc_ids) fill_doc_ids(o, at, n, p_gid_[r]);
+        if (o.source_ids) fill_i16(o.source_ids + at, n, static_cast<int16_t>(s));
+        if (o.loss_mask) std::memset(o.loss_mask + at, 1, static_cast<size_t>(n));
       }
+      if (cu) cu[nseg_] = static_cast<int32_t>(pos_);
       pos_ += n;
       ++nseg_;
-      if (cu) cu[nseg_] = static_cast<int32_t>(pos_);
       p_cur_[r] += n;
       emitted[s] += n;
       src_[static_cast<size_t>(s)].pool_remaining -= n;
       if (p_cur_[r] == p_end_[r]) remove_slot(r);
     }
-    if (cu) fill_i32(cu + nseg_ + 1, L1 - nseg_, static_cast<int32_t>(L1));
     if (o.n_segments) o.n_segments[row_] = static_cast<int32_t>(nseg_);
+    if (cu) cu[L1] = static_cast<int32_t>(nseg_) + padded;  // scratch: entries of this row
+  }
+  if (o.cu_seqlens) {
+    // Compact rows from stride L1 + 1 to the widest row's segments + 1, padding each
+    // row with L1. Row r moves to offset r * W <= r * (L1 + 1), in increasing row
+    // order, so no row is overwritten before it has moved.
+    int64_t W = 0;
+    for (int64_t r = 0; r < cfg_.batch_size; ++r)
+      W = std::max<int64_t>(W, o.cu_seqlens[r * (L1 + 1) + L1] + 1);
+    for (int64_t r = 0; r < cfg_.batch_size; ++r) {
+      const int32_t* from = o.cu_seqlens + r * (L1 + 1);
+      const int64_t k = from[L1];
+      int32_t* to = o.cu_seqlens + r * W;
+      if (to != from) std::memmove(to, from, static_cast<size_t>(k) * sizeof(int32_t));
+      for (int64_t j = k; j < W; ++j) to[j] = static_cast<int32_t>(L1);
+    }
+    cu_width_ = W;
   }
   row_ = 0;
   pos_ = 0;
@@ -592,7 +752,7 @@ std::string Core::set_state(const State& st) {
     int64_t base = 0;
     for (const Range& rg : src_[static_cast<size_t>(s)].ranges)
       if (rg.view == vi) base = rg.doc_base;
-    p_gid_[k] = (static_cast<int64_t>(s) << 40) | (base + d);
+    p_gid_[k] = base + d;
   }
   for (size_t s = 0; s < ns; ++s) {
     SourceState& S = src_[s];

@@ -41,6 +41,10 @@ struct View {
   int dtype = kU32;
   uint64_t bound = 0;  // token ids (as unsigned) must be < bound
   bool ready = false;
+  // Page-table population (Config::populate_window): this stream's token range in the
+  // view, and which windows of it have been populated.
+  int64_t pop_lo = 0, pop_hi = 0;
+  std::vector<uint64_t> pop_done;
 };
 
 // Docs [begin, end) of `view` belong to this stream; doc_base is the global index of
@@ -77,10 +81,14 @@ struct SourceState {
 struct Outputs {
   int32_t* tokens = nullptr;        // (B, L1), required
   int32_t* position_ids = nullptr;  // (B, L1) or null
-  int64_t* doc_ids = nullptr;       // (B, L1) or null
-  int32_t* source_ids = nullptr;    // (B, L1) or null
+  void* doc_ids = nullptr;          // (B, L1) int32, or int64 when doc_ids_64; or null
+  bool doc_ids_64 = false;
+  int16_t* source_ids = nullptr;    // (B, L1) or null
   bool* loss_mask = nullptr;        // (B, L1) or null
-  int32_t* cu_seqlens = nullptr;    // (B, L1 + 1) or null
+  // Room for B * (L1 + 1) entries, or null. On kOk its first B * cu_width() entries
+  // hold a contiguous (B, cu_width()) array: each row's segment starts, then L1,
+  // repeated up to the batch's widest row.
+  int32_t* cu_seqlens = nullptr;
   int32_t* n_segments = nullptr;    // (B,) or null: segments per row
 };
 
@@ -97,6 +105,11 @@ struct Config {
   int64_t n_sources = 1;
   int64_t n_phases = 1;
   bool prefetch = true;
+  // > 0: when a document enters the pool, map the aligned window of this many bytes
+  // around it (clipped to the stream's range of the shard) into the page table in one
+  // call, once per window, instead of one page fault per page as the copies first touch
+  // them. 0: demand faults only.
+  int64_t populate_window = 0;
 };
 
 // The serialisable state (between batches).
@@ -152,6 +165,8 @@ class Core {
   const std::vector<SourceState>& sources() const { return src_; }
   bool all_exhausted() const;
   int64_t batches() const { return batches_; }
+  // Columns of the cu_seqlens array written by the last complete fill().
+  int64_t cu_width() const { return cu_width_; }
 
  private:
   Status refill();
@@ -169,6 +184,9 @@ class Core {
   uint64_t next_rand();
   uint64_t peek_rand(uint64_t k) const;
   Status copy_chunk(int64_t r, int64_t n, int32_t* dst);
+  void populate_doc(View& v, int64_t off, int64_t end);
+  Status copy_meta(int64_t r, int64_t n, const Outputs& o, int64_t at);
+  void fill_doc_ids(const Outputs& o, int64_t at, int64_t n, int64_t v) const;
 
   Config cfg_;
   std::vector<View> views_;
@@ -192,7 +210,9 @@ class Core {
   bool refilling_ = false;
   // in-progress batch (non-zero only between a kNeedView return and the next call)
   int64_t row_ = 0, pos_ = 0, nseg_ = 0;
+  int64_t cu_width_ = 0;
 
+  bool populate_ok_ = true;  // false once the kernel refused (e.g. Linux < 5.14)
   int32_t err_view_ = -1, err_source_ = -1;
   int64_t err_doc_ = -1, err_value_ = 0;
 };
@@ -202,6 +222,10 @@ class Core {
 // page when random reads first touch them. Returns 0, or errno (e.g. EINVAL on older
 // kernels, where the caller simply carries on with demand faults).
 int populate(const void* addr, int64_t nbytes);
+
+// Whether every page of [addr, addr + nbytes) of a file mapping is in the page cache
+// (mincore); false on error or where mincore is not available.
+bool resident(const void* addr, int64_t nbytes);
 
 // Exposed for tests: the per-epoch permutation of [0, n).
 uint64_t permute(uint64_t i, uint64_t n, const uint64_t keys[4]);

@@ -12,7 +12,8 @@ True, i.e. exactly the tokens the loss is computed on.
 
 Per microbatch:
 
-- ``distinct_docs``: documents contributing at least one token.
+- ``distinct_docs``: documents contributing at least one token (a document is a
+  ``(source_ids, doc_ids)`` pair, as RSDB numbers documents within their source).
 - ``max_doc_share``: share of the tokens from the single largest document
   (1.0 = the whole microbatch is one document).
 - ``source_tokens`` / ``source_entropy``: source mix and its entropy in bits.
@@ -130,7 +131,8 @@ def microbatch_stats(batch: Mapping[str, Any], *, num_sources: int | None = None
         raise BatchFormatError(f"batch['source_ids'] has id {int(srcs.max())} but only {nsrc} sources are known")
     source_tokens = np.bincount(srcs, minlength=nsrc) if nsrc else np.zeros(0, np.int64)
     if n:
-        _, doc_counts = np.unique(docs, return_counts=True)
+        # a document is a (source id, doc id) pair: RSDB numbers documents within their source
+        _, doc_counts = np.unique(np.stack([srcs, docs.astype(np.int64)]), axis=1, return_counts=True)
         _, tok_counts = np.unique(toks, return_counts=True)
         distinct, max_share = int(doc_counts.size), float(doc_counts.max() / n)
         mean_pos, tok_h = float(pos.astype(np.float64).mean()), entropy_bits(tok_counts)

@@ -9,9 +9,6 @@ import numpy as np
 
 import rsdb
 
-DOC_MASK = (1 << 40) - 1
-
-
 def make_corpus(root: Path, sizes: dict[str, list[int]], *, shard_tokens: int = 64, vocab: int = 1000,
                 seed: int = 0) -> tuple[dict[str, str], dict[str, list[list[int]]]]:
     """Write one shard dir per source with documents of the given lengths; return paths and docs."""
@@ -29,23 +26,34 @@ def check_batch(b: dict, seq_len: int, batch_size: int) -> None:
     L1 = seq_len + 1
     assert b["tokens"].shape == (batch_size, L1) and b["tokens"].dtype == np.int32
     assert b["loss_mask"].dtype == np.bool_ and b["position_ids"].dtype == np.int32
-    assert b["doc_ids"].dtype == np.int64 and b["source_ids"].dtype == np.int32
-    assert b["cu_seqlens"].shape == (batch_size, L1 + 1) and b["cu_seqlens"].dtype == np.int32
+    assert b["doc_ids"].dtype == np.int32 and b["source_ids"].dtype == np.int16
+    cu_all = b["cu_seqlens"]
+    assert cu_all.dtype == np.int32 and cu_all.ndim == 2 and cu_all.shape[0] == batch_size
+    W = cu_all.shape[1]
+    assert 2 <= W <= L1 + 1
+    widest = 0
     for r in range(batch_size):
-        cu = b["cu_seqlens"][r]
+        cu = cu_all[r]
         assert cu[0] == 0 and cu[-1] == L1 and np.all(np.diff(cu) >= 0)
         bounds = [int(x) for x in np.unique(cu)]
+        widest = max(widest, len(bounds))
+        # after the row's boundaries only L1 repeats (padding to the batch's widest row)
+        k = int(np.searchsorted(cu, L1))
+        assert (cu[k:] == L1).all() and np.all(np.diff(cu[: k + 1]) > 0)
         mask = b["loss_mask"][r]
         real = int(mask.sum())
         assert mask[:real].all() and not mask[real:].any(), "padding only at the tail"
         for a, e in zip(bounds[:-1], bounds[1:]):
             if a >= real:
                 continue
+            assert e <= real, "padding is its own segment"
             seg_docs = b["doc_ids"][r, a:e]
-            assert (seg_docs == seg_docs[0]).all(), "one document per segment"
+            seg_src = b["source_ids"][r, a:e]
+            assert (seg_docs == seg_docs[0]).all() and (seg_src == seg_src[0]).all(), "one document per segment"
             assert (b["position_ids"][r, a:e] == np.arange(e - a)).all(), "positions restart per segment"
         if real < L1:
             assert (b["doc_ids"][r, real:] == -1).all() and (b["source_ids"][r, real:] == -1).all()
+    assert widest == W, "cu_seqlens is as wide as its widest row, no wider"
 
 
 def collect(loader, names: list[str], out: dict | None = None) -> tuple[int, dict]:
@@ -56,10 +64,8 @@ def collect(loader, names: list[str], out: dict | None = None) -> tuple[int, dic
         n += 1
         check_batch(b, loader.config.seq_len, loader.config.batch_size)
         m = b["loss_mask"]
-        for tok, gid, src in zip(b["tokens"][m], b["doc_ids"][m], b["source_ids"][m]):
-            s = int(gid) >> 40
-            assert s == int(src)
-            out[(names[s], int(gid) & DOC_MASK)].append(int(tok))
+        for tok, doc, src in zip(b["tokens"][m], b["doc_ids"][m], b["source_ids"][m]):
+            out[(names[int(src)], int(doc))].append(int(tok))
     return n, out
 
 

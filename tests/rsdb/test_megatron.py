@@ -195,12 +195,12 @@ def test_fuzzed_corruption_never_yields_wrong_tokens(tmp_path_factory, data):
 
 
 def _docs_by_id(batches):
-    """Reassemble documents from batches: tokens of each doc id, in stream order."""
-    out: dict[int, list[int]] = {}
+    """Reassemble documents from batches: tokens of each (source id, doc id), in stream order."""
+    out: dict[tuple[int, int], list[int]] = {}
     for b in batches:
         m = b["loss_mask"]
-        for tok, did in zip(b["tokens"][m].tolist(), b["doc_ids"][m].tolist()):
-            out.setdefault(did, []).append(tok)
+        for tok, sid, did in zip(b["tokens"][m].tolist(), b["source_ids"][m].tolist(), b["doc_ids"][m].tolist()):
+            out.setdefault((sid, did), []).append(tok)
     return out
 
 
