@@ -37,6 +37,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -186,11 +187,16 @@ def bench_throughput(args, out: Path) -> None:
     # Reference for the regex's cost in tiktoken: the GPT-4o-style baseline (its own
     # 200k vocabulary, the o200k regex) on the same text.
     base_path = args.baseline or str(out / f"gpt4o-{args.vocab_size // 1000}k")
-    ref = None
+    ref = ref1 = None
     if Path(base_path, "tokenizer.json").exists():
         b = to_tiktoken(tokenizer.load(base_path), name="gpt4o_style")
-        ref = tiktoken.Encoding("gpt4o_style", pat_str=GPT4O_PATTERN, mergeable_ranks=b._mergeable_ranks,
-                                special_tokens=b._special_tokens)
+        ref, ref1 = (tiktoken.Encoding("gpt4o_style", pat_str=GPT4O_PATTERN, mergeable_ranks=b._mergeable_ranks,
+                                       special_tokens=b._special_tokens) for _ in range(2))
+    # One Encoding per tiktoken run: an Encoding that `encode_ordinary_batch` has
+    # used (from its short-lived threads) encodes ~15% slower afterwards in any
+    # other thread (measured), so the 1-thread runs get one of their own that only
+    # this thread uses, as FastEncoder(threads=1) has.
+    enc1 = to_tiktoken(tok)
 
     runs = {
         "tokenizers_batch": lambda: tok.encode_batch(texts, add_special_tokens=False),
@@ -199,20 +205,25 @@ def bench_throughput(args, out: Path) -> None:
         "tiktoken_batch": lambda: enc.encode_ordinary_batch(texts, num_threads=2),
         "fast_encoder_batch": lambda: fast.encode_batch(texts),
         "tokenizers_1thread": lambda: [tok.encode(t, add_special_tokens=False) for t in texts],
-        "tiktoken_1thread": lambda: [enc.encode_ordinary(t) for t in texts],
+        "tiktoken_1thread": lambda: [enc1.encode_ordinary(t) for t in texts],
         "fast_encoder_1thread": lambda: fast1.encode_batch(texts),
         "tiktoken_batch_paragraphs": lambda: enc.encode_ordinary_batch(paras, num_threads=2),
         "fast_encoder_batch_paragraphs": lambda: fast.encode_batch(paras),
     }
     if ref is not None:
-        runs["tiktoken_gpt4o_style_1thread"] = lambda: [ref.encode_ordinary(t) for t in texts]
+        runs["tiktoken_gpt4o_style_1thread"] = lambda: [ref1.encode_ordinary(t) for t in texts]
         runs["tiktoken_gpt4o_style_batch"] = lambda: ref.encode_ordinary_batch(texts, num_threads=2)
     for f in runs.values():  # warm up (BPE caches, thread pools)
         f()
     best = {k: float("inf") for k in runs}
     cpu = {k: float("inf") for k in runs}
-    for _ in range(args.rounds):  # interleaved, best of N: the machine is shared
-        for k, f in runs.items():
+    order = list(runs)
+    for r in range(args.rounds):  # interleaved, best of N: the machine is shared
+        # A new order every round: what ran just before (a cache-trashing
+        # `tokenizers` run, or the same encoder warm) would otherwise favour some.
+        random.Random(r).shuffle(order)
+        for k in order:
+            f = runs[k]
             t, c = time.perf_counter_ns(), time.process_time_ns()
             f()
             best[k] = min(best[k], (time.perf_counter_ns() - t) / 1e9)
