@@ -359,7 +359,7 @@ class RSDBLoader:
         self._broken: str | None = None
         self._nseg = np.zeros(cfg.batch_size, np.int32)
         self._nseg_addr = self._nseg.ctypes.data
-        self._ring: list[tuple[dict[str, np.ndarray], tuple[int, ...]]] = []
+        self._ring: list[tuple[dict[str, np.ndarray], tuple[np.ndarray, ...], tuple[int, ...], int]] = []
         # fill() releases the GIL: keep two threads from driving one core at once.
         self._lock = threading.Lock()
 
@@ -475,11 +475,11 @@ class RSDBLoader:
 
     def _buffers(self) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
         """A set of output arrays and their addresses in fill() order."""
-        for bufs, addr in self._ring:
+        for bufs, arrs, addr, refs in self._ring:
             # Reuse a set only when nobody else holds any of its arrays (or views of them):
-            # the set's dict, the loop variable and getrefcount's argument are the only
-            # references. A caller that keeps a batch (or a tensor made from it) keeps it.
-            if all(sys.getrefcount(a) <= 3 for a in bufs.values()):
+            # its refcounts are back to those it had when new (the ring's own references).
+            # A caller that keeps a batch (or a tensor made from it) keeps the set busy.
+            if max(map(sys.getrefcount, arrs)) <= refs:
                 return bufs, addr
         B, L1 = self.config.batch_size, self.config.seq_len + 1
         f = set(self.config.fields)
@@ -496,8 +496,9 @@ class RSDBLoader:
             # room for every row at full width; the batch gets a (B, W) view of its start
             bufs["_cu"] = np.empty(B * (L1 + 1), np.int32)
         addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER[:-1]) + (self._nseg_addr,)
+        arrs = tuple(bufs.values())
         if len(self._ring) < 4:
-            self._ring.append((bufs, addr))
+            self._ring.append((bufs, arrs, addr, max(map(sys.getrefcount, arrs))))
         return bufs, addr
 
     def __next__(self) -> dict[str, np.ndarray]:
@@ -509,10 +510,13 @@ class RSDBLoader:
             raise LoaderError(f"loader stopped after an error: {self._broken}")
         if self.num_batches is not None and self._batches >= self.num_batches:
             raise StopIteration
-        phase = self._phase_of(self._batches)
-        if self.phases is not None and phase >= len(self.phases):
-            raise StopIteration
-        left = self._phase_tokens_left(self._batches, phase)
+        if self._phase_ends is None:
+            phase, left = 0, -1
+        else:
+            phase = self._phase_of(self._batches)
+            if phase >= len(self._phase_ends):
+                raise StopIteration
+            left = self._phase_tokens_left(self._batches, phase)
         bufs, addr = self._buffers()
         while True:
             st = self._core.fill(*addr, phase, left, self._doc_ids_64)
@@ -531,8 +535,8 @@ class RSDBLoader:
                 raise ShardError(unit.path, self._broken)
             raise LoaderError(self._broken)
         self._batches += 1
-        out = {k: v for k, v in bufs.items() if k != "_cu"}
-        cu = bufs.get("_cu")
+        out = bufs.copy()
+        cu = out.pop("_cu", None)
         if cu is not None:
             B = self.config.batch_size
             out["cu_seqlens"] = cu[: B * self._core.cu_width].reshape(B, -1)

@@ -296,12 +296,59 @@ def test_fuzzed_shard_through_loader(tmp_path_factory, data):
             assert all(((b["tokens"] >= 0) & (b["tokens"] < 300)).all() for b in got)
 
 
-def test_populate_gives_the_same_batches(tmp_path):
-    paths, _ = make_corpus(tmp_path, {"a": [40, 3, 200] * 10, "b": [25] * 20}, shard_tokens=300)
+@pytest.mark.parametrize("window", [None, 4096, 256])
+def test_populate_modes_give_the_same_batches(tmp_path, monkeypatch, window):
+    import rsdb.loader as rl
+
+    if window is not None:  # many windows per shard: the core's window bookkeeping
+        monkeypatch.setattr(rl, "POPULATE_WINDOW", window)
+    paths, _ = make_corpus(tmp_path, {"a": [400, 3, 2000] * 10, "b": [250] * 20}, shard_tokens=3000)
     kw = dict(seq_len=32, batch_size=2, buffer_docs=5, epochs=1)
-    plain = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, **kw)]
-    eager = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, populate=True, **kw)]
-    assert len(plain) == len(eager) and all(batches_equal(x, y) for x, y in zip(plain, eager))
+
+    def run(**extra):
+        return [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, **kw, **extra)]
+
+    ref = run(populate="off")
+    for mode in ("pool", "shard", True, False):
+        got = run(populate=mode)
+        assert len(got) == len(ref) and all(batches_equal(x, y) for x, y in zip(got, ref)), mode
+    assert RSDBLoader(paths, **kw).config.populate == "pool"
+    with pytest.raises(ConfigError, match="populate"):
+        RSDBLoader(paths, populate="eager", **kw)
+
+
+def test_compact_cu_seqlens_and_kept_views(tmp_path):
+    paths, _ = make_corpus(tmp_path, {"a": [3, 50, 7, 1, 90, 4] * 8})
+    loader = RSDBLoader(paths, seq_len=24, batch_size=3, buffer_docs=6, seed=1)
+    kept = []
+    for _ in range(12):
+        b = next(loader)
+        check_batch(b, 24, 3)
+        # one column per segment start of the widest row, plus the closing L+1
+        assert b["cu_seqlens"].shape[1] == int(loader._last_segments.max()) + 1
+        kept.append((b["cu_seqlens"], b["cu_seqlens"].copy()))
+    # a batch's cu_seqlens view keeps its buffer: later batches never overwrite it
+    assert all(np.array_equal(view, snapshot) for view, snapshot in kept)
+
+
+def test_doc_ids_widen_to_int64_for_huge_sources(tmp_path, monkeypatch):
+    import rsdb.loader as rl
+
+    paths, _ = make_corpus(tmp_path, {"a": [30, 5, 12] * 4, "b": [9] * 7})
+    kw = dict(seq_len=16, batch_size=2, buffer_docs=3, epochs=1, seed=3)
+    narrow = [{k: v.copy() for k, v in b.items()} for b in RSDBLoader(paths, **kw)]
+    monkeypatch.setattr(rl, "_DOC_ID32_MAX", 5)  # as if source "a" had 2^31 documents or more
+    loader = RSDBLoader(paths, **kw)
+    assert loader.doc_id_dtype == np.int64
+    wide = [{k: v.copy() for k, v in b.items()} for b in loader]
+    assert len(wide) == len(narrow)
+    for w, n in zip(wide, narrow):
+        assert w["doc_ids"].dtype == np.int64 and n["doc_ids"].dtype == np.int32
+        assert np.array_equal(w["doc_ids"], n["doc_ids"])
+        assert all(np.array_equal(w[k], n[k]) for k in n if k != "doc_ids")
+    monkeypatch.setattr(rl, "_MAX_SOURCES", 1)
+    with pytest.raises(ConfigError, match="sources; at most 1"):
+        RSDBLoader(paths, **kw)
 
 
 def test_same_path_twice_is_refused(tmp_path):
