@@ -45,7 +45,11 @@ def train(
     input: List[str] = typer.Option(..., "--input", "-i", help="file, folder or glob; local or fsspec URI; repeatable"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder (tokenizer.json + transformers files + report)"),
     vocab_size: int = typer.Option(200_000, "--vocab-size", help="exact final vocabulary size, special tokens included"),
-    pretokenizer: str = typer.Option("trinity", help="trinity (ours), gpt4o (the o200k regex baseline) or trinity_cjk_joined (benchmark ablation: Han and kana in one pre-token)"),
+    pretokenizer: str = typer.Option(
+        "trinity",
+        help="trinity (ours), gpt4o (the o200k regex baseline) or trinity_cjk_joined "
+        "(benchmark ablation: Han and kana in one pre-token)",
+    ),
     min_frequency: int = typer.Option(2, help="never merge a pair seen fewer times"),
     max_token_length: Optional[int] = typer.Option(None, help="longest token, in bytes"),
     max_bytes: Optional[int] = typer.Option(None, help="stop reading after this many bytes of text"),

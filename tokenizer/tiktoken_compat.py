@@ -11,6 +11,7 @@ different split (rare; the benchmark reports the agreement it measures).
 
 from __future__ import annotations
 
+import itertools
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,11 +49,12 @@ class FastEncoder:
     substring search for ``<|`` (memchr speed), and a regex only where it is found.
     Long digit runs need no fallback: the twin's digit rule is linear.
 
-    Batches run on a thread pool kept for the encoder's life (tiktoken releases the
-    GIL while it encodes), in contiguous chunks of about :attr:`CHUNK_CHARS`
-    characters rather than one task per document (tiktoken's
-    ``encode_ordinary_batch`` builds a pool and a future per document, which costs
-    as much as encoding a short paragraph); with ``threads=1``, a plain loop.
+    Batches run on the calling thread plus ``threads - 1`` pool threads kept for the
+    encoder's life (tiktoken releases the GIL while it encodes), in contiguous
+    chunks of about :attr:`CHUNK_CHARS` characters rather than one task per
+    document (tiktoken's ``encode_ordinary_batch`` builds a pool and a future per
+    document, which costs as much as encoding a short paragraph); with
+    ``threads=1``, a plain loop.
 
     Args:
         tok: a tokenizer trained here (`tokenizers` Tokenizer).
@@ -79,11 +81,9 @@ class FastEncoder:
         n = len(texts)
         if self.threads == 1 or n < 2:
             return self._encode_chunk(texts)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="fast-encoder")
         # Contiguous chunks of about CHUNK_CHARS characters: a long document is a task
-        # of its own (the pool balances them), short ones share a task (one future
-        # per document costs as much as encoding a short paragraph).
+        # of its own, short ones share a task (one future per document costs as much
+        # as encoding a short paragraph).
         parts, start, acc = [], 0, 0
         for i, t in enumerate(texts):
             acc += len(t)
@@ -92,10 +92,22 @@ class FastEncoder:
                 start, acc = i + 1, 0
         if start < n:
             parts.append(texts[start:])
-        out: list[list[int]] = []
-        for part in self._pool.map(self._encode_chunk, parts):
-            out.extend(part)
-        return out
+        # The calling thread works too (threads - 1 pool workers): each takes the
+        # next chunk until none is left, so the load balances itself.
+        results: list[list[list[int]] | None] = [None] * len(parts)
+        ticket = itertools.count()  # next() on a count is atomic under the GIL
+
+        def work() -> None:
+            while (i := next(ticket)) < len(parts):
+                results[i] = self._encode_chunk(parts[i])
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="fast-encoder")
+        futures = [self._pool.submit(work) for _ in range(min(self.threads - 1, len(parts) - 1))]
+        work()
+        for f in futures:
+            f.result()
+        return [ids for part in results for ids in part]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Ids of each text, no special tokens added (as ``tok.encode_batch_fast(texts,
