@@ -1,309 +1,622 @@
-"""Text features the heuristic rules share, computed once per document.
+"""Text features the heuristic rules share: words, sentences and character classes.
 
-Word splitting follows the rules of a blank English spaCy tokenizer (the word splitter
-DataTrove's Gopher/FineWeb filters use for English): whitespace chunks, then leading
-and trailing punctuation peeled off one token at a time, contractions split (``do`` +
-``n't``), hyphens and a few other infixes split between letters, URLs and
-abbreviations (``e.g.``, ``U.S.``) kept whole. Plain alphanumeric chunks, most of any
-text, take a fast path, which is where the speed over running spaCy comes from.
+Word splitting is the algorithm of a blank English spaCy tokenizer (``spacy.blank("en")``),
+the splitter DataTrove's Gopher, FineWeb and C4 filters use with their default language,
+re-implemented in plain Python on spaCy's own rule data (``rule_data.json``, exported by
+``make_rule_data.py``): whitespace chunks; prefixes and suffixes peeled off, special
+cases (``don't`` -> ``do`` + ``n't``, ``e.g.``, emoticons) tried at every step; URLs kept
+whole; infixes split; finally the special-case matcher that re-joins token runs spelling
+a special case. DataTrove then drops whitespace tokens (``strip_strings``); so does
+:func:`split_words`.
+
+The rules are applied to every document whatever its language, as DataTrove does when its
+filters run with their default ``language="en"``: Chinese or Japanese text without spaces
+becomes long "words" split only at punctuation, exactly as in DataTrove. (DataTrove's
+per-language tokenizers, e.g. jieba for ``zh``, are not emulated.)
+
+Speed: a whitespace chunk's tokens depend only on the chunk, so they are cached per chunk
+(as spaCy does); a document is split with ``str.split`` and one dictionary look-up per
+chunk. The special-case matcher, which can look across chunks, runs only for documents
+where it can change a token.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from functools import lru_cache
+from itertools import chain, compress, count
+from operator import not_
+from pathlib import Path
 from typing import Any
 
-@lru_cache(1)
-def _classes() -> dict[str, str]:
-    """Character classes by Unicode category (lowercase, uppercase, uncased letters, other symbols)."""
-    lower, upper, uncased, icons = [], [], [], []
-    for c in range(0x20, 0x30000):
-        ch = chr(c)
-        cat = unicodedata.category(ch)
-        if cat == "Ll":
-            lower.append(ch)
-        elif cat == "Lu":
-            upper.append(ch)
-        elif cat in ("Lo", "Lm"):
-            uncased.append(ch)
-        elif cat == "So" and ch != "°":
-            icons.append(ch)
-    return {"lower": _ranges(lower + uncased), "upper": _ranges(upper + uncased), "icons": _ranges(icons)}
-
-
-def _ranges(chars: list[str]) -> str:
-    """A regex class body of ``a-z`` style ranges (compiles to a compact charset)."""
-    points = sorted({ord(c) for c in chars})
-    parts: list[str] = []
-    i = 0
-    while i < len(points):
-        j = i
-        while j + 1 < len(points) and points[j + 1] == points[j] + 1:
-            j += 1
-        lo, hi = chr(points[i]), chr(points[j])
-        parts.append(re.escape(lo) if i == j else f"{re.escape(lo)}-{re.escape(hi)}")
-        i = j + 1
-    return "".join(parts)
-
-
-# Token classes of a blank English spaCy tokenizer, restated: punctuation, quotes, hyphens,
-# currency signs and units (split off after digits).
-_PUNCT = "… …… , : ; ! ? ¿ ؟ ¡ ( ) [ ] { } < > _ # * & 。 ？ ！ ， 、 ； ： ～ · । ، ۔ ؛ ٪".split()
-_QUOTES = "' \" ” “ ` ‘ ´ ’ ‚ , „ » « 「 」 『 』 （ ） 〔 〕 【 】 《 》 〈 〉 ⟦ ⟧".split()
-_HYPHENS = "- – — -- --- —— ~".split()
-_CURRENCY = "$ £ € ¥ ฿ US$ C$ A$ ₽ ﷼ ₴ ₠ ₡ ₢ ₣ ₤ ₥ ₦ ₧ ₨ ₩ ₪ ₫ ₭ ₮ ₯ ₰ ₱ ₲ ₳ ₵ ₶ ₷ ₸ ₹ ₺ ₻ ₼ ₾ ₿".split()
-_UNITS = ("km km² km³ m m² m³ dm dm² dm³ cm cm² cm³ mm mm² mm³ ha µm nm yd in ft kg g mg µg t lb oz m/s km/h "
-          "kmh mph hPa Pa mbar mb MB kb KB gb GB tb TB T G M K %").split()
-
-
-def _alt(items: list[str]) -> str:
-    return "|".join(re.escape(x) for x in sorted(set(items), key=len, reverse=True))
+_DATA = Path(__file__).with_name("rule_data.json")
 
 
 @lru_cache(1)
-def _rules() -> tuple[Any, Any, Any, Any]:
-    c = _classes()
-    icons = f"[{c['icons']}]"
-    quotes = "".join(re.escape(q) for q in _QUOTES)
-    punct = "".join(re.escape(p) for p in _PUNCT)
-    prefix = re.compile("^(?:" + "|".join([
-        "§", "%", "=", "—", "–", r"\+(?![0-9])", _alt(_PUNCT), r"\.\.+", "…", _alt(_QUOTES), _alt(_CURRENCY), icons,
-    ]) + ")")
-    suffix = re.compile("(?:" + "|".join([
-        _alt(_PUNCT), r"\.\.+", "…", _alt(_QUOTES), icons, "'s", "'S", "’s", "’S", "—", "–",
-        r"(?<=[0-9])\+", r"(?<=°[FfCcKk])\.", rf"(?<=[0-9])(?:{_alt(_CURRENCY)})", rf"(?<=[0-9])(?:{_alt(_UNITS)})",
-        rf"(?<=[0-9{c['lower']}%²\-\+{punct}{quotes}])\.", rf"(?<=[{c['upper']}][{c['upper']}])\.",
-    ]) + ")$")
-    alpha = r"[^\W\d_]"
-    infix = re.compile("|".join([
-        r"\.\.+", "…", icons, r"(?<=[0-9])[+\-\*^](?=[0-9-])",
-        rf"(?<=[{c['lower']}{quotes}])\.(?=[{c['upper']}{quotes}])", rf"(?<={alpha}),(?={alpha})",
-        rf"(?<=[^\W_])(?:{_alt(_HYPHENS)})(?={alpha})", rf"(?<=[^\W_])[:<>=/](?={alpha})",
-    ]))
-    # Host names and URLs stay whole. Written without nested ambiguity so it runs in linear time.
-    url = re.compile(
-        r"^(?:[\w+\-.]{2,}://)?(?:[a-z0-9\u00a1-\uffff][a-z0-9\u00a1-\uffff_-]{0,62}\.)+"
-        r"[a-z\u00a1-\uffff]{2,63}\.?(?::\d{2,5})?(?:[/?#]\S*)?$")
-    return prefix, suffix, infix, url
+def _data() -> dict[str, Any]:
+    return json.loads(_DATA.read_text(encoding="utf-8"))
 
 
-# Whole-token exceptions: abbreviations kept with their period, emoticons, and splits of
-# common contractions (a subset of what the English tokenizer lists).
-_KEEP = frozenset(
-    [f"{x}." for x in "abcdefghijklmnopqrstuvwxyz"]
-    + "Mr. Mrs. Ms. Dr. St. vs. e.g. i.e. E.g. I.e. a.m. p.m. Jan. Feb. Mar. Apr. Jun. Jul. Aug. Sep. Sept. "
-      "Oct. Nov. Dec. Inc. Ltd. Co. Corp. Jr. Sr. Mt. Ph.D. Adm. Gen. Gov. Rep. Sen. Rev. Ave. Bros. "
-      "'' -- ... :) :( ): (: :-) :-( ;) ;-) :P :p :D =) (= :] [: :[ :/ :3 <3 :* :| =/ :-| ^_^ -_- "
-      ":o :O :0 o.O O.o o.o 0.0 :'( :') =D ;p ;D 8) 8-) :-P :-D :-/ :-* :-] :-[ <33 </3 xD XD xd C++ and/or".split()
-)
-_SPLIT = {"cannot": ["can", "not"], "Cannot": ["Can", "not"], "gonna": ["gon", "na"], "gotta": ["got", "ta"],
-          "wanna": ["wan", "na"], "lemme": ["lem", "me"], "im": ["i", "m"], "Im": ["I", "m"], "id": ["i", "d"],
-          "Id": ["I", "d"], "ive": ["i", "ve"], "Ive": ["I", "ve"]}
-# Apostrophe-less negations ("dont" -> "do" + "nt"), for the usual auxiliaries.
-for _aux in "do does did ca wo is are was were has have had could should would must need might ai".split():
-    for _form in (_aux, _aux.title()):
-        _SPLIT[_form + "nt"] = [_form, "nt"]
-_CONTRACTION = re.compile(r"^([^\W\d_]+)(n['’]t|['’](?:re|ve|ll|d|m|RE|VE|LL|D|M))$")
+class _Rules:
+    """spaCy's English tokenizer rules, compiled."""
+
+    def __init__(self) -> None:
+        d = _data()["spacy_en"]
+        # Every prefix alternative starts with "^": ``match`` finds what ``search`` finds, without
+        # trying every position.
+        self.prefix = re.compile(d["prefix"]).match
+        self.suffix = _SuffixSearch(d["suffix"])
+        # Characters a match can start (prefix, infix) or end (suffix) with: a chunk that
+        # has none of them in that place skips the pattern (None: no such shortcut).
+        self.prefix_first = _edge_chars(d["prefix"], last=False)
+        self.suffix_last = _edge_chars(d["suffix"], last=True)
+        self.suffix_last_no_digit = _edge_chars(d["suffix"], last=True, skip_digit_gated=True)
+        self.infix_first = _edge_chars(d["infix"], last=False)
+        self.infix = re.compile(_guarded(d["infix"], self.infix_first)).finditer
+        self.url = re.compile(d["url"]).match
+        self.specials: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in d["special_cases"].items()}
+        # The special-case matcher's phrases: special cases the affix rules would split
+        # (spaCy adds exactly these with its default ``faster_heuristics``), each as the
+        # token sequence the string gets without special cases.
+        self.phrases: dict[str, tuple[str, ...]] = {}
+        for s in self.specials:
+            if self._has_affix(s) or " " in s:
+                self.phrases[s] = tuple(t for t, _ in _stream(s, self, specials=False))
+        self.by_first: dict[str, list[tuple[str, ...]]] = {}
+        for p in self.phrases.values():
+            self.by_first.setdefault(p[0], []).append(p)
+        # Phrases whose retokenization changes tokens (special pieces differ from the phrase).
+        self.changing = {p for s, p in self.phrases.items() if self.specials[s] != p}
+        self.changing_first = {p[0] for p in self.changing}
+        self.phrase_string = {p: s for s, p in self.phrases.items()}
+        self.max_phrase = max(map(len, self.phrases.values()))
+        # Proper heads and tails of phrases: a chunk ending with a head (starting with a
+        # tail) may form a phrase with its neighbour's tokens.
+        self.phrase_heads = {p[:m] for p in self.phrases.values() for m in range(1, len(p))}
+        self.phrase_tails = {p[m:] for p in self.phrases.values() for m in range(1, len(p))}
+
+    def _has_affix(self, s: str) -> bool:
+        m = self.prefix(s)
+        if m and m.end() > m.start():
+            return True
+        m = self.suffix(s)
+        if m and m.end() > m.start():
+            return True
+        return any(True for _ in self.infix(s))
 
 
-def _special(s: str) -> list[str] | None:
-    if s in _KEEP:
-        return [s]
-    if s in _SPLIT:
-        return _SPLIT[s]
-    m = _CONTRACTION.match(s)
-    if m and len(m.group(1)) > 0:
-        return [m.group(1), m.group(2)]
-    return None
+def _edge_chars(pattern: str, last: bool, skip_digit_gated: bool = False) -> frozenset[str] | None:
+    """The characters any match of ``pattern`` can start with (or end with, ``last``),
+    from the parsed pattern; None when the pattern is not simple enough to tell.
+    ``skip_digit_gated``: leave out alternatives that need an ASCII digit before them."""
+    import sre_constants as c  # noqa: PLC0415
+    import sre_parse  # noqa: PLC0415
+
+    def items_edge(items: list) -> set[str] | None:
+        seq = [x for x in items if x[0] not in (c.AT, c.ASSERT, c.ASSERT_NOT)]
+        if not seq:
+            return None
+        return node_edge(seq[-1] if last else seq[0])
+
+    def node_edge(node: tuple) -> set[str] | None:
+        op, av = node
+        if op is c.LITERAL:
+            return {chr(av)}
+        if op is c.IN:
+            out: set[str] = set()
+            for sub_op, sub_av in av:
+                if sub_op is c.LITERAL:
+                    out.add(chr(sub_av))
+                elif sub_op is c.RANGE:
+                    out.update(chr(x) for x in range(sub_av[0], sub_av[1] + 1))
+                else:
+                    return None
+            return out
+        if op is c.BRANCH:
+            out = set()
+            for alt in av[1]:
+                e = items_edge(list(alt))
+                if e is None:
+                    return None
+                out |= e
+            return out
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[0] >= 1:
+            return items_edge(list(av[2]))
+        if op is c.SUBPATTERN:
+            return items_edge(list(av[-1]))
+        return None
+
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out: set[str] = set()
+        for alt in _top_level_alternatives(pattern):
+            parsed = sre_parse.parse(alt)
+            if parsed.getwidth()[0] < 1:
+                return None
+            items = list(parsed)
+            if skip_digit_gated and items and items[0][0] is c.ASSERT and items[0][1][0] == -1 and \
+                    list(items[0][1][1]) == [(c.IN, [(c.RANGE, (48, 57))])]:
+                continue  # "(?<=[0-9])...": cannot match in a chunk without an ASCII digit
+            e = items_edge(items)
+            if e is None:
+                return None
+            out |= e
+    return frozenset(out)
 
 
-def _peel(chunk: str, out: list[str]) -> None:
-    """Split one non-trivial whitespace chunk: prefixes and suffixes off, special cases, then infixes."""
-    prefix_re, suffix_re, infix_re, url_re = _rules()
+def _char_class(chars: frozenset[str]) -> str:
+    """A regex matching one of ``chars``, fast in Python's ``re``: one class of ranges for
+    the Basic Multilingual Plane (a bitmap), the rest behind a one-range guard (``re``
+    checks supplementary-plane ranges one by one)."""
+
+    def ranges(points: list[int]) -> str:
+        parts, i = [], 0
+        while i < len(points):
+            j = i
+            while j + 1 < len(points) and points[j + 1] == points[j] + 1:
+                j += 1
+            lo, hi = re.escape(chr(points[i])), re.escape(chr(points[j]))
+            parts.append(lo if i == j else f"{lo}-{hi}")
+            i = j + 1
+        return "[" + "".join(parts) + "]"
+
+    points = sorted(ord(c) for c in chars)
+    bmp = [p for p in points if p < 0x10000]
+    astral = [p for p in points if p >= 0x10000]
+    alts = ([ranges(bmp)] if bmp else []) + (["(?=[\U00010000-\U0010ffff])" + ranges(astral)] if astral else [])
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _guarded(pattern: str, first: frozenset[str] | None) -> str:
+    """``pattern`` behind a look-ahead for the characters its matches start with: the same
+    matches (the look-ahead holds wherever a match starts), found faster."""
+    if not first:
+        return pattern
+    return f"(?={_char_class(first)})(?:{pattern})"
+
+
+def _top_level_alternatives(pattern: str) -> list[str]:
+    """Split a regex at its top-level ``|`` (outside groups and character classes)."""
+    parts, depth, in_class, i, start = [], 0, False, 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]":
+                i += 1
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    return parts
+
+
+class _SuffixSearch:
+    """``re.compile(suffix_pattern).search`` (each alternative ends with ``$``), faster.
+
+    The leftmost match of an alternation is the leftmost match of any alternative. The
+    alternatives that match at most ``width`` characters can only match in the last
+    ``width`` characters, so they are searched from there (look-behinds still see the text
+    before); the few unbounded ones (``\\.\\.+$``) are searched over the whole string.
+    """
+
+    def __init__(self, pattern: str):
+        import sre_parse  # noqa: PLC0415  (deprecated alias, still the parser ``re`` uses)
+        import warnings  # noqa: PLC0415
+
+        bounded, unbounded, width = [], [], 0
+        for alt in _top_level_alternatives(pattern):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                hi = sre_parse.parse(alt).getwidth()[1]
+            if hi < 1000:
+                bounded.append(alt)
+                width = max(width, hi)
+            else:
+                unbounded.append(alt)
+        self.width = width
+        self.bounded = re.compile(_guarded("|".join(bounded), _edge_chars("|".join(bounded), last=False))).search
+        self.unbounded = re.compile("|".join(unbounded)).search if unbounded else None
+        # Characters an unbounded alternative can end with (None: any).
+        self.unbounded_last = _edge_chars("|".join(unbounded), last=True) if unbounded else frozenset()
+
+    def __call__(self, s: str) -> re.Match | None:
+        m = self.bounded(s, max(0, len(s) - self.width))
+        ul = self.unbounded_last
+        if self.unbounded is not None and s and (ul is None or s[-1] in ul):
+            u = self.unbounded(s)
+            if u is not None and (m is None or u.start() < m.start()):
+                return u
+        return m
+
+
+@lru_cache(1)
+def _rules() -> _Rules:
+    return _Rules()
+
+
+_DIGITS = re.compile("[0-9]")
+
+
+def _split_span(s: str, r: _Rules, specials: bool = True) -> tuple[str, ...]:
+    """Tokens of one whitespace-free span (spaCy's ``_split_affixes`` + ``_attach_tokens``)."""
+    sp = r.specials if specials else _NO_SPECIALS
+    if s in sp:
+        return sp[s]
     prefixes: list[str] = []
     suffixes: list[str] = []
-    s = chunk
-    special = _special(s)
+    pf, inf = r.prefix_first, r.infix_first
+    sl = r.suffix_last if _DIGITS.search(s) else r.suffix_last_no_digit
+    prefix_match, suffix_search = r.prefix, r.suffix
     last = -1
-    while s and special is None and len(s) != last:
-        last = len(s)
-        m = prefix_re.search(s)
-        pre = m.end() if m else 0
-        if pre:
-            rest = s[pre:]
-            if rest and (sp := _special(rest)) is not None:
-                prefixes.append(s[:pre])
-                s, special = rest, sp
-                break
-        suf = _suffix_len(suffix_re, s, pre)
-        if suf:
-            rest = s[:-suf]
-            if rest and (sp := _special(rest)) is not None:
-                suffixes.append(s[-suf:])
-                s, special = rest, sp
-                break
-        if pre and suf and pre + suf <= len(s):
-            prefixes.append(s[:pre])
-            suffixes.append(s[-suf:])
-            s = s[pre:-suf]
-        elif pre:
-            prefixes.append(s[:pre])
-            s = s[pre:]
-        elif suf:
-            suffixes.append(s[-suf:])
-            s = s[:-suf]
-        if s and (sp := _special(s)) is not None:
-            special = sp
+    n = len(s)
+    while n and n != last:
+        if s in sp:
             break
-    out.extend(prefixes)
-    if special is not None:
-        out.extend(special)
-    elif s:
-        if s.isalnum() or ("." in s and url_re.match(s)):
-            out.append(s)
+        last = n
+        pre = 0
+        if pf is None or s[0] in pf:
+            m = prefix_match(s)
+            if m:
+                pre = m.end() - m.start()
+                if pre:
+                    prefix, minus_pre = s[:pre], s[pre:]
+                    if minus_pre and minus_pre in sp:
+                        s = minus_pre
+                        prefixes.append(prefix)
+                        break
+        suf = 0
+        if n > pre and (sl is None or s[-1] in sl):
+            m = suffix_search(s[pre:] if pre else s)
+            if m:
+                suf = m.end() - m.start()
+                if suf:
+                    suffix, minus_suf = s[-suf:], s[:-suf]
+                    if minus_suf and minus_suf in sp:
+                        s = minus_suf
+                        suffixes.append(suffix)
+                        break
+        if pre and suf and pre + suf <= n:
+            s = s[pre:-suf]
+            prefixes.append(prefix)
+            suffixes.append(suffix)
+        elif pre:
+            s = minus_pre
+            prefixes.append(prefix)
+        elif suf:
+            s = minus_suf
+            suffixes.append(suffix)
+        n = len(s)
+    out = prefixes
+    if s:
+        if s in sp:
+            out.extend(sp[s])
+        elif (inf is not None and inf.isdisjoint(s)) or r.url(s):
+            out.append(s)  # no infix can split it, or a URL: one token either way
         else:
             start = 0
-            for m in infix_re.finditer(s):
-                if m.start() == 0:
+            for m in r.infix(s):
+                a, b = m.start(), m.end()
+                if a == 0:
                     continue
-                if m.start() > start:
-                    out.append(s[start : m.start()])
-                if m.end() > m.start():
-                    out.append(m.group())
-                start = m.end()
-            if start < len(s):
+                if a != start:
+                    out.append(s[start:a])
+                if a != b:
+                    out.append(s[a:b])
+                start = b
+            if s[start:]:
                 out.append(s[start:])
-    out.extend(reversed(suffixes))
+    if suffixes:
+        out.extend(reversed(suffixes))
+    return tuple(out)
 
 
-_PUNCT_SET = frozenset(x for x in _PUNCT if len(x) == 1)
-_QUOTE_SET = frozenset(x for x in _QUOTES if len(x) == 1)
-_AFTER_DIGIT_SET = frozenset(_UNITS + _CURRENCY)
-_AFTER_DIGIT_SIZES = sorted({len(u) for u in _AFTER_DIGIT_SET}, reverse=True)
+_NO_SPECIALS: dict[str, tuple[str, ...]] = {}
+_RUNS = re.compile(r"\S+|\s+")
 
 
-def _lowerish(ch: str) -> bool:
-    return ch.islower() or (ch.isalpha() and not ch.isupper())
+def _stream(text: str, r: _Rules, specials: bool = True) -> list[tuple[str, bool]]:
+    """spaCy's token stream before the special-case matcher: (token, followed by one space).
 
-
-def _upperish(ch: str) -> bool:
-    return ch.isupper() or (ch.isalpha() and not ch.islower())
-
-
-def _suffix_len(suffix_re: Any, s: str, pre: int) -> int:
-    """Length of the suffix token ending ``s[pre:]`` (0 if none), checked from the last characters.
-
-    Same result as searching the suffix rules (leftmost, i.e. longest, match) but without scanning.
+    Whitespace other than the single space after a token becomes tokens of its own.
     """
-    body = s[pre:]
-    n = len(body)
-    if not n:
-        return 0
-    last = body[-1]
-    best = 0
-    if last == "." and n >= 2 and body[-2] == ".":
-        k = n - 1
-        while k > 0 and body[k - 1] == ".":
-            k -= 1
-        best = n - k
-    elif last == "…":
-        best = 2 if body.endswith("……") and n > 2 else 1
-    elif last in _PUNCT_SET or last in _QUOTE_SET or last in "—–" or (
-            last != "°" and unicodedata.category(last) == "So"):
-        best = 1
-    if body.endswith(("'s", "'S", "’s", "’S")) and n > 2:
-        best = max(best, 2)
-    if last == "." and n >= 2:
-        p = body[-2]
-        if p in "0123456789%²-+" or p in _PUNCT_SET or p in _QUOTE_SET or _lowerish(p):
-            best = max(best, 1)
-        elif n >= 3 and _upperish(p) and _upperish(body[-3]):
-            best = max(best, 1)
-        elif n >= 3 and body[-3] == "°" and p in "FfCcKk":
-            best = max(best, 1)
-    if last == "+" and n >= 2 and body[-2].isdigit():
-        best = max(best, 1)
-    for size in _AFTER_DIGIT_SIZES:
-        if size < n and body[-size - 1] in "0123456789" and body[-size:] in _AFTER_DIGIT_SET:
-            best = max(best, size)
-            break
-    return best if best < n else 0
+    out: list[tuple[str, bool]] = []
+    for m in _RUNS.finditer(text):
+        s = m.group()
+        if s[0].isspace():
+            if out and s[0] == " ":
+                out[-1] = (out[-1][0], True)
+                s = s[1:]
+            if not s:
+                continue
+        out.extend((t, False) for t in _split_span(s, r, specials))
+    return out
 
 
-_MERGE_MAX = 3
+def _apply_special_matcher(stream: list[tuple[str, bool]], r: _Rules) -> list[str]:
+    """spaCy's ``_apply_special_cases``: find phrase matches, keep non-overlapping ones
+    (longest first, then leftmost; spaCy checks only a span's first and last token), and
+    re-split each kept span whose text is a special case."""
+    toks = [t for t, _ in stream]
+    n = len(toks)
+    matches: list[tuple[int, int]] = []
+    by_first = r.by_first
+    for i, t in enumerate(toks):
+        for p in by_first.get(t, ()):
+            k = len(p)
+            if i + k <= n and tuple(toks[i : i + k]) == p:
+                matches.append((i, i + k))
+    if not matches:
+        return toks
+    matches.sort(key=lambda m: (m[1] - m[0], -m[0]))
+    seen: set[int] = set()
+    kept: dict[int, int] = {}
+    for a, b in reversed(matches):
+        if a not in seen and b - 1 not in seen:
+            kept[a] = b
+        seen.update(range(a, b))
+    out: list[str] = []
+    i = 0
+    while i < n:
+        b = kept.get(i)
+        if b is None:
+            out.append(toks[i])
+            i += 1
+            continue
+        text = "".join(t + (" " if sp and j < b - 1 else "") for j, (t, sp) in enumerate(stream[i:b], start=i))
+        out.extend(r.specials.get(text, toks[i:b]))
+        i = b
+    return out
 
 
-def _merge_specials(tokens: list[str], start: int) -> None:
-    """Join neighbouring tokens of one chunk that together spell a special case (``p`` ``.`` -> ``p.``)."""
-    i = start
-    while i < len(tokens) - 1:
-        for n in range(min(_MERGE_MAX, len(tokens) - i), 1, -1):
-            joined = "".join(tokens[i : i + n])
-            if joined in _KEEP:
-                tokens[i : i + n] = [joined]
-                break
-        i += 1
+def spacy_tokens(text: str) -> list[str]:
+    """All tokens spaCy's English tokenizer makes of ``text``, whitespace tokens included."""
+    r = _rules()
+    return _apply_special_matcher(_stream(text, r), r)
 
 
-_EASY_END = frozenset(",;:!?)]}.\"")
+# Per-chunk cache: chunk -> tokens before the special-case matcher. _MATCHY: chunks whose
+# tokens hold a phrase the matcher re-splits -> (tokens when nothing outside the chunk
+# interferes, whether the left / right neighbour's tokens could).
+_CACHE: dict[str, tuple[str, ...]] = {}
+_MATCHY: dict[str, tuple[tuple[str, ...], bool, bool]] = {}
+_CACHE_MAX = 1 << 20
+
+
+def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
+    toks = r.specials.get(chunk)
+    if toks is None:
+        pf, sl, inf = r.prefix_first, r.suffix_last_no_digit, r.infix_first
+        if (pf is not None and chunk[0] not in pf and sl is not None and chunk[-1] not in sl
+                and inf is not None and inf.isdisjoint(chunk) and not _DIGITS.search(chunk)):
+            toks = (chunk,)  # no prefix, suffix or infix can match: one token, URL or not
+        else:
+            toks = _split_span(chunk, r)
+    if len(toks) > 1 and not r.changing_first.isdisjoint(toks):
+        _check_matchy(chunk, toks, r)
+    if len(_CACHE) >= _CACHE_MAX:
+        clear_caches()
+    _CACHE[chunk] = toks
+    return toks
+
+
+def _check_matchy(chunk: str, toks: tuple[str, ...], r: _Rules) -> None:
+    for i, t in enumerate(toks):
+        for p in r.by_first.get(t, ()):
+            if p in r.changing and toks[i : i + len(p)] == p:
+                alone = _decide(list(toks), 0, len(toks), r)
+                span = r.max_phrase - 1
+                left = any(toks[:m] in r.phrase_tails for m in range(1, min(span, len(toks)) + 1))
+                right = any(toks[-m:] in r.phrase_heads for m in range(1, min(span, len(toks)) + 1))
+                _MATCHY[chunk] = (alone, left, right)
+                return
+
+
+def _decide(window: list[str], a0: int, a1: int, r: _Rules) -> tuple[str, ...]:
+    """The tokens of ``window[a0:a1]`` (one chunk, neighbours' tokens around it) after the matcher.
+
+    A match is kept unless a match spaCy handles first (longer, or as long and further
+    left) covers its first or last token; so a chunk is decided from the matches within a
+    phrase's length around it.
+    """
+    found = _matches(window, r)
+    new = list(window[a0:a1])
+    for a, b in sorted(found, reverse=True):
+        if a < a0 or b > a1:
+            continue
+        phrase = tuple(window[a:b])
+        if phrase not in r.changing:
+            continue
+        blocked = any((b2 - a2 > b - a or (b2 - a2 == b - a and a2 < a)) and (a2 <= a < b2 or a2 <= b - 1 < b2)
+                      for a2, b2 in found)
+        if not blocked:
+            new[a - a0 : b - a0] = r.specials[r.phrase_string[phrase]]
+    return tuple(new)
+
+
+def clear_caches() -> None:
+    """Forget the per-chunk caches (benchmarks time a cold start with them)."""
+    _CACHE.clear()
+    _MATCHY.clear()
+    _SYMBOL.clear()
+
+
+_WS = re.compile(r"\s+")
+
+
+def _matches(toks: list[str], r: _Rules) -> list[tuple[int, int]]:
+    """Every phrase match in ``toks``."""
+    out = []
+    n = len(toks)
+    for i, t in enumerate(toks):
+        for p in r.by_first.get(t, ()):
+            k = len(p)
+            if i + k <= n and tuple(toks[i : i + k]) == p:
+                out.append((i, i + k))
+    return out
+
+
+def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rules) -> list[tuple[str, ...]]:
+    """Apply the special-case matcher to the chunks where it changes tokens.
+
+    A multi-token phrase never crosses a whitespace token, so chunks separated by anything
+    but one space do not interact; a chunk whose edge tokens cannot be part of a phrase
+    reaching into its neighbour is decided alone (cached).
+    """
+    seps: list[str] | None = None
+    lead = 1 if text[:1].isspace() else 0
+    span = r.max_phrase - 1
+    out = list(vals)
+    get = _MATCHY.get
+    for k in compress(count(), map(_MATCHY.__contains__, chunks)):
+        alone, need_left, need_right = get(chunks[k])  # type: ignore[misc]
+        if need_left or need_right:
+            if seps is None:
+                seps = _WS.findall(text)
+            left: list[str] = []
+            j = k - 1
+            while need_left and j >= 0 and len(left) < span and seps[j + lead] == " ":
+                left[:0] = vals[j]
+                j -= 1
+            right: list[str] = []
+            j = k + 1
+            while need_right and j < len(chunks) and len(right) < span and seps[j - 1 + lead] == " ":
+                right.extend(vals[j])
+                j += 1
+            if left or right:
+                left = left[-span:]
+                own = vals[k]
+                out[k] = _decide(left + list(own) + right[:span], len(left), len(left) + len(own), r)
+                continue
+        out[k] = alone
+    return out
+
+
+def _chunk_tokens(text: str) -> tuple[list[str], list[tuple[str, ...]]]:
+    chunks = text.split()
+    try:
+        vals = list(map(_CACHE.__getitem__, chunks))
+    except KeyError:
+        r = _rules()
+        get = _CACHE.get
+        vals = list(map(get, chunks))
+        for i in list(compress(count(), map(not_, vals))):
+            c = chunks[i]
+            vals[i] = get(c) or _fill(c, r)
+    if _MATCHY and not _MATCHY.keys().isdisjoint(chunks):
+        vals = _resolve(text, chunks, vals, _rules())
+    return chunks, vals  # type: ignore[return-value]
+
+
+def split_chunks(text: str) -> list[tuple[str, ...]]:
+    """The tokens of each whitespace chunk of ``text`` (special-case matcher applied)."""
+    return _chunk_tokens(text)[1]
 
 
 def split_words(text: str) -> list[str]:
-    """Word tokens of ``text`` (punctuation tokens included, whitespace dropped).
+    """Word tokens of ``text`` as DataTrove's English ``split_into_words`` returns them.
 
     >>> split_words("Don't panic, it's fine...")
     ['Do', "n't", 'panic', ',', 'it', "'s", 'fine', '...']
     """
-    out: list[str] = []
-    for chunk in text.split():
-        if chunk.isalnum():
-            if chunk in _SPLIT:
-                out.extend(_SPLIT[chunk])
-            else:
-                out.append(chunk)
-        elif len(chunk) > 2 and chunk[-1] in _EASY_END and chunk[:-1].isalnum() and (
-                chunk[-1] != "." or (chunk not in _KEEP and (chunk[-2].islower() or chunk[-2].isdigit()))):
-            # The common "word," / "word." case: one suffix token, no special case involved.
-            word = chunk[:-1]
-            if word in _SPLIT:
-                out.extend(_SPLIT[word])
-            else:
-                out.append(word)
-            out.append(chunk[-1])
-        else:
-            start = len(out)
-            _peel(chunk, out)
-            if len(out) - start > 1:
-                _merge_specials(out, start)
-    return out
+    return list(chain.from_iterable(split_chunks(text)))
+
+
+def count_words(text: str) -> int:
+    """``len(split_words(text))`` without building the list."""
+    return sum(map(len, split_chunks(text)))
+
+
+# --------------------------------------------------------------------------- character classes
+
+
+@lru_cache(1)
+def punctuation_set() -> frozenset[str]:
+    """DataTrove's ``PUNCTUATION_SET`` (a word made only of these is a "symbol word")."""
+    return frozenset(_data()["datatrove"]["punctuation"])
 
 
 @lru_cache(1)
 def terminal_punctuation() -> tuple[str, ...]:
-    """Sentence-terminal characters: Unicode ``Sentence_Terminal`` plus three Khmer signs."""
-    try:
-        import regex
-
-        st = regex.compile(r"\p{Sentence_Terminal}")
-        chars = {chr(c) for c in range(0x30000) if st.match(chr(c))}
-    except ImportError:  # the regex package ships with transformers/datasets; a small fallback
-        chars = set(".!?。！？؟۔।॥።፧᙮᠃᠉‼‽⁇⁈⁉⸮｡︒﹒﹖﹗．")
-    chars |= {"\u17d6", "\u17d9", "\u17da"}
-    return tuple(sorted(chars))
+    """DataTrove's ``TERMINAL_PUNCTUATION`` (FineWeb's line-end characters)."""
+    return tuple(_data()["datatrove"]["terminal_punctuation"])
 
 
-def is_symbol_char(ch: str) -> bool:
-    return unicodedata.category(ch)[0] in "PSCZ"
+@lru_cache(1)
+def sentence_punctuation() -> frozenset[str]:
+    """spaCy's sentencizer punctuation (C4's sentence counting)."""
+    return frozenset(_data()["spacy_en"]["sentence_punct"])
+
+
+_SYMBOL: dict[str, bool] = {}
+
+
+def is_symbol_word(word: str) -> bool:
+    """True when every character is in DataTrove's punctuation set."""
+    v = _SYMBOL.get(word)
+    if v is None:
+        punct = punctuation_set()
+        v = all(ch in punct for ch in word)
+        if len(_SYMBOL) < _CACHE_MAX:
+            _SYMBOL[word] = v
+    return v
 
 
 @lru_cache(65536)
-def is_symbol_word(word: str) -> bool:
-    """True when every character is punctuation, a symbol or a control character."""
-    return all(unicodedata.category(ch)[0] in "PSCZ" for ch in word)
+def is_punct_token(token: str) -> bool:
+    """spaCy's ``is_punct``: every character in a Unicode punctuation category."""
+    return all(unicodedata.category(ch).startswith("P") for ch in token)
 
 
 @lru_cache(65536)
 def has_alpha(word: str) -> bool:
     return any(ch.isalpha() for ch in word)
+
+
+@lru_cache(1)
+def _sentence_punct_re() -> re.Pattern[str]:
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(sentence_punctuation())) + "]")
+
+
+def count_sentences(line: str) -> int:
+    """Sentences spaCy's sentencizer finds in ``line`` (DataTrove's ``split_into_sentences``).
+
+    A new sentence starts at the first token after a sentence-punctuation token that is
+    neither punctuation (Unicode P*) nor sentence punctuation; whitespace tokens (any
+    whitespace other than one space between words) count as such tokens, as in spaCy.
+    """
+    if not _sentence_punct_re().search(line, 0, len(line) - 1):
+        return 1  # a punctuation token can only be the last one: nothing can follow it
+    punct = sentence_punctuation()
+    chunks, vals = _chunk_tokens(line)
+    seps = _WS.findall(line)
+    lead = 1 if line[:1].isspace() else 0
+    count, seen = 1, False
+    for k, toks in enumerate(vals):
+        for tok in toks:
+            if tok in punct:
+                seen = True
+            elif seen and not is_punct_token(tok):
+                count += 1
+                seen = False
+        if seen and k + lead < len(seps):
+            sep = seps[k + lead]
+            if sep != " " and (sep[0] != " " or len(sep) > 1):
+                count += 1  # a whitespace token follows
+                seen = False
+    return count
