@@ -59,13 +59,14 @@ class FastEncoder:
     Args:
         tok: a tokenizer trained here (`tokenizers` Tokenizer).
         threads: encoding threads.
+        enc: the twin to use, if one was built already (``to_tiktoken(tok)``).
     """
 
     CHUNK_CHARS = 16_384
 
-    def __init__(self, tok, threads: int = 2):
+    def __init__(self, tok, threads: int = 2, enc=None):
         self.tok = tok
-        self.enc = to_tiktoken(tok)
+        self.enc = enc if enc is not None else to_tiktoken(tok)
         self.threads = max(1, int(threads))
         self._pool: ThreadPoolExecutor | None = None
 
