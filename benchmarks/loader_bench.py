@@ -15,9 +15,13 @@ memory are its own, and all are measured in this one run, side by side:
   rsdb          rsdb.RSDBLoader(packing="rsdb")
   rsdb_tokens   the same with fields=("tokens",): only the token array, i.e. the same
                 bytes the bound writes (the default also writes loss_mask,
-                position_ids, doc_ids, source_ids, cu_seqlens: ~25 bytes per token)
-  rsdb_populate the default loader with populate=True (page tables of each stream's
-                shards filled in one madvise call when first used, not page by page)
+                position_ids, doc_ids, source_ids and a small cu_seqlens: 15 bytes per
+                token in all)
+  rsdb_populate the default loader with populate="shard" (each stream's slice of a shard
+                mapped in one madvise call when the shard is first used, at start-up)
+  rsdb_nopop    the default loader with populate="off" (page faults only), to show what
+                the default populate="pool" (2 MiB cached windows mapped as documents
+                enter the pool) gains
   sequential    rsdb.RSDBLoader(packing="sequential"), the naive packer
   numpy_ref     loader_numpy_ref.NumpyRSDB, same algorithm and chunk rule in numpy
   litdata       litdata StreamingDataset + TokensLoader(block_size=seq_len + 1),
@@ -66,7 +70,7 @@ sys.path.insert(0, str(HERE))
 
 import loader_corpus as corpus  # noqa: E402
 
-ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_tokens", "rsdb_populate", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
+ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_tokens", "rsdb_populate", "rsdb_nopop", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
        "torch2_floor", "rsdb_megatron"]
 PEERS = ["litdata", "mosaic"]
 MULTI_PROCESS = ("rsdb_torch2", "torch2_floor")  # judged by wall time, on all cores
@@ -142,7 +146,11 @@ def make_rsdb(cfg, packing="rsdb", **extra):
 
 
 def make_rsdb_populate(cfg):
-    return make_rsdb(cfg, populate=True)
+    return make_rsdb(cfg, populate="shard")
+
+
+def make_rsdb_nopop(cfg):
+    return make_rsdb(cfg, populate="off")
 
 
 def make_rsdb_tokens(cfg):
@@ -208,7 +216,7 @@ def make_rsdb_torch2(cfg):
 PRE_IMPORT = {
     "memcpy": ["rsdb"], "memcpy_warm": ["rsdb"], "rsdb": ["rsdb"], "sequential": ["rsdb"], "numpy_ref": ["rsdb", "loader_numpy_ref"],
     "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"], "torch2_floor": [],
-    "rsdb_megatron": ["rsdb"], "rsdb_tokens": ["rsdb"], "rsdb_populate": ["rsdb"],
+    "rsdb_megatron": ["rsdb"], "rsdb_tokens": ["rsdb"], "rsdb_populate": ["rsdb"], "rsdb_nopop": ["rsdb"],
 }
 
 class _ReadyBatches:
@@ -225,10 +233,11 @@ class _ReadyBatches:
         info = get_worker_info()
         nw, wid = (info.num_workers, info.id) if info else (1, 0)
         n = self.cfg["epoch_batches"] // nw + (wid < self.cfg["epoch_batches"] % nw)
+        # the RSDB batch format; cu_seqlens as wide as a typical batch's widest row here
         batch = {"tokens": torch.zeros(B, L1, dtype=torch.int32), "loss_mask": torch.zeros(B, L1, dtype=torch.bool),
-                 "position_ids": torch.zeros(B, L1, dtype=torch.int32), "doc_ids": torch.zeros(B, L1, dtype=torch.int64),
-                 "source_ids": torch.zeros(B, L1, dtype=torch.int32),
-                 "cu_seqlens": torch.zeros(B, L1 + 1, dtype=torch.int32)}
+                 "position_ids": torch.zeros(B, L1, dtype=torch.int32), "doc_ids": torch.zeros(B, L1, dtype=torch.int32),
+                 "source_ids": torch.zeros(B, L1, dtype=torch.int16),
+                 "cu_seqlens": torch.zeros(B, 16, dtype=torch.int32)}
         for _ in range(n):
             # fresh storage per batch, as a real loader produces (a tensor sent twice
             # would already sit in shared memory and travel for free)
@@ -256,6 +265,7 @@ MAKERS = {
     "rsdb_megatron": make_rsdb_megatron,
     "rsdb_tokens": make_rsdb_tokens,
     "rsdb_populate": make_rsdb_populate,
+    "rsdb_nopop": make_rsdb_nopop,
     "torch2_floor": make_torch2_floor,
 }
 
@@ -382,7 +392,7 @@ def _available(name: str) -> str | None:
 
     need = {"rsdb": ("rsdb", "RSDBLoader"), "sequential": ("rsdb", "RSDBLoader"),
             "rsdb_megatron": ("rsdb", "RSDBLoader"), "rsdb_tokens": ("rsdb", "RSDBLoader"),
-            "rsdb_populate": ("rsdb", "RSDBLoader"),
+            "rsdb_populate": ("rsdb", "RSDBLoader"), "rsdb_nopop": ("rsdb", "RSDBLoader"),
             "rsdb_torch2": ("rsdb.torch", "RSDBIterableDataset"),
             "litdata": ("litdata", None), "mosaic": ("streaming", None)}.get(name)
     if need is None:

@@ -18,8 +18,9 @@ Algorithm (Random Sequential Document Buffer):
 
 Each batch is a dict of numpy arrays with the RSDB layout: ``tokens`` int32,
 ``loss_mask`` bool, ``position_ids`` int32 (restart at 0 at every chunk),
-``doc_ids`` int64, ``source_ids`` int32, all ``(batch_size, seq_len + 1)``, and
-``cu_seqlens`` int32 ``(batch_size, seq_len + 2)``.
+``doc_ids`` int32 (the document's index within its source), ``source_ids`` int16,
+all ``(batch_size, seq_len + 1)``, and ``cu_seqlens`` int32 ``(batch_size, W)`` with
+``W`` one more than the most segments in a row of the batch.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class NumpyRSDB:
         counts = np.array([v.num_docs for v in self.shards], dtype=np.int64)
         self.shard_first_doc = np.concatenate([[0], np.cumsum(counts)])
         self.num_docs = int(self.shard_first_doc[-1])
+        # global index of each source's first document (doc ids count within the source)
+        self.source_first_doc = [int(self.shard_first_doc[self.shard_source.index(si)])
+                                 if si in self.shard_source else 0 for si in range(len(self.source_names))]
 
     def _doc(self, gid: int) -> tuple[np.ndarray, int]:
         """Tokens of global document ``gid`` and its source index."""
@@ -75,6 +79,9 @@ class NumpyRSDB:
         view = self.shards[s]
         i = gid - int(self.shard_first_doc[s])
         return view.tokens[view.offsets[i] : view.offsets[i + 1]], self.shard_source[s]
+
+    def _doc_in_source(self, gid: int, src: int) -> int:
+        return gid - self.source_first_doc[src]
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         order = self.rng.permutation(self.num_docs)
@@ -88,13 +95,14 @@ class NumpyRSDB:
                 next_doc += 1
                 toks, src = self._doc(gid)
                 if len(toks):
-                    pool.append([toks, 0, gid, src])
+                    pool.append([toks, 0, self._doc_in_source(gid, src), src])
 
         refill()
         row_len = self.seq_len + 1
         arange = np.arange(row_len, dtype=np.int32)
         while pool:
             b = self._empty_batch()
+            rows_cu = []
             for r in range(self.batch_size):
                 pos = 0
                 cu = [0]
@@ -122,9 +130,11 @@ class NumpyRSDB:
                             refill()
                 if pos < row_len:  # end of epoch: pad the tail as one masked segment
                     cu.append(row_len)
-                cs = b["cu_seqlens"][r]
-                cs[: len(cu)] = cu
-                cs[len(cu) :] = row_len
+                rows_cu.append(cu)
+            width = max(len(cu) for cu in rows_cu)
+            b["cu_seqlens"] = np.full((self.batch_size, width), row_len, np.int32)
+            for r, cu in enumerate(rows_cu):
+                b["cu_seqlens"][r, : len(cu)] = cu
             yield b
 
     def _empty_batch(self) -> dict[str, np.ndarray]:
@@ -133,7 +143,6 @@ class NumpyRSDB:
             "tokens": np.zeros(shape, np.int32),
             "loss_mask": np.zeros(shape, bool),
             "position_ids": np.zeros(shape, np.int32),
-            "doc_ids": np.full(shape, -1, np.int64),
-            "source_ids": np.full(shape, -1, np.int32),
-            "cu_seqlens": np.zeros((self.batch_size, self.seq_len + 2), np.int32),
+            "doc_ids": np.full(shape, -1, np.int32),
+            "source_ids": np.full(shape, -1, np.int16),
         }

@@ -201,6 +201,7 @@ class Core {
   std::vector<uint8_t> p_live_;
   std::vector<int32_t> p_view_, p_src_;
   std::vector<int64_t> p_start_, p_doc_, p_gid_;
+  std::vector<int32_t> iota_;  // 0, 1, ..., seq_len1 - 1: position_ids are copied from it
   int64_t n_live_ = 0;
 
   uint64_t rng_ = 0;
