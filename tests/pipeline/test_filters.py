@@ -147,10 +147,82 @@ def test_fasttext_backend_needs_a_model_path():
         LangId(LangId.Config(backend="fasttext"))
 
 
-def test_word_splitting_examples():
-    assert split_words("Don't stop, it's fine... e.g. U.S. (really)") == [
-        "Do", "n't", "stop", ",", "it", "'s", "fine", "...", "e.g.", "U.S.", "(", "really", ")"]
-    assert split_words("well-known http://x.org/a?b=1") == ["well", "-", "known", "http://x.org/a?b=1"]
+# (text, the words spaCy 3.8's blank English tokenizer gives, whitespace tokens dropped): the cases
+# an approximation of its rules used to get wrong.
+SPACY_EN_CASES = [
+    ("Don't stop, it's fine... e.g. U.S. (really)",
+     ["Do", "n't", "stop", ",", "it", "'s", "fine", "...", "e.g.", "U.S.", "(", "really", ")"]),
+    ("well-known http://x.org/a?b=1", ["well", "-", "known", "http://x.org/a?b=1"]),
+    ("Wed Jul 27 09:00:00", ["We", "d", "Jul", "27", "09:00:00"]),
+    ("debian-cd@lists.debian.org list.", ["debian-cd@lists.debian.org", "list", "."]),
+    ("题目:《弈棋二首呈任渐》作者:", ["题目", ":", "《弈棋二首呈任渐》作者", ":"]),
+    ("Дж.Элиот сказал", ["Дж", ".", "Элиот", "сказал"]),
+    ("512M (swap) 10km", ["512", "M", "(", "swap", ")", "10", "km"]),
+    ("def f(self):\n    return b''", ["def", "f(self", "):", "return", "b", "''"]),
+    ("ima gonna :-) x:)", ["i", "m", "a", "gon", "na", ":-)", "x", ":)"]),
+    ("n°1) exploite", ["n", "°", "1", ")", "exploite"]),
+    ("phpMyAdmin-5.1.1-2.fc35.noarch.rpm [..]", ["phpMyAdmin-5.1.1-2.fc35.noarch.rpm", "[", "..", "]"]),
+]
+
+
+@pytest.mark.parametrize("text, words", SPACY_EN_CASES)
+def test_word_splitting_matches_spacy_english(text, words):
+    from pipeline.stages.filters._text import clear_caches, count_words
+
+    clear_caches()
+    assert split_words(text) == words
+    assert split_words(text) == words  # cached chunks give the same words
+    assert count_words(text) == len(words)
+
+
+def test_word_splitting_against_spacy_itself():
+    """Tricky strings (affixes, special cases, the special-case matcher across chunks) against
+    the installed spaCy, when the bench extra is present."""
+    spacy = pytest.importorskip("spacy")
+    from pipeline.stages.filters._text import spacy_tokens
+
+    nlp = spacy.blank("en")
+    pieces = ["x:)", ":)", ")", ":", "-", "(", "e.g.", "a.", "b.", "self):", "''", "don't", "U.S.", "...", "10km",
+              "Mr.", "co.", "'s", "—", "http://a.b/c", "中文。", "x", "\n", "\t", "  ", " ", "°C.", "$5", "n't"]
+    import random
+
+    rng = random.Random(7)
+    texts = [text for text, _ in SPACY_EN_CASES]
+    for _ in range(400):
+        texts.append("".join(rng.choice(pieces) for _ in range(rng.randint(1, 12))))
+    for text in texts:
+        want = [t.text for t in nlp(text)]
+        assert [t for t in spacy_tokens(text)] == want, text
+        assert split_words(text) == [t for t in want if t.strip()], text
+
+
+def test_sentence_count_matches_spacy_sentencizer():
+    from pipeline.stages.filters._text import count_sentences
+
+    cases = {"Hello. World. Foo!": 3, "Hi.  There": 2, "a. b": 1, "Mr. Smith went. Home.": 2, "end.  )": 2,
+             "end. )": 1, "A.B. c. $5 now. ok": 2, "你好。世界。": 1, "Hi!? Yes": 2, " lead. x": 2}
+    for line, n in cases.items():
+        assert count_sentences(line) == n, line
+
+
+def test_symbol_words_use_datatrove_punctuation():
+    from pipeline.stages.filters._text import is_symbol_word
+
+    assert is_symbol_word("...") and is_symbol_word("#") and is_symbol_word("「")
+    assert not is_symbol_word("€") and not is_symbol_word("©") and not is_symbol_word("a.")
+
+
+def test_duplicate_ngrams_are_keyed_by_joined_words():
+    """DataTrove keys repeated n-grams by ``"".join(words)``: "ab"+"c" repeats "a"+"bc"."""
+    import numpy as np
+
+    from pipeline.stages.filters.heuristics import _dup_ngram_chars, _joined_ngram_hashes
+
+    words = ["ab", "c", "x", "a", "bc", "y"]
+    lens = np.fromiter(map(len, words), np.int64, len(words))
+    (n, h, chars), = _joined_ngram_hashes(words, lens, [2])
+    assert h[0] == h[3] and h[0] != h[1]
+    assert _dup_ngram_chars(h, chars, n) == 3
 
 
 @pytest.mark.parametrize("stage", [GopherQuality(), GopherRepetition(), C4Quality(), FineWebQuality(), Quality(),

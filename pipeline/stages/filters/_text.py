@@ -392,18 +392,19 @@ def spacy_tokens(text: str) -> list[str]:
 
 # Per-chunk cache: chunk -> tokens before the special-case matcher. _MATCHY: chunks whose
 # tokens hold a phrase the matcher re-splits -> (tokens when nothing outside the chunk
-# interferes, whether the left / right neighbour's tokens could).
+# interferes, where the kept phrases start, whether the left / right neighbour's tokens could).
 _CACHE: dict[str, tuple[str, ...]] = {}
-_MATCHY: dict[str, tuple[tuple[str, ...], bool, bool]] = {}
+_MATCHY: dict[str, tuple[tuple[str, ...], frozenset[int], bool, bool]] = {}
 _CACHE_MAX = 1 << 20
 
 
 def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
     toks = r.specials.get(chunk)
     if toks is None:
-        pf, sl, inf = r.prefix_first, r.suffix_last_no_digit, r.infix_first
+        pf, inf = r.prefix_first, r.infix_first
+        sl = r.suffix_last if _DIGITS.search(chunk) else r.suffix_last_no_digit
         if (pf is not None and chunk[0] not in pf and sl is not None and chunk[-1] not in sl
-                and inf is not None and inf.isdisjoint(chunk) and not _DIGITS.search(chunk)):
+                and inf is not None and inf.isdisjoint(chunk)):
             toks = (chunk,)  # no prefix, suffix or infix can match: one token, URL or not
         else:
             toks = _split_span(chunk, r)
@@ -419,23 +420,25 @@ def _check_matchy(chunk: str, toks: tuple[str, ...], r: _Rules) -> None:
     for i, t in enumerate(toks):
         for p in r.by_first.get(t, ()):
             if p in r.changing and toks[i : i + len(p)] == p:
-                alone = _decide(list(toks), 0, len(toks), r)
+                alone, kept = _decide(list(toks), 0, len(toks), r)
                 span = r.max_phrase - 1
                 left = any(toks[:m] in r.phrase_tails for m in range(1, min(span, len(toks)) + 1))
                 right = any(toks[-m:] in r.phrase_heads for m in range(1, min(span, len(toks)) + 1))
-                _MATCHY[chunk] = (alone, left, right)
+                _MATCHY[chunk] = (alone, kept, left, right)
                 return
 
 
-def _decide(window: list[str], a0: int, a1: int, r: _Rules) -> tuple[str, ...]:
-    """The tokens of ``window[a0:a1]`` (one chunk, neighbours' tokens around it) after the matcher.
+def _decide(window: list[str], a0: int, a1: int, r: _Rules) -> tuple[tuple[str, ...], frozenset[int]]:
+    """The tokens of ``window[a0:a1]`` (one chunk, neighbours' tokens around it) after the
+    matcher, and the chunk positions where a kept phrase starts.
 
     A match is kept unless a match spaCy handles first (longer, or as long and further
     left) covers its first or last token; so a chunk is decided from the matches within a
-    phrase's length around it.
+    phrase's length around it. More neighbouring tokens can only block more phrases.
     """
     found = _matches(window, r)
     new = list(window[a0:a1])
+    kept = []
     for a, b in sorted(found, reverse=True):
         if a < a0 or b > a1:
             continue
@@ -446,7 +449,8 @@ def _decide(window: list[str], a0: int, a1: int, r: _Rules) -> tuple[str, ...]:
                       for a2, b2 in found)
         if not blocked:
             new[a - a0 : b - a0] = r.specials[r.phrase_string[phrase]]
-    return tuple(new)
+            kept.append(a - a0)
+    return tuple(new), frozenset(kept)
 
 
 def clear_caches() -> None:
@@ -475,8 +479,9 @@ def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rule
     """Apply the special-case matcher to the chunks where it changes tokens.
 
     A multi-token phrase never crosses a whitespace token, so chunks separated by anything
-    but one space do not interact; a chunk whose edge tokens cannot be part of a phrase
-    reaching into its neighbour is decided alone (cached).
+    but one space do not interact. A chunk is decided alone (cached) unless its edge tokens
+    can start or end a phrase and the neighbours' tokens, taken as joined by one space,
+    change the decision; only then are the separators looked at.
     """
     seps: list[str] | None = None
     lead = 1 if text[:1].isspace() else 0
@@ -484,26 +489,32 @@ def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rule
     out = list(vals)
     get = _MATCHY.get
     for k in compress(count(), map(_MATCHY.__contains__, chunks)):
-        alone, need_left, need_right = get(chunks[k])  # type: ignore[misc]
-        if need_left or need_right:
-            if seps is None:
+        alone, kept, need_left, need_right = get(chunks[k])  # type: ignore[misc]
+        out[k] = alone
+        if not (need_left or need_right):
+            continue
+        own = vals[k]
+        for exact in (False, True):
+            if exact and seps is None:
                 seps = _WS.findall(text)
             left: list[str] = []
             j = k - 1
-            while need_left and j >= 0 and len(left) < span and seps[j + lead] == " ":
+            while need_left and j >= 0 and len(left) < span and (not exact or seps[j + lead] == " "):  # type: ignore[index]
                 left[:0] = vals[j]
                 j -= 1
             right: list[str] = []
             j = k + 1
-            while need_right and j < len(chunks) and len(right) < span and seps[j - 1 + lead] == " ":
+            while need_right and j < len(chunks) and len(right) < span and (not exact or seps[j - 1 + lead] == " "):  # type: ignore[index]
                 right.extend(vals[j])
                 j += 1
-            if left or right:
-                left = left[-span:]
-                own = vals[k]
-                out[k] = _decide(left + list(own) + right[:span], len(left), len(left) + len(own), r)
-                continue
-        out[k] = alone
+            if not left and not right:
+                break  # no neighbour joined by one space: decided alone
+            left = left[-span:]
+            toks, kept_here = _decide(left + list(own) + right[:span], len(left), len(left) + len(own), r)
+            if exact:
+                out[k] = toks
+            elif kept_here == kept:
+                break  # the neighbours block nothing (and with fewer of them, neither)
     return out
 
 
