@@ -29,12 +29,15 @@ memory are its own, and all are measured in this one run, side by side:
   mosaic        mosaicml-streaming StreamingDataset (shuffle=True) over MDS samples of
                 seq_len + 1 concatenated tokens, torch DataLoader(num_workers=0)
   torch2_floor  the same DataLoader(num_workers=2) over a dataset that yields ready-made
-                batches of the RSDB shapes without loading anything: the ceiling that
-                DataLoader's inter-process transfer puts on any worker-based loader
+                batches of the RSDB shapes without loading anything, as six fresh tensors
+                per batch (the usual way): the ceiling that DataLoader's inter-process
+                transfer puts on a worker-based loader that yields tensors one by one
   rsdb_megatron rsdb.RSDBLoader(packing="rsdb") over the same documents as Megatron
                 .bin/.idx (int32), to show the format costs nothing
   rsdb_torch2   rsdb.torch.RSDBIterableDataset through torch DataLoader(num_workers=2)
-                (not pinned: two workers on two cores), against the same bound
+                (not pinned: two workers on two cores), against the same bound; its
+                workers fill each batch into one shared-memory block (one transfer per
+                batch instead of six)
 
 Loaders run in ``--repeat`` interleaved rounds (default 3); each one's median run is
 reported. Throughput is measured twice: per wall-clock second, and per CPU-second of the

@@ -505,7 +505,45 @@ class RSDBLoader:
         with self._lock:
             return self._next()
 
-    def _next(self) -> dict[str, np.ndarray]:
+    def buffer_layout(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Shape and dtype of every array :meth:`next_into` fills, for this loader's fields.
+
+        ``cu_seqlens`` is a flat int32 buffer with room for every row at full width,
+        ``batch_size * (seq_len + 2)`` entries; the batch gets a ``(batch_size, W)`` view
+        of its start.
+        """
+        B, L1 = self.config.batch_size, self.config.seq_len + 1
+        types = {"tokens": np.int32, "loss_mask": np.bool_, "position_ids": np.int32,
+                 "doc_ids": self.doc_id_dtype, "source_ids": np.int16}
+        out = {k: ((B, L1), np.dtype(types[k])) for k in FIELDS if k in types and k in self.config.fields}
+        if "cu_seqlens" in self.config.fields:
+            out["cu_seqlens"] = ((B * (L1 + 1),), np.dtype(np.int32))
+        return out
+
+    def next_into(self, buffers: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Fill the next batch into caller-owned arrays (e.g. in shared memory).
+
+        ``buffers`` holds one writable, C-contiguous array per entry of
+        :meth:`buffer_layout`, with exactly that shape and dtype. Returns the batch: the
+        same arrays, ``cu_seqlens`` as its ``(batch_size, W)`` view. Raises
+        ``StopIteration`` at the end, like ``next()``.
+        """
+        layout = self.buffer_layout()
+        if set(buffers) != set(layout):
+            raise ConfigError(f"next_into needs arrays for {sorted(layout)}, got {sorted(buffers)}")
+        for k, (shape, dtype) in layout.items():
+            a = buffers[k]
+            if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype \
+                    or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ConfigError(f"next_into: buffers[{k!r}] must be a writable C-contiguous {dtype} array of shape "
+                                  f"{shape}, got {getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+        bufs = {("_cu" if k == "cu_seqlens" else k): buffers[k] for k in layout}
+        addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER[:-1]) + (self._nseg_addr,)
+        with self._lock:
+            return self._next(bufs, addr)
+
+    def _next(self, bufs: dict[str, np.ndarray] | None = None, addr: tuple[int, ...] | None = None
+              ) -> dict[str, np.ndarray]:
         if self._broken:
             raise LoaderError(f"loader stopped after an error: {self._broken}")
         if self.num_batches is not None and self._batches >= self.num_batches:
@@ -517,7 +555,8 @@ class RSDBLoader:
             if phase >= len(self._phase_ends):
                 raise StopIteration
             left = self._phase_tokens_left(self._batches, phase)
-        bufs, addr = self._buffers()
+        if bufs is None:
+            bufs, addr = self._buffers()
         while True:
             st = self._core.fill(*addr, phase, left, self._doc_ids_64)
             if st == _STATUS_OK:

@@ -6,6 +6,11 @@ document streams and the DataLoader's round-robin order is the global step order
 loader's phase schedule assumes. Use ``batch_size=None``: the dataset yields whole
 batches (dicts of tensors that share memory with the loader's numpy arrays).
 
+Worker batches travel in shared memory: in a DataLoader worker, each batch's arrays are
+views of one fresh shared-memory block that the loader fills in place
+(:meth:`rsdb.RSDBLoader.next_into`), so the DataLoader sends one block per batch,
+without a copy, instead of moving six tensors into shared memory one by one.
+
 Exact resume with workers: pass ``return_state=True``, feed every batch to a
 :class:`StateTracker`, save ``tracker.state_dict()`` with the checkpoint, and hand it to
 ``dataset.load_state_dict`` before building the next DataLoader.
@@ -20,8 +25,10 @@ Exact resume with workers: pass ``return_state=True``, feed every batch to a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 try:
     import torch
@@ -44,11 +51,15 @@ class RSDBIterableDataset(IterableDataset):
         sources: as for :class:`rsdb.RSDBLoader`.
         return_state: add ``batch["rsdb_state"]``, the producing worker's loader state
             after this batch (a small dict), for :class:`StateTracker`.
+        shared_memory: fill each batch into one fresh shared-memory block (see the
+            module docstring). None (default): in DataLoader workers only; in the main
+            process the batch's tensors share memory with the loader's numpy arrays.
         **loader_kwargs: any :class:`rsdb.RSDBLoader` argument except ``worker_id`` and
             ``num_workers``, which come from the DataLoader.
     """
 
-    def __init__(self, sources: Mapping[str, Any], *, return_state: bool = False, **loader_kwargs: Any):
+    def __init__(self, sources: Mapping[str, Any], *, return_state: bool = False,
+                 shared_memory: bool | None = None, **loader_kwargs: Any):
         super().__init__()
         for key in ("worker_id", "num_workers"):
             if key in loader_kwargs:
@@ -56,6 +67,7 @@ class RSDBIterableDataset(IterableDataset):
         self.sources = dict(sources)
         self.loader_kwargs = loader_kwargs
         self.return_state = return_state
+        self.shared_memory = shared_memory
         self._resume: dict[str, Any] | None = None
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -83,11 +95,46 @@ class RSDBIterableDataset(IterableDataset):
 
     def __iter__(self):
         loader = self.make_loader()
-        for batch in loader:
-            out: dict[str, Any] = {k: torch.from_numpy(v) for k, v in batch.items()}
+        shm = self.shared_memory if self.shared_memory is not None else get_worker_info() is not None
+        batches = _shared_batches(loader) if shm else ({k: torch.from_numpy(v) for k, v in b.items()} for b in loader)
+        for out in batches:
             if self.return_state:
                 out[STATE_KEY] = loader.state_dict()
             yield out
+
+
+_TORCH_DTYPE = {np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64,
+                np.dtype(np.int16): torch.int16, np.dtype(np.bool_): torch.bool}
+
+
+def _shared_batches(loader: RSDBLoader) -> Iterator[dict[str, Any]]:
+    """Batches whose tensors are views of one new shared-memory block each."""
+    layout = loader.buffer_layout()
+    offsets, total = {}, 0
+    for k, (shape, dtype) in layout.items():
+        offsets[k] = total
+        total += -(-int(np.prod(shape)) * dtype.itemsize // 64) * 64  # 64-byte aligned views
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+    B = loader.config.batch_size
+    while True:
+        if new_shared is not None:
+            flat = torch.empty(0, dtype=torch.uint8).set_(new_shared(total))
+        else:  # older torch: allocate, then move into shared memory
+            flat = torch.empty(total, dtype=torch.uint8).share_memory_()
+        raw = flat.numpy()
+        views, arrays = {}, {}
+        for k, (shape, dtype) in layout.items():
+            n = int(np.prod(shape)) * dtype.itemsize
+            arrays[k] = raw[offsets[k]: offsets[k] + n].view(dtype).reshape(shape)
+            views[k] = flat[offsets[k]: offsets[k] + n].view(_TORCH_DTYPE[dtype]).view(shape)
+        try:
+            batch = loader.next_into(arrays)
+        except StopIteration:
+            return
+        if "cu_seqlens" in views:
+            W = batch["cu_seqlens"].shape[1]
+            views["cu_seqlens"] = views["cu_seqlens"][: B * W].view(B, W)
+        yield views
 
 
 class StateTracker:

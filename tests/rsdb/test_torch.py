@@ -60,3 +60,39 @@ def test_resume_with_workers(tmp_path):
     assert len(rest) == len(full) - 5
     for a, b in zip(full[5:], rest):
         assert torch.equal(a["tokens"], b["tokens"]) and torch.equal(a["doc_ids"], b["doc_ids"])
+
+
+def test_worker_batches_share_one_block_and_match_plain(tmp_path):
+    paths, _ = make_corpus(tmp_path, {"a": [13, 40, 7, 90] * 5, "b": [21] * 12})
+    plain = list(torch.utils.data.DataLoader(RSDBIterableDataset(paths, epochs=1, shared_memory=False, **KW),
+                                             batch_size=None))
+    shared = list(torch.utils.data.DataLoader(RSDBIterableDataset(paths, epochs=1, shared_memory=True, **KW),
+                                              batch_size=None))
+    in_workers = list(torch.utils.data.DataLoader(RSDBIterableDataset(paths, epochs=1, **KW), batch_size=None,
+                                                  num_workers=1))
+    assert len(plain) == len(shared) == len(in_workers)
+    for p, s, w in zip(plain, shared, in_workers):
+        assert p.keys() == s.keys() == w.keys()
+        for k in p:
+            assert p[k].dtype == s[k].dtype == w[k].dtype and torch.equal(p[k], s[k]) and torch.equal(p[k], w[k]), k
+        # all arrays of a worker batch are views of one shared-memory block
+        ptrs = {w[k].untyped_storage().data_ptr() for k in w}
+        assert len(ptrs) == 1 and w["tokens"].is_shared()
+
+
+def test_next_into_checks_buffers(tmp_path):
+    import numpy as np
+
+    from rsdb import ConfigError
+
+    paths, _ = make_corpus(tmp_path, {"a": [13, 40, 7] * 4})
+    loader = RSDBLoader(paths, **KW)
+    layout = loader.buffer_layout()
+    bufs = {k: np.zeros(shape, dtype) for k, (shape, dtype) in layout.items()}
+    b = loader.next_into(bufs)
+    assert b["tokens"] is bufs["tokens"] and b["cu_seqlens"].base is bufs["cu_seqlens"]
+    assert b["cu_seqlens"].shape[0] == KW["batch_size"]
+    with pytest.raises(ConfigError, match="doc_ids"):
+        loader.next_into({**bufs, "doc_ids": np.zeros(layout["doc_ids"][0], np.int64)})
+    with pytest.raises(ConfigError, match="needs arrays"):
+        loader.next_into({"tokens": bufs["tokens"]})
