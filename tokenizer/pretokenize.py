@@ -22,8 +22,9 @@ at the start of a piece (``\\A``), so it runs once per piece and scans the run
 once; the triples never look ahead. The whole digit path is linear
 (``tests/tokenizer/test_pretokenize.py`` times a 1 MB run). ``TIKTOKEN_PATTERN``
 is the same rules as one regex for `tiktoken`, which accepts only one (used by
-:class:`tokenizer.FastEncoder` and the benchmark); its digit rule is linear too,
-by a look-behind that `tokenizers`' Split cannot express across pieces.
+:class:`tokenizer.FastEncoder` and the benchmark); its digit rule is linear too:
+after a run's first group only whole triples remain, found by a one-character
+look-behind, so only the first group looks ahead.
 
 Decisions (see docs/tokenizer.md for the evidence):
 
