@@ -230,3 +230,29 @@ def test_duplicate_ngrams_are_keyed_by_joined_words():
 def test_stages_pickle(stage):
     again = pickle.loads(pickle.dumps(stage))
     assert run(again, GOOD) == run(stage, GOOD)
+
+
+def test_ngram_statistics_match_datatrove():
+    """Top and repeated n-gram characters against DataTrove's own functions (bench extra)."""
+    gr = pytest.importorskip("datatrove.pipeline.filters.gopher_repetition_filter")
+    import random
+
+    import numpy as np
+
+    from pipeline.stages.filters.heuristics import (
+        _dup_ngram_chars,
+        _joined_ngram_hashes,
+        _top_ngram_chars,
+        _word_ngram_hashes,
+    )
+
+    rng = random.Random(3)
+    for _ in range(500):
+        vocab = ["a", "b", "ab", "ba", "c", "abc", "x"][: rng.randint(2, 7)]
+        words = [rng.choice(vocab) for _ in range(rng.randint(1, 60))]
+        lens = np.fromiter(map(len, words), np.int64, len(words))
+        for n, h, chars in _joined_ngram_hashes(words, lens, [2, 5, 7]):
+            assert _dup_ngram_chars(h, chars, n) == gr.find_all_duplicate(words, n)
+        for n, h, chars in _word_ngram_hashes(words, lens, [2, 3, 4]):
+            if len(h):
+                assert _top_ngram_chars(h, chars, n) == gr.find_top_duplicate(gr.get_n_grams(words, n))

@@ -70,6 +70,9 @@ class _Rules:
         # Phrases whose retokenization changes tokens (special pieces differ from the phrase).
         self.changing = {p for s, p in self.phrases.items() if self.specials[s] != p}
         self.changing_first = {p[0] for p in self.changing}
+        self.changing_by_first: dict[str, list[tuple[str, ...]]] = {}
+        for p in self.changing:
+            self.changing_by_first.setdefault(p[0], []).append(p)
         self.phrase_string = {p: s for s, p in self.phrases.items()}
         self.max_phrase = max(map(len, self.phrases.values()))
         # Proper heads and tails of phrases: a chunk ending with a head (starting with a
@@ -417,9 +420,10 @@ def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
 
 
 def _check_matchy(chunk: str, toks: tuple[str, ...], r: _Rules) -> None:
+    by_first = r.changing_by_first
     for i, t in enumerate(toks):
-        for p in r.by_first.get(t, ()):
-            if p in r.changing and toks[i : i + len(p)] == p:
+        for p in by_first.get(t, ()):
+            if toks[i : i + len(p)] == p:
                 alone, kept = _decide(list(toks), 0, len(toks), r)
                 span = r.max_phrase - 1
                 left = any(toks[:m] in r.phrase_tails for m in range(1, min(span, len(toks)) + 1))

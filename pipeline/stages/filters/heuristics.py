@@ -263,31 +263,52 @@ def _joined_ngram_hashes(words: list[str], lens: np.ndarray, ns: list[int]):
             yield n, h, chars
 
 
+def _group(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal values of ``h``: (group of each position, first position of each group, group
+    sizes). One unstable sort (NumPy's vectorised quicksort), faster than ``np.unique``'s."""
+    order = np.argsort(h)
+    ordered = h[order]
+    new = np.empty(len(h), bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    inverse = np.empty(len(h), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    first = np.minimum.reduceat(order, starts)
+    sizes = np.diff(np.append(starts, len(h)))
+    return inverse, first, sizes
+
+
 def _top_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
     """Characters covered by the most frequent n-gram (ties: the one seen first), spaces included."""
-    _, first, counts = np.unique(h, return_index=True, return_counts=True)
+    _, first, counts = _group(h)
     best = counts.max()
     i = first[counts == best].min()
     return int(chars[i] + (n - 1)) * int(best)
 
 
 def _dup_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
-    """Characters in repeated n-grams, scanning left to right and skipping past each repeat."""
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    """Characters in repeated n-grams, scanning left to right and skipping past each repeat
+    (DataTrove's ``find_all_duplicate``: an n-gram counts as seen only where the scan
+    stopped on it, not where it jumped over it)."""
+    inverse, first, _ = _group(h)
     repeat = first[inverse] < np.arange(len(h))
     if not repeat.any():
         return 0
     start = int(np.argmax(repeat))
-    hl, cl = h.tolist(), chars.tolist()
-    seen = set(hl[:start])
-    total, idx, end = 0, start, len(hl)
+    # Before the first repeat every position is visited and new: mark them seen at once.
+    marks = np.zeros(len(first), np.uint8)
+    marks[inverse[:start]] = 1
+    seen = bytearray(marks.tobytes())
+    keys, cl = inverse.tolist(), chars.tolist()
+    total, idx, end = 0, start, len(keys)
     while idx < end:
-        x = hl[idx]
-        if x in seen:
+        x = keys[idx]
+        if seen[x]:
             total += cl[idx]
             idx += n
         else:
-            seen.add(x)
+            seen[x] = 1
             idx += 1
     return total
 
