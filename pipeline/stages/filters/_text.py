@@ -55,6 +55,7 @@ class _Rules:
         self.suffix_last_no_digit = _edge_chars(d["suffix"], last=True, skip_digit_gated=True)
         self.infix_first = _edge_chars(d["infix"], last=False)
         self.infix = re.compile(_guarded(d["infix"], self.infix_first)).finditer
+        self.prefix_one, self.suffix_one = _single_char_affixes(d["prefix"], d["suffix"])
         self.url = re.compile(d["url"]).match
         self.specials: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in d["special_cases"].items()}
         # The special-case matcher's phrases: special cases the affix rules would split
@@ -70,6 +71,7 @@ class _Rules:
         # Phrases whose retokenization changes tokens (special pieces differ from the phrase).
         self.changing = {p for s, p in self.phrases.items() if self.specials[s] != p}
         self.changing_first = {p[0] for p in self.changing}
+        self.changing_pairs = {p[:2] for p in self.changing}  # every phrase has 2+ tokens
         self.changing_by_first: dict[str, list[tuple[str, ...]]] = {}
         for p in self.changing:
             self.changing_by_first.setdefault(p[0], []).append(p)
@@ -149,6 +151,48 @@ def _edge_chars(pattern: str, last: bool, skip_digit_gated: bool = False) -> fro
                 return None
             out |= e
     return frozenset(out)
+
+
+def _single_char_affixes(prefix: str, suffix: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Characters that are always a one-character prefix (suffix) when they start (end) a
+    chunk: the first prefix alternative that can start with the character (``re`` takes
+    the first alternative that matches) is that bare character; a one-character suffix
+    alternative is the bare character and no longer suffix alternative can end with it."""
+    import sre_constants as c  # noqa: PLC0415
+    import sre_parse  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    def bare(alt: str) -> set[str] | None:
+        """The characters of an alternative that is one literal or class and nothing else."""
+        items = [x for x in sre_parse.parse(alt) if x[0] is not c.AT]
+        if len(items) != 1:
+            return None
+        op, av = items[0]
+        if op is c.LITERAL:
+            return {chr(av)}
+        if op is c.IN and all(o is c.LITERAL for o, _ in av):
+            return {chr(v) for _, v in av}
+        return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        decided: set[str] = set()
+        pre: set[str] = set()
+        for alt in _top_level_alternatives(prefix):
+            first = _edge_chars(alt, last=False) or set()
+            one = bare(alt) or set()
+            pre |= {ch for ch in first - decided if ch in one}
+            decided |= first
+        one_char: set[str] = set()
+        longer: set[str] = set()
+        for alt in _top_level_alternatives(suffix):
+            b = bare(alt)
+            if b is not None:
+                one_char |= b
+            elif sre_parse.parse(alt).getwidth()[1] > 1:
+                longer |= _edge_chars(alt, last=True) or set()
+    digits = set("0123456789")
+    return frozenset(pre - digits), frozenset(one_char - longer - digits)
 
 
 def _char_class(chars: frozenset[str]) -> str:
@@ -401,17 +445,39 @@ _MATCHY: dict[str, tuple[tuple[str, ...], frozenset[int], bool, bool]] = {}
 _CACHE_MAX = 1 << 20
 
 
+def _plain(s: str, r: _Rules) -> bool:
+    """No prefix, suffix or infix can match anywhere in ``s`` (it is one token, URL or not)."""
+    pf, inf = r.prefix_first, r.infix_first
+    sl = r.suffix_last if _DIGITS.search(s) else r.suffix_last_no_digit
+    return (pf is not None and sl is not None and inf is not None and s != ""
+            and s[0] not in pf and s[-1] not in sl and inf.isdisjoint(s))
+
+
 def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
-    toks = r.specials.get(chunk)
+    sp = r.specials
+    toks = sp.get(chunk)
     if toks is None:
-        pf, inf = r.prefix_first, r.infix_first
-        sl = r.suffix_last if _DIGITS.search(chunk) else r.suffix_last_no_digit
-        if (pf is not None and chunk[0] not in pf and sl is not None and chunk[-1] not in sl
-                and inf is not None and inf.isdisjoint(chunk)):
-            toks = (chunk,)  # no prefix, suffix or infix can match: one token, URL or not
+        first, last = chunk[0], chunk[-1]
+        if _plain(chunk, r):
+            toks = (chunk,)
+        # The common shapes "word," "(word" "(word)", worked out as _split_span would:
+        elif last in r.suffix_one and _plain(chunk[:-1], r):
+            word = chunk[:-1]
+            toks = sp.get(word, (word,)) + (last,)
+        elif first in r.prefix_one and _plain(chunk[1:], r):
+            word = chunk[1:]
+            toks = (first,) + sp.get(word, (word,))
+        elif first in r.prefix_one and last in r.suffix_one and _plain(chunk[1:-1], r):
+            word = chunk[1:-1]
+            if chunk[1:] in sp:
+                toks = (first,) + sp[chunk[1:]]
+            elif chunk[:-1] in sp:
+                toks = sp[chunk[:-1]] + (last,)
+            else:
+                toks = (first,) + sp.get(word, (word,)) + (last,)
         else:
             toks = _split_span(chunk, r)
-    if len(toks) > 1 and not r.changing_first.isdisjoint(toks):
+    if len(toks) > 1 and not r.changing_pairs.isdisjoint(zip(toks, toks[1:])):
         _check_matchy(chunk, toks, r)
     if len(_CACHE) >= _CACHE_MAX:
         clear_caches()
