@@ -228,9 +228,15 @@ class RSDBLoader:
             ``"off"`` (or False): page faults only. Linux >= 5.14; elsewhere every mode
             behaves like ``"off"``.
 
-    Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32
-    (B, L+1), ``loss_mask`` bool, ``position_ids`` int32, ``doc_ids`` int64,
-    ``source_ids`` int32 (all (B, L+1)) and ``cu_seqlens`` int32 (B, L+2).
+    Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32,
+    ``loss_mask`` bool, ``position_ids`` int32 (restart at 0 at every chunk),
+    ``doc_ids`` int32 (the document's index within its source, so a document is the
+    pair ``(source_ids, doc_ids)``; int64 if a source has 2^31 documents or more, see
+    ``doc_id_dtype``), ``source_ids`` int16 (index into ``source_names``), all
+    (B, L+1), and ``cu_seqlens`` int32 (B, W): each row's segment starts, then L+1,
+    repeated up to ``W`` = 1 + the most segments in a row of this batch. Padding (end
+    of a finite run): ``tokens`` 0, ``loss_mask`` False, ``doc_ids``/``source_ids`` -1,
+    one segment of its own. :meth:`next_into` fills caller-owned arrays instead.
 
     >>> import tempfile, rsdb
     >>> d = tempfile.mkdtemp()
