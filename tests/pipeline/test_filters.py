@@ -256,3 +256,13 @@ def test_ngram_statistics_match_datatrove():
         for n, h, chars in _word_ngram_hashes(words, lens, [2, 3, 4]):
             if len(h):
                 assert _top_ngram_chars(h, chars, n) == gr.find_top_duplicate(gr.get_n_grams(words, n))
+
+
+def test_word_cache_overflow_keeps_words_exact(monkeypatch):
+    from pipeline.stages.filters import _text
+
+    monkeypatch.setattr(_text, "_CACHE_MAX", 3)
+    _text.clear_caches()
+    for text, words in SPACY_EN_CASES * 2:
+        assert split_words(text) == words
+    _text.clear_caches()

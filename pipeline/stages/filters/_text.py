@@ -442,7 +442,7 @@ def spacy_tokens(text: str) -> list[str]:
 # interferes, where the kept phrases start, whether the left / right neighbour's tokens could).
 _CACHE: dict[str, tuple[str, ...]] = {}
 _MATCHY: dict[str, tuple[tuple[str, ...], frozenset[int], bool, bool]] = {}
-_CACHE_MAX = 1 << 20
+_CACHE_MAX = 1 << 19  # chunks (about 220 bytes each); emptied when full
 
 
 def _plain(s: str, r: _Rules) -> bool:
@@ -479,8 +479,6 @@ def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
             toks = _split_span(chunk, r)
     if len(toks) > 1 and not r.changing_pairs.isdisjoint(zip(toks, toks[1:])):
         _check_matchy(chunk, toks, r)
-    if len(_CACHE) >= _CACHE_MAX:
-        clear_caches()
     _CACHE[chunk] = toks
     return toks
 
@@ -593,6 +591,8 @@ def _chunk_tokens(text: str) -> tuple[list[str], list[tuple[str, ...]]]:
     try:
         vals = list(map(_CACHE.__getitem__, chunks))
     except KeyError:
+        if len(_CACHE) >= _CACHE_MAX:
+            clear_caches()  # between documents: a document's chunks stay consistent
         r = _rules()
         get = _CACHE.get
         vals = list(map(get, chunks))
@@ -653,8 +653,9 @@ def is_symbol_word(word: str) -> bool:
     if v is None:
         punct = punctuation_set()
         v = all(ch in punct for ch in word)
-        if len(_SYMBOL) < _CACHE_MAX:
-            _SYMBOL[word] = v
+        if len(_SYMBOL) >= _CACHE_MAX:
+            _SYMBOL.clear()
+        _SYMBOL[word] = v
     return v
 
 
