@@ -567,8 +567,9 @@ def _profile(name: str, cfg: dict, root: Path) -> None:
     print(f"\nperf profile of {name}, steady state (self time, symbols >= 1%; data in {data}):")
     print("\n".join(re.sub(r"( -)+$", "", ln) for ln in lines[:40]))
     if any("_core" in ln and "0x0000" in ln for ln in lines):
-        print("(the compiled core is stripped, so its functions show as addresses; a build with "
-              "debug symbols, e.g. CMAKE_BUILD_TYPE=RelWithDebInfo without install stripping, names them)")
+        print("(the compiled core is stripped, so its functions show as addresses; rebuild it with its symbols "
+              "to name them: .venv/bin/pip install --no-build-isolation -e . --no-deps "
+              "-C cmake.define.RSDB_NOSTRIP=ON -C install.strip=false)")
 
 
 def _key(name: str) -> str:
