@@ -85,9 +85,10 @@ struct Outputs {
   bool doc_ids_64 = false;
   int16_t* source_ids = nullptr;    // (B, L1) or null
   bool* loss_mask = nullptr;        // (B, L1) or null
-  // Room for B * (L1 + 1) entries, or null. On kOk its first B * cu_width() entries
-  // hold a contiguous (B, cu_width()) array: each row's segment starts, then L1,
-  // repeated up to the batch's widest row.
+  // Room for B * (L1 + 1) entries, or null. Rows are written at stride L1 + 1 (entry L1
+  // of a row is scratch); on kOk the first B * cu_width() entries hold a contiguous
+  // (B, cu_width()) array: each row's segment starts, then L1, repeated up to the
+  // batch's widest row.
   int32_t* cu_seqlens = nullptr;
   int32_t* n_segments = nullptr;    // (B,) or null: segments per row
 };
@@ -108,7 +109,8 @@ struct Config {
   // > 0: when a document enters the pool, map the aligned window of this many bytes
   // around it (clipped to the stream's range of the shard) into the page table in one
   // call, once per window, instead of one page fault per page as the copies first touch
-  // them. 0: demand faults only.
+  // them; only windows already wholly in the page cache (others keep page faults, so a
+  // corpus larger than memory is not read a window per document). 0: page faults only.
   int64_t populate_window = 0;
 };
 
