@@ -256,6 +256,8 @@ void Core::add_range(int32_t source, int32_t view, int64_t begin, int64_t end, i
   if (view >= static_cast<int32_t>(views_.size())) views_.resize(static_cast<size_t>(view) + 1);
   SourceState& s = src_.at(static_cast<size_t>(source));
   if (end <= begin) return;
+  views_[static_cast<size_t>(view)].range_begin = begin;
+  views_[static_cast<size_t>(view)].range_end = end;
   s.ranges.push_back(Range{view, begin, end, doc_base, s.n_local});
   s.n_local += end - begin;
 }
@@ -274,15 +276,14 @@ void Core::set_view(int32_t view, const int64_t* offsets, int64_t n_docs, const 
   v.pop_lo = v.pop_hi = 0;
   v.pop_done.clear();
   if (cfg_.populate_window > 0) {
-    for (const SourceState& S : src_)
-      for (const Range& rg : S.ranges)
-        if (rg.view == view && rg.begin >= 0 && rg.end <= n_docs && rg.begin < rg.end) {
-          const int64_t lo = offsets[rg.begin], hi = offsets[rg.end];
-          if (0 <= lo && lo < hi && hi <= n_tokens) {
-            v.pop_lo = lo;
-            v.pop_hi = hi;
-          }
-        }
+    const int64_t b = v.range_begin, e = v.range_end;
+    if (0 <= b && b < e && e <= n_docs) {
+      const int64_t lo = offsets[b], hi = offsets[e];
+      if (0 <= lo && lo < hi && hi <= n_tokens) {
+        v.pop_lo = lo;
+        v.pop_hi = hi;
+      }
+    }
     if (v.pop_hi > v.pop_lo) {
       const int64_t item = dtype == kU16 ? 2 : 4;
       const int64_t windows = (v.pop_hi * item) / cfg_.populate_window - (v.pop_lo * item) / cfg_.populate_window + 1;

@@ -45,6 +45,7 @@ struct View {
   // view, and which windows of it have been populated.
   int64_t pop_lo = 0, pop_hi = 0;
   std::vector<uint64_t> pop_done;
+  int64_t range_begin = 0, range_end = 0;  // this stream's documents of the view (add_range)
 };
 
 // Docs [begin, end) of `view` belong to this stream; doc_base is the global index of
