@@ -560,6 +560,15 @@ int64_t Core::predict(uint64_t& draw) const {
   return -1;
 }
 
+// The largest id of a chunk against the view's vocabulary bound; records where a bad one is.
+Status Core::check_bound(int64_t r, uint32_t max_id, uint64_t bound) {
+  if (static_cast<uint64_t>(max_id) < bound) return kOk;
+  err_view_ = p_view_[r];
+  err_doc_ = p_doc_[r];
+  err_value_ = static_cast<int64_t>(max_id);
+  return kBadToken;
+}
+
 Status Core::copy_meta(int64_t r, int64_t n, const Outputs& o, int64_t at) {
   const View& v = views_[static_cast<size_t>(p_view_[r])];
   const int64_t cur = p_cur_[r];
@@ -591,13 +600,7 @@ Status Core::copy_meta(int64_t r, int64_t n, const Outputs& o, int64_t at) {
       store_u8(mask, 1, k);
     }
   }
-  if (static_cast<uint64_t>(m) >= v.bound) {
-    err_view_ = p_view_[r];
-    err_doc_ = p_doc_[r];
-    err_value_ = static_cast<int64_t>(m);
-    return kBadToken;
-  }
-  return kOk;
+  return check_bound(r, m, v.bound);
 }
 
 Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
@@ -609,13 +612,7 @@ Status Core::copy_chunk(int64_t r, int64_t n, int32_t* dst) {
   } else {
     m = copy_u32(static_cast<const uint32_t*>(v.tokens) + cur, dst, n);
   }
-  if (static_cast<uint64_t>(m) >= v.bound) {
-    err_view_ = p_view_[r];
-    err_doc_ = p_doc_[r];
-    err_value_ = static_cast<int64_t>(m);
-    return kBadToken;
-  }
-  return kOk;
+  return check_bound(r, m, v.bound);
 }
 
 void Core::fill_doc_ids(const Outputs& o, int64_t at, int64_t n, int64_t v) const {

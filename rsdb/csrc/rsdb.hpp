@@ -186,6 +186,7 @@ class Core {
   int64_t predict(uint64_t& draw) const;
   uint64_t next_rand();
   uint64_t peek_rand(uint64_t k) const;
+  Status check_bound(int64_t r, uint32_t max_id, uint64_t bound);
   Status copy_chunk(int64_t r, int64_t n, int32_t* dst);
   void populate_doc(View& v, int64_t off, int64_t end);
   Status copy_meta(int64_t r, int64_t n, const Outputs& o, int64_t at);
