@@ -25,6 +25,7 @@ import xxhash
 
 from pipeline.config import InputConfig
 from pipeline.errors import ConfigError
+from pipeline.formats import compression_of, detect_format
 from pipeline.stages.base import REJECT_REASON, REJECT_STAGE
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,6 @@ ROW = "_row"
 #: columns every kept row has, in this order
 BASE_COLUMNS = ("id", "text", "source", "source_file", "source_line")
 
-_JSONL = (".jsonl", ".ndjson", ".json")
-_COMPRESSED = (".gz", ".zst", ".zstd", ".bz2", ".xz")
-_PARQUET = (".parquet", ".pq")
-_ARROW = (".arrow", ".feather", ".ipc")
-_TEXT = (".txt", ".text", ".md")
 
 
 @dataclass(frozen=True)
@@ -81,27 +77,6 @@ def _fs(url: str, storage_options: dict[str, Any]):
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     prefix = "" if proto in ("file", "local") else f"{proto}://"
     return fs, path, prefix
-
-
-def _strip_compression(name: str) -> str:
-    for c in _COMPRESSED:
-        if name.endswith(c):
-            return name[: -len(c)]
-    return name
-
-
-def detect_format(path: str) -> str | None:
-    """The input format a file name implies, or ``None``."""
-    name = _strip_compression(PurePosixPath(path).name.lower())
-    if name.endswith(_JSONL):
-        return "jsonl"
-    if name.endswith(_PARQUET):
-        return "parquet"
-    if name.endswith(_ARROW):
-        return "arrow"
-    if name.endswith(_TEXT):
-        return "text"
-    return None
 
 
 def list_inputs(cfg: InputConfig) -> list[tuple[str, str]]:
@@ -157,7 +132,7 @@ def _hf_saved_files(fs, path: str) -> list[str]:
 def _open(uri: str, storage_options: dict[str, Any]):
     import fsspec
 
-    return fsspec.open(uri, "rb", compression="infer", **storage_options).open()
+    return fsspec.open(uri, "rb", compression=compression_of(uri), **storage_options).open()
 
 
 def count_records(fmt: str, uri: str, cfg: InputConfig) -> int:

@@ -23,14 +23,12 @@ import xxhash
 
 from rsdb.errors import ConfigError, ShardError
 
+from pipeline.formats import compression_of, detect_format
+
 from .config import CorpusConfig
 
 log = logging.getLogger(__name__)
 
-ARROW_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
-JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
-TEXT_SUFFIXES = (".txt", ".text", ".md")
-COMPRESSED = (".zst", ".gz", ".bz2", ".xz")
 _MAX_EXAMPLES = 20
 _TEXT_CHUNK = 1 << 16  # plain-text files are cut into ~64 KB documents at line ends
 
@@ -73,18 +71,9 @@ class ReadStats:
 
 
 def _kind(path: str) -> str:
-    name = PurePosixPath(path).name.lower()
-    for c in COMPRESSED:
-        if name.endswith(c):
-            name = name[: -len(c)]
-            break
-    if name.endswith(ARROW_SUFFIXES):
-        return "arrow"
-    if name.endswith(JSONL_SUFFIXES):
-        return "jsonl"
-    if name.endswith(TEXT_SUFFIXES):
-        return "text"
-    return ""
+    """Which reader a file takes: ``arrow`` (Parquet or Arrow IPC), ``jsonl``, ``text`` or ``""``."""
+    fmt = detect_format(path)
+    return "arrow" if fmt in ("parquet", "arrow") else fmt or ""
 
 
 def _data_file_in_folder(rel: str) -> bool:
@@ -147,7 +136,7 @@ def _read_arrow(path: str, cfg: CorpusConfig, stats: ReadStats) -> Iterator[Doc]
     import pyarrow.parquet as pq
 
     with fsspec.open(path, "rb") as f:
-        if path.endswith(".parquet"):
+        if detect_format(path) == "parquet":
             pf = pq.ParquetFile(f)
             names = pf.schema_arrow.names
             if cfg.text_field not in names:
@@ -185,9 +174,10 @@ def _rows(path, batches, cfg: CorpusConfig, stats: ReadStats) -> Iterator[Doc]:
 def _read_jsonl(path: str, cfg: CorpusConfig, stats: ReadStats) -> Iterator[Doc]:
     import fsspec
 
-    with fsspec.open(path, "rb", compression="infer") as f:
+    codec = compression_of(path)
+    with fsspec.open(path, "rb", compression=codec) as f:
         # zstd readers have no readline; a buffered reader gives lines for every codec.
-        lines = f if hasattr(f, "readline") and not path.endswith(".zst") else io.BufferedReader(f, 1 << 20)
+        lines = f if hasattr(f, "readline") and codec != "zstd" else io.BufferedReader(f, 1 << 20)
         for lineno, raw in enumerate(lines, 1):
             if not raw.strip():
                 continue
@@ -219,8 +209,9 @@ def _read_jsonl(path: str, cfg: CorpusConfig, stats: ReadStats) -> Iterator[Doc]
 def _read_text(path: str, cfg: CorpusConfig, stats: ReadStats) -> Iterator[Doc]:
     import fsspec
 
-    with fsspec.open(path, "rb", compression="infer") as f:
-        raw = io.BufferedReader(f, 1 << 20) if path.endswith(".zst") else f
+    codec = compression_of(path)
+    with fsspec.open(path, "rb", compression=codec) as f:
+        raw = io.BufferedReader(f, 1 << 20) if codec == "zstd" else f
         reader = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
         buf: list[str] = []
         size = 0

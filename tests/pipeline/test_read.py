@@ -43,7 +43,7 @@ def test_bad_records_are_rejected_with_file_and_line(tmp_path, corpus_rows, json
     assert set(rejected.column("reject_stage").to_pylist()) == {"read"}
 
 
-@pytest.mark.parametrize("suffix, opener", [(".jsonl.gz", gzip.open), (".jsonl.zst", None)])
+@pytest.mark.parametrize("suffix, opener", [(".jsonl.gz", gzip.open), (".jsonl.zst", None), (".jsonl.zstd", None)])
 def test_compressed_jsonl(tmp_path, corpus_rows, suffix, opener):
     raw = b"".join(json.dumps(r).encode() + b"\n" for r in corpus_rows[:5])
     path = tmp_path / f"docs{suffix}"

@@ -128,6 +128,27 @@ def test_inputs_parquet_jsonl_text_and_bad_rows(tmp_path):
     assert any("b.jsonl line 2" in e["where"] for e in stats.examples)
 
 
+def test_reads_the_same_file_names_as_curation(tmp_path):
+    """Codec and format come from the one table in pipeline.formats (``.zstd``, ``.pq`` too)."""
+    import zstandard
+
+    from pipeline.formats import detect_format
+    from tokenizer.corpus import ReadStats, iter_docs, list_files
+
+    d = tmp_path / "in"
+    d.mkdir()
+    rows = b"".join(json.dumps({"text": f"doc {i}"}).encode() + b"\n" for i in range(4))
+    (d / "a.jsonl.zstd").write_bytes(zstandard.ZstdCompressor().compress(rows))
+    pq.write_table(pa.table({"text": ["pq one", "pq two"]}), d / "b.pq")
+    (d / "c.md.gz").write_bytes(__import__("gzip").compress(b"# notes\n"))
+    found = list_files([str(d)])
+    assert [detect_format(p) for p in found] == ["jsonl", "parquet", "text"]
+    stats = ReadStats()
+    texts = sorted(doc.text for doc in iter_docs(tokenizer.CorpusConfig(inputs=[str(d)]), "all", stats))
+    assert texts == ["# notes\n", "doc 0", "doc 1", "doc 2", "doc 3", "pq one", "pq two"]
+    assert stats.rejected_rows == 0 and stats.rejected_files == 0
+
+
 def test_missing_input_is_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         list(tokenizer.corpus.iter_docs(tokenizer.CorpusConfig(inputs=[str(tmp_path / "nope")])))
