@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, ShardError
+from .shards import DocumentSequence
 
 __all__ = ["MegatronShard", "open_megatron", "write_megatron"]
 
@@ -72,7 +73,7 @@ def _paths(prefix: str | os.PathLike) -> tuple[str, Path, Path]:
     return p, Path(p + ".bin"), Path(p + ".idx")
 
 
-class MegatronShard:
+class MegatronShard(DocumentSequence):
     """A validated, memory-mapped Megatron indexed dataset (one ``.bin``/``.idx`` pair).
 
     Implements the RSDB shard-view protocol. Build it with :func:`open_megatron`.
@@ -100,16 +101,6 @@ class MegatronShard:
     @property
     def dtype(self) -> np.dtype:
         return self.tokens.dtype
-
-    def __len__(self) -> int:
-        return self.num_docs
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        """Tokens of document ``i`` (a view into the memory map)."""
-        if not -self.num_docs <= i < self.num_docs:
-            raise IndexError(f"document {i} out of range for {self.num_docs} documents")
-        i %= self.num_docs
-        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
     def __repr__(self) -> str:
         return (

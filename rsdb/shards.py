@@ -254,7 +254,28 @@ def write_shards(
     return w.close()
 
 
-class ShardView:
+class DocumentSequence:
+    """Documents of a shard view as a sequence: ``len()`` and ``view[i]`` (a token array).
+
+    Mixed into every shard view; needs ``num_docs``, ``offsets`` and ``tokens``.
+    """
+
+    num_docs: int
+    offsets: np.ndarray
+    tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return self.num_docs
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Tokens of document ``i`` (a view into the memory map)."""
+        if not -self.num_docs <= i < self.num_docs:
+            raise IndexError(f"document {i} out of range for {self.num_docs} documents")
+        i %= self.num_docs
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+
+class ShardView(DocumentSequence):
     """One opened shard file: zero-copy numpy views of its Arrow buffers.
 
     Implements the shard-view protocol the loader consumes: ``path``, ``offsets``
@@ -271,15 +292,6 @@ class ShardView:
         self.num_docs = int(offsets.shape[0] - 1)
         self.num_tokens = int(offsets[-1] - offsets[0]) if self.num_docs else 0
         self._table = table  # keeps the memory map alive
-
-    def __len__(self) -> int:
-        return self.num_docs
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        if not -self.num_docs <= i < self.num_docs:
-            raise IndexError(f"document {i} out of range for {self.num_docs} documents")
-        i %= self.num_docs
-        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
     def doc_ids(self) -> list[str]:
         return self._table.column("doc_id").to_pylist()
