@@ -119,11 +119,10 @@ def _mark(path: Path, info: dict) -> None:
     (path / "DONE.json").write_text(json.dumps(info, indent=1))
 
 
-def build_rsdb(spec: CorpusSpec, root: Path) -> dict:
-    """Write the corpus as RSDB token shards, one directory per source (cached)."""
-    import rsdb
-
-    out = root / spec.key / "rsdb"
+def _build_per_source(spec: CorpusSpec, root: Path, kind: str, write_source) -> dict:
+    """Write the corpus into ``root/<key>/<kind>/<source>`` with ``write_source(path, docs, source)``
+    (which returns a manifest with ``num_docs``/``num_tokens``); cached by a DONE.json marker."""
+    out = root / spec.key / kind
     if info := _done(out):
         return info
     shutil.rmtree(out, ignore_errors=True)
@@ -131,39 +130,30 @@ def build_rsdb(spec: CorpusSpec, root: Path) -> dict:
     t0 = time.perf_counter()
     stats = {}
     for src in spec.sources:
-        m = rsdb.write_shards(
-            out / src.name,
-            _progress(spec, src, "rsdb shards"),
-            source=src.name,
-            shard_tokens=1 << 26,
-            tokenizer="synthetic-uniform",
-            vocab_size=VOCAB,
-        )
+        m = write_source(out / src.name, _progress(spec, src, kind), src)
         stats[src.name] = {"num_docs": m["num_docs"], "num_tokens": m["num_tokens"]}
     info = {"spec": _spec_json(spec), "sources": stats, "build_s": time.perf_counter() - t0,
             "paths": {s.name: str(out / s.name) for s in spec.sources}}
     _mark(out, info)
     return info
+
+
+def build_rsdb(spec: CorpusSpec, root: Path) -> dict:
+    """Write the corpus as RSDB token shards, one directory per source (cached)."""
+    import rsdb
+
+    def write(path, docs, src):
+        return rsdb.write_shards(path, docs, source=src.name, shard_tokens=1 << 26,
+                                 tokenizer="synthetic-uniform", vocab_size=VOCAB)
+
+    return _build_per_source(spec, root, "rsdb", write)
 
 
 def build_megatron(spec: CorpusSpec, root: Path) -> dict:
     """Write the corpus as one Megatron int32 .bin/.idx pair per source (cached)."""
     from rsdb.megatron import write_megatron
 
-    out = root / spec.key / "megatron"
-    if info := _done(out):
-        return info
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    t0 = time.perf_counter()
-    stats = {}
-    for src in spec.sources:
-        m = write_megatron(out / src.name, _progress(spec, src, "megatron"), dtype=np.int32)
-        stats[src.name] = {"num_docs": m["num_docs"], "num_tokens": m["num_tokens"]}
-    info = {"spec": _spec_json(spec), "sources": stats, "build_s": time.perf_counter() - t0,
-            "paths": {s.name: str(out / s.name) for s in spec.sources}}
-    _mark(out, info)
-    return info
+    return _build_per_source(spec, root, "megatron", lambda path, docs, src: write_megatron(path, docs, dtype=np.int32))
 
 
 def _spec_json(spec: CorpusSpec) -> dict:
