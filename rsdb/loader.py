@@ -156,6 +156,19 @@ class _Unit:
         return self.view
 
 
+def name_phases_and_check_sources(phases: Sequence[Any], known: Sequence[str]) -> None:
+    """Name unnamed phases ``phase1``, ``phase2``... and reject weights for unknown sources.
+
+    Shared by the loader's own API and the mixture config (anything with ``name`` and ``weights``).
+    """
+    for i, p in enumerate(phases):
+        if p.name is None:
+            p.name = f"phase{i + 1}"
+        unknown = sorted(set(p.weights) - set(known))
+        if unknown:
+            raise ConfigError(f"phases[{i}] ({p.name}): unknown source(s) {unknown}; known: {sorted(known)}")
+
+
 def _is_megatron(path: str) -> bool:
     p = path[:-4] if path.endswith((".bin", ".idx")) else path
     return os.path.isfile(p + ".bin") and os.path.isfile(p + ".idx")
@@ -300,12 +313,7 @@ class RSDBLoader:
         if self.phases is not None:
             if not self.phases:
                 raise ConfigError("phases: give at least one phase (or None)")
-            for i, p in enumerate(self.phases):
-                if p.name is None:
-                    p.name = f"phase{i + 1}"
-                unknown = sorted(set(p.weights) - set(self.source_names))
-                if unknown:
-                    raise ConfigError(f"phases[{i}] ({p.name}): unknown source(s) {unknown}; known: {self.source_names}")
+            name_phases_and_check_sources(self.phases, self.source_names)
         self._phase_ends = np.cumsum([p.tokens for p in self.phases]).tolist() if self.phases else None
         self.phase_names = [p.name for p in self.phases] if self.phases else ["all"]
 

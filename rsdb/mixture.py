@@ -130,12 +130,9 @@ class Mixture(BaseModel):
             raise ValueError("sources: at least one source is needed")
         if not self.phases:
             raise ValueError("phases: at least one phase is needed")
-        for i, phase in enumerate(self.phases):
-            if phase.name is None:
-                phase.name = f"phase{i + 1}"
-            unknown = sorted(set(phase.weights) - set(self.sources))
-            if unknown:
-                raise ValueError(f"phases[{i}] ({phase.name}): unknown source(s) {unknown}; known: {sorted(self.sources)}")
+        from .loader import name_phases_and_check_sources  # the loader's API applies the same rule
+
+        name_phases_and_check_sources(self.phases, list(self.sources))
         names = [p.name for p in self.phases]
         if len(set(names)) != len(names):
             raise ValueError(f"phase names must be unique, got {names}")
