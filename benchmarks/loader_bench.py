@@ -134,19 +134,16 @@ def make_memcpy_warm(cfg):
     return make_memcpy(cfg, views)
 
 
+def _loader_args(cfg) -> dict:
+    """The corpus and batch shape every RSDB line of the benchmark shares: one epoch."""
+    return dict(sources=dict(cfg["paths"]), seq_len=cfg["seq_len"], batch_size=cfg["batch_size"],
+                buffer_docs=cfg["buffer_docs"], seed=cfg["seed"], epochs=1)
+
+
 def make_rsdb(cfg, packing="rsdb", **extra):
     import rsdb
 
-    loader = rsdb.RSDBLoader(
-        {k: v for k, v in cfg["paths"].items()},
-        seq_len=cfg["seq_len"],
-        batch_size=cfg["batch_size"],
-        buffer_docs=cfg["buffer_docs"],
-        seed=cfg["seed"],
-        epochs=1,
-        packing=packing,
-        **extra,
-    )
+    loader = rsdb.RSDBLoader(**_loader_args(cfg), packing=packing, **extra)
     return iter(loader)
 
 
@@ -207,14 +204,7 @@ def make_rsdb_torch2(cfg):
     import torch
     from rsdb.torch import RSDBIterableDataset
 
-    ds = RSDBIterableDataset(
-        {k: v for k, v in cfg["paths"].items()},
-        seq_len=cfg["seq_len"],
-        batch_size=cfg["batch_size"],
-        buffer_docs=cfg["buffer_docs"],
-        seed=cfg["seed"],
-        epochs=1,
-    )
+    ds = RSDBIterableDataset(**_loader_args(cfg))
     return iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2))
 
 
