@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import rsdb
+
 
 @dataclass
 class GPTConfig:
@@ -142,14 +144,15 @@ class TinyGPT(nn.Module):
 def batch_loss(model: TinyGPT, batch: dict, device: torch.device) -> tuple[torch.Tensor, int]:
     """Mean next-token loss of one loader batch (RSDB format; numpy arrays or tensors) and its loss-token count.
 
-    Inputs are ``tokens[:, :-1]``, labels ``tokens[:, 1:]``; ``loss_mask[:, 1:]``
-    drops padding. Returns (loss tensor, number of loss tokens).
+    Inputs are ``tokens[:, :-1]``, labels ``tokens[:, 1:]``; :func:`rsdb.label_mask`
+    drops padding and the labels that start a new segment (a document's first token is
+    not predictable from the previous document). Returns (loss tensor, number of loss tokens).
     """
     t = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True)
          for k in ("tokens", "loss_mask", "position_ids", "doc_ids")}
     tokens = t["tokens"].long()
     inp, labels = tokens[:, :-1], tokens[:, 1:]
-    mask = t["loss_mask"][:, 1:]
+    mask = rsdb.label_mask(t)
     logits = model(inp, t["position_ids"][:, :-1].long(), t["doc_ids"][:, :-1])
     per_tok = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), reduction="none")
     n = int(mask.sum())

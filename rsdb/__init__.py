@@ -11,7 +11,8 @@
 from ._core import core_version as _core_version
 from .errors import ConfigError, LoaderError, ShardError, TrinityError
 from .loader import Phase, RSDBLoader
-from .megatron import open_megatron
+from .megatron import open_megatron, write_megatron
+from .packing import hf_packed, label_mask, varlen_args
 from .shards import ShardView, ShardWriter, TokenShards, open_shards, write_shards
 
 __all__ = [
@@ -24,7 +25,11 @@ __all__ = [
     "ShardWriter",
     "TokenShards",
     "TrinityError",
+    "hf_packed",
+    "label_mask",
     "open_megatron",
     "open_shards",
+    "varlen_args",
+    "write_megatron",
     "write_shards",
 ]

@@ -3,8 +3,10 @@
 Each DataLoader worker builds its own :class:`rsdb.RSDBLoader` with
 ``worker_id``/``num_workers`` from ``get_worker_info()``, so workers read disjoint
 document streams and the DataLoader's round-robin order is the global step order the
-loader's phase schedule assumes. Use ``batch_size=None``: the dataset yields whole
-batches (dicts of tensors that share memory with the loader's numpy arrays).
+loader's phase schedule assumes. Use ``batch_size=None`` (or :meth:`RSDBIterableDataset.dataloader`,
+which refuses anything else): the dataset yields whole batches (dicts of tensors that share
+memory with the loader's numpy arrays); DataLoader's default ``batch_size=1`` would add a
+leading dimension, ``(1, B, L+1)``. ``len(ds)`` is the number of batches of one pass.
 
 Worker batches travel in shared memory: in a DataLoader worker, each batch's arrays are
 views of one fresh shared-memory block that the loader fills in place
@@ -69,6 +71,37 @@ class RSDBIterableDataset(IterableDataset):
         self.return_state = return_state
         self.shared_memory = shared_memory
         self._resume: dict[str, Any] | None = None
+
+    #: DataLoader workers that ``len()`` counts for; :meth:`dataloader` sets it.
+    dataloader_workers: int = 1
+
+    def __len__(self) -> int:
+        """Batches one pass of a DataLoader over this dataset yields, all workers together.
+
+        Counts for :attr:`dataloader_workers` workers (set by :meth:`dataloader`; 1 for
+        ``DataLoader(ds, batch_size=None)`` in the main process). Finite mode: every
+        worker yields the same number of batches; phased mode: the schedule's steps.
+        Endless mode without phases has no length (TypeError, as for ``RSDBLoader``).
+        """
+        return self.num_batches(self.dataloader_workers)
+
+    def num_batches(self, num_workers: int = 1) -> int:
+        """Batches of one full pass with ``num_workers`` DataLoader workers (0 counts as 1)."""
+        nw = max(1, int(num_workers))
+        return sum(len(RSDBLoader(self.sources, worker_id=w, num_workers=nw, **self.loader_kwargs))
+                   for w in range(nw))
+
+    def dataloader(self, *, num_workers: int = 0, **kwargs: Any) -> "torch.utils.data.DataLoader":
+        """``DataLoader(self, batch_size=None, num_workers=...)``: the dataset yields whole batches.
+
+        DataLoader's default ``batch_size=1`` would stack one batch into a new leading
+        dimension, ``(1, B, L+1)``; any ``batch_size`` but None is refused here.
+        """
+        if kwargs.pop("batch_size", None) is not None:
+            raise LoaderError("RSDBIterableDataset yields whole batches: use batch_size=None (set batch_size on "
+                              "the dataset instead)")
+        self.dataloader_workers = max(1, int(num_workers))
+        return torch.utils.data.DataLoader(self, batch_size=None, num_workers=num_workers, **kwargs)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from a :meth:`StateTracker.state_dict` (applies to the next iteration)."""
