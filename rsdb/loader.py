@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -111,7 +111,7 @@ class LoaderConfig(BaseModel):
     num_workers: int = Field(1, ge=1)
     epochs: Optional[int] = Field(None, ge=1)
     packing: Literal["rsdb", "sequential"] = "rsdb"
-    verify: bool = False
+    verify: Union[Literal["off", "checksum", "full"], bool] = "checksum"
     prefetch: bool = True
     fields: tuple[str, ...] = FIELDS
     populate: Literal["pool", "shard", "off"] = "pool"
@@ -174,7 +174,7 @@ def _is_megatron(path: str) -> bool:
     return os.path.isfile(p + ".bin") and os.path.isfile(p + ".idx")
 
 
-def _source_units(idx: int, name: str, paths: Sequence[str], verify: bool) -> tuple[list[_Unit], int | None]:
+def _source_units(idx: int, name: str, paths: Sequence[str], verify: Any) -> tuple[list[_Unit], int | None]:
     from .shards import open_shards
 
     units: list[_Unit] = []
@@ -227,7 +227,9 @@ class RSDBLoader:
         packing: ``"rsdb"`` or ``"sequential"`` (pool of one: documents concatenated in
             stream order, the naive baseline).
         refill_batch: free slots that trigger a pool refill (default buffer_docs // 16).
-        verify: checksum and scan each shard when it is first opened.
+        verify: ``"checksum"`` (default): check each shard's xxh64, in a background
+            thread, when it is first opened, before its documents enter the pool;
+            ``"full"`` (or True): also scan its token ids; ``"off"`` (or False): none.
         fields: which arrays to produce (``tokens`` always); fewer is faster.
         populate: how the memory-mapped shards get into the page table. ``"pool"``
             (default): when a document enters the pool, the 2 MiB window of the shard
@@ -276,7 +278,7 @@ class RSDBLoader:
         phases: Sequence[Phase | Mapping[str, Any]] | None = None,
         packing: str = "rsdb",
         refill_batch: int | None = None,
-        verify: bool = False,
+        verify: bool | str = "checksum",
         prefetch: bool = True,
         fields: Sequence[str] = FIELDS,
         populate: str | bool = "pool",

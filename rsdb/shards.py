@@ -12,44 +12,69 @@ The schema metadata carries ``rsdb.format = rsdb-tokens`` and ``rsdb.format_vers
 The manifest lists every shard with its documents, tokens, size in bytes and xxh64
 checksum, plus the source name, tokenizer name and vocabulary size.
 
-Validation trade-off. :func:`open_shards` reads only the manifest (O(shards)); a shard
+Validation trade-off. :func:`open_shards` reads only the manifest (O(shards)), checked
+by :mod:`rsdb.manifest` (typed fields, distinct paths, totals, its own digest). A shard
 file is opened on first use, when its size, Arrow footer, schema, record-batch count
 and document/token counts are checked against the manifest, and its offsets are checked
 to be non-decreasing and inside the values buffer (a vectorised pass over 8 bytes per
-document, never over the tokens). The loader's compiled core re-checks each document's
-bounds when it admits it and checks token ids against the vocabulary inside its copy
-loop (a max-reduction fused with the copy), so no step scans a shard's tokens up front.
-Reading the whole file (xxh64 checksum, token range scan) happens only on request:
-``open_shards(path, verify=True)`` or ``trinity-data rsdb inspect --verify``. Corruption
-that keeps every structure valid (a flipped token byte) is therefore caught only with
-``verify=True``; truncation is always caught by the size check.
+document). The loader's compiled core re-checks each document's bounds when it admits
+it and checks token ids against the vocabulary inside its copy loop.
+
+Integrity is on by default (``verify="checksum"``): the first time a shard is mapped,
+its xxh64 checksum is computed in a background thread (xxhash releases the GIL and
+runs at about 10 GB/s) and must match the manifest before the shard's documents are
+handed out; opening shard ``i`` also starts checking shard ``i + 1``, so sequential
+readers overlap the check with their work. The cost is reading each shard file once
+more (from the page cache when it is warm). ``verify="full"`` (or True) also scans
+every token id against the vocabulary when the shard is opened; ``verify="off"`` (or
+False) skips the checksum, and then a flipped token byte that keeps every structure
+valid goes unnoticed. Truncation is always caught by the size check.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import numpy as np
 import pyarrow as pa
 
 from .errors import ConfigError, ShardError
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, dump_manifest, load_manifest
 
 __all__ = ["ShardView", "ShardWriter", "TokenShards", "open_shards", "write_shards"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "rsdb-tokens"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 DEFAULT_SHARD_TOKENS = 1 << 26  # 256 MiB of uint32 tokens per file: few files, cheap to mmap
 _TOKEN_TYPES = {pa.uint32(): np.uint32, pa.int32(): np.int32, pa.uint16(): np.uint16}
-_SCHEMA_META = {b"rsdb.format": FORMAT.encode(), b"rsdb.format_version": str(FORMAT_VERSION).encode()}
+# The Arrow layout itself is unchanged since version 1 (only the manifest gained a digest).
+_SCHEMA_META = {b"rsdb.format": FORMAT.encode(), b"rsdb.format_version": b"1"}
+
+VerifyMode = Literal["off", "checksum", "full"]
+Verify = Union[bool, VerifyMode]
+DEFAULT_VERIFY: VerifyMode = "checksum"
+
+
+def verify_mode(verify: Verify) -> VerifyMode:
+    """Normalise a ``verify`` argument: True is ``"full"``, False is ``"off"``.
+
+    >>> verify_mode(True), verify_mode(False), verify_mode("checksum")
+    ('full', 'off', 'checksum')
+    """
+    if verify is True:
+        return "full"
+    if verify is False or verify is None:
+        return "off"
+    if verify in ("off", "checksum", "full"):
+        return verify  # type: ignore[return-value]
+    raise ConfigError(f"verify must be 'off', 'checksum', 'full' or a bool, got {verify!r}")
 
 
 def _xxh64_file(path: Path, chunk: int = 1 << 24) -> str:
@@ -65,10 +90,46 @@ def _xxh64_file(path: Path, chunk: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def check_checksum(path: Path, info: Mapping[str, Any]) -> None:
+    """Compare ``path``'s checksum with its manifest entry (xxh64, else sha256, else nothing)."""
+    p = str(path)
+    if info.get("xxh64"):
+        got = _xxh64_file(path)
+        if got != info["xxh64"]:
+            raise ShardError(p, f"xxh64 checksum mismatch: file has {got}, manifest says {info['xxh64']}")
+    elif info.get("sha256"):
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                h.update(block)
+        if h.hexdigest() != info["sha256"]:
+            raise ShardError(p, "sha256 checksum mismatch")
+
+
+# One background thread checks every shard of the process, in the order they are asked
+# for: enough to stay ahead of a training loop, and it never competes with itself for
+# the disk. After a fork (DataLoader workers) the child makes its own.
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _verifier() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rsdb-verify")
+        return _executor
+
+
+def _reset_after_fork() -> None:
+    global _executor, _executor_lock
+    _executor, _executor_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class ShardWriter:
@@ -212,7 +273,7 @@ class ShardWriter:
             "shards": self._shards,
             "extra": {},
         }
-        _atomic_write_text(self.out_dir / MANIFEST, json.dumps(self._manifest, indent=2))
+        self._manifest = dump_manifest(self.out_dir, self._manifest)
         self._closed = True
         return self._manifest
 
@@ -318,27 +379,28 @@ class ShardView(DocumentSequence):
         return f"ShardView({self.path!r}, num_docs={self.num_docs}, num_tokens={self.num_tokens})"
 
 
-def _open_view(path: Path, info: Mapping[str, Any], vocab_size: int | None, verify: bool) -> ShardView:
+def _check_size(path: Path, info: Mapping[str, Any]) -> None:
     p = str(path)
     if not path.is_file():
         raise ShardError(p, "shard file listed in the manifest is missing")
     size = path.stat().st_size
-    if "bytes" in info and size != int(info["bytes"]):
+    if info.get("bytes") is not None and size != int(info["bytes"]):
         raise ShardError(p, f"size is {size} bytes but the manifest says {int(info['bytes'])}: truncated or rewritten")
-    if verify:
-        if "xxh64" in info:
-            got = _xxh64_file(path)
-            if got != info["xxh64"]:
-                raise ShardError(p, f"xxh64 checksum mismatch: file has {got}, manifest says {info['xxh64']}")
-        elif "sha256" in info:
-            import hashlib
 
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 24), b""):
-                    h.update(block)
-            if h.hexdigest() != info["sha256"]:
-                raise ShardError(p, "sha256 checksum mismatch")
+
+def _open_view(path: Path, info: Mapping[str, Any], vocab_size: int | None, verify: Verify,
+               checksummed: bool = False) -> ShardView:
+    """Open one shard file and check its structure against its manifest entry.
+
+    ``verify``: ``"off"``/False structure only; ``"checksum"`` also the file's checksum
+    (unless ``checksummed``: the caller already compared it); ``"full"``/True also every
+    token id against ``vocab_size``.
+    """
+    p = str(path)
+    mode = verify_mode(verify)
+    _check_size(path, info)
+    if mode != "off" and not checksummed:
+        check_checksum(path, info)
     try:
         source = pa.memory_map(p, "r")
         reader = pa.ipc.open_file(source)
@@ -388,6 +450,13 @@ def _open_view(path: Path, info: Mapping[str, Any], vocab_size: int | None, veri
     first, last = int(offsets[0]), int(offsets[-1])
     if first < 0 or last < first or last > nvals:
         raise ShardError(p, f"offsets span [{first}, {last}) outside the values buffer of {nvals} tokens")
+    if first:
+        # Legal Arrow (a sliced list written as is): rebase to 0 so every consumer (the
+        # compiled core included) sees offsets that index ``tokens`` from its start.
+        offsets = offsets - first
+        offsets.setflags(write=False)
+        tokens = tokens[first:last]
+        last, first = last - first, 0
     if "num_docs" in info and n != int(info["num_docs"]):
         raise ShardError(p, f"holds {n} documents but the manifest says {int(info['num_docs'])}")
     if "num_tokens" in info and last - first != int(info["num_tokens"]):
@@ -396,7 +465,7 @@ def _open_view(path: Path, info: Mapping[str, Any], vocab_size: int | None, veri
         i = int(np.argmax(offsets[1:] < offsets[:-1]))
         raise ShardError(p, f"offsets decrease at document {i} ({int(offsets[i])} -> {int(offsets[i + 1])})")
     view = ShardView(p, offsets, tokens, table, vocab_size)
-    if verify:
+    if mode == "full":
         view.validate()
     return view
 
@@ -408,11 +477,11 @@ class TokenShards:
     ``view(i)`` opens one. Indexing (``shards[i]``) returns a document's tokens.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], verify: bool = False):
+    def __init__(self, path: Path, manifest: dict[str, Any], verify: Verify = DEFAULT_VERIFY):
         self.path = str(path)
         self.dir = path
         self.manifest = manifest
-        self.verify = verify
+        self.verify: VerifyMode = verify_mode(verify)
         self.source: str = str(manifest["source"])
         self.tokenizer: str | None = manifest.get("tokenizer")
         self.vocab_size: int | None = manifest.get("vocab_size")
@@ -423,6 +492,8 @@ class TokenShards:
         self.tokens_per_shard = [int(s["num_tokens"]) for s in self.shards]
         self._doc_starts = np.concatenate([[0], np.cumsum(self.docs_per_shard, dtype=np.int64)]).tolist()
         self._views: dict[int, ShardView] = {}
+        self._checks: dict[int, Future] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.num_docs
@@ -434,11 +505,35 @@ class TokenShards:
     def shard_path(self, i: int) -> Path:
         return self.dir / self.shards[i]["file"]
 
+    def prefetch(self, i: int) -> None:
+        """Start checking shard ``i``'s size and checksum in the background (no-op if started or off)."""
+        self._check_future(i)
+
+    def _check_future(self, i: int) -> Future | None:
+        if self.verify == "off" or not 0 <= i < self.num_shards:
+            return None
+        with self._lock:
+            fut = self._checks.get(i)
+            if fut is None:
+                path, info = self.shard_path(i), self.shards[i]
+                fut = self._checks[i] = _verifier().submit(lambda: (_check_size(path, info),
+                                                                    check_checksum(path, info)))
+            return fut
+
     def view(self, i: int) -> ShardView:
-        """Open (once) and return shard ``i`` as a :class:`ShardView`."""
+        """Open (once) and return shard ``i`` as a :class:`ShardView`.
+
+        Unless ``verify="off"``, waits for the shard's checksum (computed in the
+        background thread) first, and starts checking shard ``i + 1``.
+        """
         v = self._views.get(i)
         if v is None:
-            v = self._views[i] = _open_view(self.shard_path(i), self.shards[i], self.vocab_size, self.verify)
+            fut = self._check_future(i)
+            self._check_future(i + 1)  # read-ahead: sequential readers never wait twice
+            if fut is not None:
+                fut.result()  # re-raises the ShardError of a bad shard, here, before any document is used
+            v = self._views[i] = _open_view(self.shard_path(i), self.shards[i], self.vocab_size, self.verify,
+                                            checksummed=fut is not None)
         return v
 
     def views(self) -> list[ShardView]:
@@ -457,11 +552,11 @@ class TokenShards:
             for i in range(v.num_docs):
                 yield v[i]
 
-    def validate(self, verify: bool = True) -> None:
-        """Open every shard; with ``verify``, also checksum and scan them (offsets, token range)."""
+    def validate(self, verify: Verify = True) -> None:
+        """Open every shard and scan its offsets and token range; with ``verify``, also checksum it."""
         for i in range(self.num_shards):
             v = _open_view(self.shard_path(i), self.shards[i], self.vocab_size, verify)
-            if not verify:
+            if verify_mode(verify) != "full":
                 v.validate()
 
     def __repr__(self) -> str:
@@ -470,58 +565,28 @@ class TokenShards:
 
 
 def _check_manifest(mpath: Path, m: Any) -> None:
-    p = str(mpath)
-    if not isinstance(m, dict):
-        raise ShardError(p, "manifest is not a JSON object")
-    if m.get("format") != FORMAT:
-        raise ShardError(p, f"format is {m.get('format')!r}, expected {FORMAT!r}")
-    if m.get("format_version") != FORMAT_VERSION:
-        raise ShardError(p, f"format_version {m.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
-    for key in ("source", "num_docs", "num_tokens", "shards"):
-        if key not in m:
-            raise ShardError(p, f"missing key {key!r}")
-    if not isinstance(m["shards"], list):
-        raise ShardError(p, "'shards' must be a list")
-    vocab = m.get("vocab_size")
-    if vocab is not None and (not isinstance(vocab, int) or not 0 < vocab <= 2**31):
-        raise ShardError(p, f"vocab_size {vocab!r} must be null or an int in [1, 2**31]")
-    docs = tokens = 0
-    for i, s in enumerate(m["shards"]):
-        if not isinstance(s, dict) or not isinstance(s.get("file"), str):
-            raise ShardError(p, f"shards[{i}] must be an object with a 'file'")
-        f = s["file"]
-        if os.path.isabs(f) or ".." in Path(f).parts:
-            raise ShardError(p, f"shards[{i}].file {f!r} must be a relative path inside the shard directory")
-        for key in ("num_docs", "num_tokens"):
-            if not isinstance(s.get(key), int) or s[key] < 0:
-                raise ShardError(p, f"shards[{i}].{key} must be a non-negative int, got {s.get(key)!r}")
-        docs += s["num_docs"]
-        tokens += s["num_tokens"]
-    if docs != m["num_docs"] or tokens != m["num_tokens"]:
-        raise ShardError(p, f"shards add up to {docs} docs / {tokens} tokens but the manifest says "
-                            f"{m['num_docs']} / {m['num_tokens']}")
+    """Raise ShardError if ``m`` (parsed JSON) is not a valid manifest (see :mod:`rsdb.manifest`)."""
+    from .manifest import _check
+
+    _check(mpath, m, require_digest=True)
 
 
-def open_shards(path: str | os.PathLike, *, verify: bool = False) -> TokenShards:
+def open_shards(path: str | os.PathLike, *, verify: Verify = DEFAULT_VERIFY) -> TokenShards:
     """Open a shard directory (or its ``manifest.json``) and validate the manifest.
 
     Args:
         path: the shard directory or its manifest file.
-        verify: also checksum each shard file and scan its offsets and token ids when it
-            is opened (reads every byte once; off by default).
+        verify: ``"checksum"`` (default): each shard's xxh64 is checked, in a background
+            thread, the first time the shard is opened and before any of its documents
+            is returned. ``"full"`` (or True): also scan its token ids against the
+            vocabulary. ``"off"`` (or False): structure checks only.
 
     Raises:
         ShardError: naming the file and the problem.
     """
+    mode = verify_mode(verify)
     path = Path(path)
     if path.name == MANIFEST:
         path = path.parent
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise ShardError(str(mpath), "no manifest.json: not a token shard directory (or an unfinished write)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ShardError(str(mpath), f"manifest is not valid JSON: {exc}") from None
-    _check_manifest(mpath, manifest)
-    return TokenShards(path, manifest, verify=verify)
+    manifest = load_manifest(path).model_dump(exclude_unset=True)
+    return TokenShards(path, manifest, verify=mode)

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from rsdb.errors import ConfigError, TrinityError
+from rsdb.manifest import dump_manifest
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,8 @@ def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpe
                 agg["extra"]["tokens_per_lang"][lang] = agg["extra"]["tokens_per_lang"].get(lang, 0) + t
     for src, agg in merged.items():
         agg["tokens_per_source"] = {src: agg["num_tokens"]}
-        _atomic_write_text(out / _safe(src) / "manifest.json", json.dumps(agg, indent=2))
+        # Sealed after the last edit: the digest covers the merged shard list and totals.
+        merged[src] = dump_manifest(out / _safe(src), agg)
     return merged
 
 

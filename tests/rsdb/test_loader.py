@@ -217,11 +217,13 @@ def test_megatron_source(tmp_path):
 
 
 def test_corrupt_shards_raise_shard_error(tmp_path):
+    from rsdb.manifest import dump_manifest
+
     paths, _ = make_corpus(tmp_path, {"a": [20] * 10}, shard_tokens=10**6, vocab=1000)
     manifest = tmp_path / "a" / "manifest.json"
     m = json.loads(manifest.read_text())
     m["vocab_size"] = 10  # ids up to 999 now exceed the vocabulary: caught in the copy loop
-    manifest.write_text(json.dumps(m))
+    dump_manifest(manifest.parent, m)  # re-sealed: an unsealed edit is refused on open
     loader = RSDBLoader(paths, seq_len=8, batch_size=1, buffer_docs=2)
     with pytest.raises(ShardError, match=r"token id \d+ is out of range \(vocab_size 10\)") as exc:
         next(loader)
@@ -229,7 +231,7 @@ def test_corrupt_shards_raise_shard_error(tmp_path):
     with pytest.raises(LoaderError, match="stopped after an error"):
         next(loader)
     m["vocab_size"] = 1000
-    manifest.write_text(json.dumps(m))
+    dump_manifest(manifest.parent, m)
     shard = tmp_path / "a" / "shard-00000.arrow"
     shard.write_bytes(shard.read_bytes()[:-50])
     with pytest.raises(ShardError, match="truncated"):

@@ -29,7 +29,7 @@ def test_round_trip_and_manifest(tmp_path):
     rng = np.random.default_rng(0)
     docs = _docs(rng, 40)
     m = rsdb.write_shards(tmp_path / "s", docs, source="web", shard_tokens=200, vocab_size=1000, tokenizer="t")
-    assert m["format"] == "rsdb-tokens" and m["format_version"] == 1
+    assert m["format"] == "rsdb-tokens" and m["format_version"] == 2 and len(m["digest"]) == 16
     assert m["num_docs"] == 40 and m["num_tokens"] == sum(len(d) for d in docs)
     assert m["tokens_per_source"] == {"web": m["num_tokens"]}
     assert len(m["shards"]) > 1 and all(s["xxh64"] and s["bytes"] > 0 for s in m["shards"])
@@ -101,7 +101,7 @@ def test_missing_truncated_and_foreign_files(tmp_path):
     # A same-size file that is not Arrow at all: bad magic.
     shard.write_bytes(b"\0" * len(data))
     with pytest.raises(ShardError, match="Arrow"):
-        rsdb.open_shards(tmp_path).view(0)
+        rsdb.open_shards(tmp_path, verify="off").view(0)
 
 
 def test_verify_catches_token_flip_and_vocab(tmp_path):
@@ -111,7 +111,9 @@ def test_verify_catches_token_flip_and_vocab(tmp_path):
     pos = bytes(data).find(np.array([1, 2, 3], np.uint32).tobytes())
     data[pos] = 4  # still a valid id below vocab_size: only the checksum can tell
     shard.write_bytes(bytes(data))
-    assert rsdb.open_shards(tmp_path)[0].tolist() == [4, 2, 3]  # verify off: structure is fine
+    assert rsdb.open_shards(tmp_path, verify="off")[0].tolist() == [4, 2, 3]  # verify off: structure is fine
+    with pytest.raises(ShardError, match="checksum"):
+        rsdb.open_shards(tmp_path).view(0)  # the default checks the checksum
     with pytest.raises(ShardError, match="checksum"):
         rsdb.open_shards(tmp_path, verify=True).view(0)
     # Rewrite the manifest's checksum: now the vocabulary scan catches an id >= vocab_size.
@@ -119,7 +121,7 @@ def test_verify_catches_token_flip_and_vocab(tmp_path):
     shard.write_bytes(bytes(data))
     m = json.loads((tmp_path / "manifest.json").read_text())
     m["shards"][0]["xxh64"] = rsdb.shards._xxh64_file(shard)
-    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    rsdb.manifest.dump_manifest(tmp_path, m)
     with pytest.raises(ShardError, match="token id 9 >= 5"):
         rsdb.open_shards(tmp_path, verify=True).view(0)
 
