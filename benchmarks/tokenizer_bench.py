@@ -10,15 +10,15 @@ Measurements (all on the demo corpus ``../shared/corpus/demo.jsonl.zst``, 5%
 of documents held out by id hash, the same split for every tokenizer):
 
 * ``train``: time, peak RSS and vocabulary reached for the 200k training run of
-  ours (``trinity``), of the GPT-4o-style baseline (same data, same trainer,
-  o200k regex) and of the ablation ``trinity_cjk_joined`` (ours with Han,
-  Hiragana and Katakana allowed in one pre-token: what the script rule costs),
-  each in a fresh process so peak RSS is its own.
+  ours (``trinity``: Han, Hiragana and Katakana one script class), of the
+  GPT-4o-style baseline (same data, same trainer, o200k regex) and of
+  ``trinity_strict`` (ours with Han, Hiragana and Katakana apart: what the
+  joined class gains), each in a fresh process so peak RSS is its own.
 * ``memory``: peak RSS per GB of input at growing input sizes, for the direct
   route and the counts route (parallel counting + pruning the tail).
 * ``compress``: bytes per token on the held-out split per language, source and
   script group; ours vs the baseline vs o200k_base vs cl100k_base (bpe-openai)
-  (and the ablation, where trained), plus the place-aligned digit-group fraction.
+  (and the strict rule, where trained), plus the place-aligned digit-group fraction.
 * ``throughput``: encode bytes/s of the same text with `tokenizers` (our
   tokenizer.json), with a `tiktoken.Encoding` built from the same vocabulary
   (:func:`tokenizer.tiktoken_compat.to_tiktoken`) and with
@@ -64,7 +64,7 @@ COMMIT = _commit()
 
 
 def emit(out: Path, record: dict) -> None:
-    record = {**record, "device": DEVICE, "commit": COMMIT}
+    record = {**record, "load_avg_1m": round(os.getloadavg()[0], 2), "device": DEVICE, "commit": COMMIT}
     line = json.dumps(record)
     print(line, flush=True)
     with open(out / "results.jsonl", "a") as f:
@@ -147,9 +147,9 @@ def bench_compress(args, out: Path) -> None:
     base = args.baseline or str(out / f"gpt4o-{args.vocab_size // 1000}k")
     cands = [HFCandidate(ours, "ours"), HFCandidate(base, "gpt4o_style"),
              OpenAICandidate("o200k_base"), OpenAICandidate("cl100k_base")]
-    ablation = args.ablation or str(out / f"trinity_cjk_joined-{args.vocab_size // 1000}k")
-    if Path(ablation, "tokenizer.json").exists():
-        cands.insert(2, HFCandidate(ablation, "ablation_cjk_joined"))
+    strict = args.strict or str(out / f"trinity_strict-{args.vocab_size // 1000}k")
+    if Path(strict, "tokenizer.json").exists():
+        cands.insert(2, HFCandidate(strict, "strict_cjk"))
     res = evaluate(cands, _heldout_docs(args))
     (out / "compress.json").write_text(json.dumps(res, indent=2))
     for by, rows in res["groups"].items():
@@ -273,9 +273,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokenizer", help="our trained tokenizer (default: the one this run trains)")
     ap.add_argument("--baseline", help="GPT-4o-style baseline (default: the one this run trains)")
-    ap.add_argument("--ablation", help="trinity_cjk_joined ablation (default: the one this run trains, if any)")
-    ap.add_argument("--train-kinds", nargs="+", default=["trinity", "gpt4o", "trinity_cjk_joined"],
-                    choices=["trinity", "gpt4o", "trinity_cjk_joined"], help="what the train step trains")
+    ap.add_argument("--strict", help="trinity_strict tokenizer (default: the one this run trains, if any)")
+    ap.add_argument("--train-kinds", nargs="+", default=["trinity", "gpt4o", "trinity_strict"],
+                    choices=["trinity", "gpt4o", "trinity_strict"], help="what the train step trains")
     ap.add_argument("--only", nargs="+", choices=["train", "memory", "compress", "throughput"])
     args = ap.parse_args(argv)
     if not args.corpus.exists():

@@ -47,8 +47,8 @@ def train(
     vocab_size: int = typer.Option(200_000, "--vocab-size", help="exact final vocabulary size, special tokens included"),
     pretokenizer: str = typer.Option(
         "trinity",
-        help="trinity (ours), gpt4o (the o200k regex baseline) or trinity_cjk_joined "
-        "(benchmark ablation: Han and kana in one pre-token)",
+        help="trinity (ours: Han+Hiragana+Katakana one script class), trinity_strict "
+        "(the same with Han, Hiragana and Katakana apart) or gpt4o (the o200k regex baseline)",
     ),
     min_frequency: int = typer.Option(2, help="never merge a pair seen fewer times"),
     max_token_length: Optional[int] = typer.Option(None, help="longest token, in bytes"),

@@ -61,10 +61,10 @@ class TrainConfig(CorpusConfig):
 
     Args:
         vocab_size: exact size of the final vocabulary, special tokens included.
-        pretokenizer: ``trinity`` (place-aligned digits, script isolation) or
-            ``gpt4o`` (the o200k regex; the baseline for comparisons);
-            ``trinity_cjk_joined`` is a benchmark ablation (ours with Han, Hiragana
-            and Katakana in one pre-token), not for models.
+        pretokenizer: ``trinity`` (place-aligned digits, script isolation with
+            Han, Hiragana and Katakana one class "CJK"), ``trinity_strict`` (the
+            same with Han, Hiragana and Katakana apart) or ``gpt4o`` (the o200k
+            regex; the baseline for comparisons).
         min_frequency: a pair seen fewer times is never merged.
         max_token_length: longest token in characters of the byte alphabet (None:
             no limit).
@@ -83,7 +83,7 @@ class TrainConfig(CorpusConfig):
     """
 
     vocab_size: int = Field(default=200_000, gt=0)
-    pretokenizer: Literal["trinity", "gpt4o", "trinity_cjk_joined"] = "trinity"
+    pretokenizer: Literal["trinity", "trinity_strict", "gpt4o"] = "trinity"
     min_frequency: int = Field(default=2, ge=0)
     max_token_length: int | None = Field(default=None, gt=1)
     route: Literal["direct", "counts"] = "direct"

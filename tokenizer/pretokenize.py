@@ -7,8 +7,9 @@ runs without any Python at encode time, in `transformers`, vLLM or plain
 
 The pipeline (:func:`build_pre_tokenizer`) is three steps:
 
-1. ``MAIN_PATTERN`` cuts text into words (one Unicode script each), whole ASCII
-   digit runs, other numerals, punctuation runs and whitespace runs.
+1. ``MAIN_PATTERN`` cuts text into words (one script class each: a Unicode
+   script, or "CJK" for Han, Hiragana and Katakana together), whole ASCII digit
+   runs, other numerals, punctuation runs and whitespace runs.
 2. ``DIGIT_GROUPS_PATTERN`` cuts each digit run into place-aligned groups: first
    the leading group (1 to 3 digits, so that what remains is a multiple of three
    long), then plain triples.
@@ -27,6 +28,13 @@ after a run's first group only whole triples remain, found by a one-character
 look-behind, so only the first group looks ahead.
 
 Decisions (see docs/tokenizer.md for the evidence):
+
+* Han, Hiragana and Katakana are one script class, "CJK": a Japanese word mixes
+  them (a kanji stem with hiragana endings, 食べる; 東京タワー), and a boundary at
+  every change between them cost the Japanese text 10% of its compression (no
+  token could span ``行|きます``). Every other script stays isolated, from the
+  others and from CJK. The strict rule (the three apart) is kind
+  ``trinity_strict``.
 
 * Digits are ``[0-9]``, never ``\\d``: in Oniguruma ``\\d`` is every Unicode decimal
   digit, which would put fullwidth or Arabic-Indic digits in ASCII groups.
@@ -87,7 +95,8 @@ UNCASED_SCRIPTS = (
     "Kannada", "Malayalam", "Sinhala", "Tibetan",
     # South-east Asia
     "Thai", "Lao", "Myanmar", "Khmer", "Javanese", "Balinese", "Sundanese",
-    # East Asia (Han, Hiragana and Katakana apart: 東京に行く -> 東京 に 行 く)
+    # East Asia. Han, Hiragana and Katakana form the one class "CJK" by default
+    # (東京に行く is one run, see `_cjk_word`); `trinity_strict` keeps them apart.
     "Han", "Hiragana", "Katakana", "Hangul", "Bopomofo", "Yi", "Mongolian",
     # Americas
     "Cherokee", "Canadian_Aboriginal",
@@ -142,10 +151,13 @@ def _uncased_word(script: str, lookahead: bool = True) -> str:
     return _run(rf"[[\p{{{script}}}&&\p{{L}}]{extra}]", lookahead)
 
 
-def _joined_cjk_word(lookahead: bool = True) -> str:
-    # Ablation only (kind `trinity_cjk_joined`): Han, Hiragana and Katakana letters in
-    # one run, as a script-agnostic regex would have them (東京に行きます is one
-    # piece). Measures what the script rule costs Japanese; never the default.
+_CJK_SCRIPTS = ("Han", "Hiragana", "Katakana")
+
+
+def _cjk_word(lookahead: bool = True) -> str:
+    # The default CJK class: Han, Hiragana and Katakana letters in one run
+    # (東京に行きます, 食べる, 東京タワー are one piece each), with the Common-script
+    # characters tied to any of them (ー, 〆, ...). Japanese words mix the three.
     return _run(rf"[[[\p{{Han}}\p{{Hiragana}}\p{{Katakana}}]&&\p{{L}}]{_WORD_EXTRA}{_KANA_EXTRA}{_HAN_EXTRA}]", lookahead)
 
 
@@ -156,7 +168,7 @@ def _other_letters(lookahead: bool = True) -> str:
     return _run(rf"[[\p{{L}}&&[^{listed}]]{_WORD_EXTRA}]", lookahead)
 
 
-def _words(lookahead: bool = True, join_cjk: bool = False) -> str:
+def _words(lookahead: bool = True, join_cjk: bool = True) -> str:
     # A word may carry one leading character that is not a letter, digit or line
     # break: the space before it (` price`), or punctuation glued to it (`.append`,
     # `_decode`, `(self`). This is o200k's and Llama 3's choice and the main
@@ -164,9 +176,9 @@ def _words(lookahead: bool = True, join_cjk: bool = False) -> str:
     alts = [rf"(?:{_cased_word('Latin', lookahead)}){_CONTRACTIONS}"]
     alts += [_cased_word(s, lookahead) for s in CASED_SCRIPTS[1:]]
     for s in UNCASED_SCRIPTS:
-        if join_cjk and s in ("Han", "Hiragana", "Katakana"):
+        if join_cjk and s in _CJK_SCRIPTS:
             if s == "Han":
-                alts.append(_joined_cjk_word(lookahead))
+                alts.append(_cjk_word(lookahead))
             continue
         alts.append(_uncased_word(s, lookahead))
     alts.append(_other_letters(lookahead))
@@ -198,8 +210,9 @@ _SPACES = r"\s+"  # trailing whitespace at the end of the text
 
 _REST = [_OTHER_NUMERAL, _PUNCT, _NEWLINES, _SPACES_BEFORE_WORD, _SPACES]
 MAIN_PATTERN = "|".join([_words(), _ASCII_DIGIT_RUN, *_REST])
-# Ablation (benchmark only): MAIN_PATTERN with Han, Hiragana and Katakana in one run.
-CJK_JOINED_PATTERN = "|".join([_words(join_cjk=True), _ASCII_DIGIT_RUN, *_REST])
+# Kind `trinity_strict`: MAIN_PATTERN with Han, Hiragana and Katakana each a script
+# of its own (東京に行きます -> 東京 に 行 きます).
+STRICT_PATTERN = "|".join([_words(join_cjk=False), _ASCII_DIGIT_RUN, *_REST])
 # Step 2: the leading group of a digit piece (with its space), so that the rest
 # is a multiple of 3 long, then plain triples. `\A` anchors the look-ahead at the
 # start of the piece: one attempt per piece, one scan of the run, and at every
@@ -219,6 +232,7 @@ DIGIT_GROUPS_PATTERN = r"\A ?[0-9]{1,3}(?=(?:[0-9]{3})*\z)|[0-9]{3}"
 # on random strings (tests/tokenizer/test_pretokenize.py).
 _TIKTOKEN_DIGITS = r"(?<=[0-9])[0-9]{3}| ?[0-9]{1,3}(?=(?:[0-9]{3})*(?:[^0-9]|\z))"
 TIKTOKEN_PATTERN = "|".join([_words(lookahead=False), _TIKTOKEN_DIGITS, *_REST])
+TIKTOKEN_STRICT_PATTERN = "|".join([_words(lookahead=False, join_cjk=False), _TIKTOKEN_DIGITS, *_REST])
 
 # The GPT-4o (o200k_base) split pattern, the baseline we compare against: the same
 # training data and trainer, only this regex (digits `\p{N}{1,3}` from the left,
@@ -235,10 +249,10 @@ GPT4O_PATTERN = "|".join(
     ]
 )
 
-#: Pre-tokenizer kinds. ``trinity_cjk_joined`` is an ablation for the benchmark:
-#: ours with Han, Hiragana and Katakana allowed in one pre-token (it breaks the
-#: script rule on purpose, to measure what the rule costs Japanese).
-PRETOKENIZERS = ("trinity", "gpt4o", "trinity_cjk_joined")
+#: Pre-tokenizer kinds: ``trinity`` (ours: place-aligned digits, script isolation
+#: with Han+Hiragana+Katakana one class "CJK"), ``trinity_strict`` (the same with
+#: Han, Hiragana and Katakana apart) and ``gpt4o`` (the o200k regex, the baseline).
+PRETOKENIZERS = ("trinity", "trinity_strict", "gpt4o")
 
 
 def uses_digit_groups(kind: str) -> bool:
@@ -252,7 +266,32 @@ def main_pattern(kind: str = "trinity") -> str:
         from rsdb.errors import ConfigError
 
         raise ConfigError(f"unknown pre-tokenizer {kind!r}; expected one of {PRETOKENIZERS}")
-    return {"trinity": MAIN_PATTERN, "gpt4o": GPT4O_PATTERN, "trinity_cjk_joined": CJK_JOINED_PATTERN}[kind]
+    return {"trinity": MAIN_PATTERN, "trinity_strict": STRICT_PATTERN, "gpt4o": GPT4O_PATTERN}[kind]
+
+
+def tiktoken_pattern(kind: str = "trinity") -> str:
+    """The one-regex form of ``kind`` for tiktoken (``gpt4o``: the o200k regex itself)."""
+    main_pattern(kind)  # validates the kind
+    return {"trinity": TIKTOKEN_PATTERN, "trinity_strict": TIKTOKEN_STRICT_PATTERN, "gpt4o": GPT4O_PATTERN}[kind]
+
+
+def kind_of(tok) -> str:
+    """Which kind of :data:`PRETOKENIZERS` a `tokenizers` Tokenizer's pre-tokenizer is.
+
+    Read from the saved regex, so a ``tokenizer.json`` trained with either CJK rule
+    gets the matching tiktoken twin. Raises ``ConfigError`` for a pre-tokenizer that
+    is none of them.
+    """
+    import json
+
+    state = tok.pre_tokenizer.__getstate__() if tok.pre_tokenizer is not None else b"null"
+    blob = json.dumps(json.loads(state))
+    for kind in PRETOKENIZERS:
+        if json.dumps(main_pattern(kind))[1:-1] in blob:
+            return kind
+    from rsdb.errors import ConfigError
+
+    raise ConfigError("the tokenizer's pre-tokenizer is none of " + ", ".join(PRETOKENIZERS))
 
 
 def forced_digit_strings(space_prefix: bool = True) -> list[str]:

@@ -1,7 +1,8 @@
 """A `tiktoken.Encoding` twin of a trained tokenizer: same ranks, one-regex split.
 
 tiktoken accepts a single regex, so the twin uses
-:data:`tokenizer.pretokenize.TIKTOKEN_PATTERN` (the same rules as one regex, linear
+:data:`tokenizer.pretokenize.TIKTOKEN_PATTERN` (or its ``trinity_strict`` form, read
+from the tokenizer's own pre-tokenizer; the same rules as one regex, linear
 in a digit run's length like the two-step pipeline). Token ids equal the
 `tokenizers` ids because ids are assigned in merge order and both run a piece
 that is a vocabulary token as that token; they can differ only where tiktoken
@@ -15,7 +16,7 @@ import itertools
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from .pretokenize import SPECIAL_TOKENS, TIKTOKEN_PATTERN
+from .pretokenize import SPECIAL_TOKENS, kind_of, tiktoken_pattern
 from ._bytes import to_bytes
 
 
@@ -34,7 +35,9 @@ def to_tiktoken(tok, name: str = "trinity"):
             specials[token] = i
         else:
             ranks[to_bytes(token)] = i
-    return tiktoken.Encoding(name, pat_str=TIKTOKEN_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+    # The one-regex form of the rules this tokenizer was trained with (CJK joined or strict).
+    pattern = tiktoken_pattern(kind_of(tok))
+    return tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
 
 
 _SPECIAL = re.compile("|".join(re.escape(s) for s in SPECIAL_TOKENS))

@@ -127,7 +127,33 @@ def assemble(trained: list[tuple[str, str]], kind: str, vocab_size: int):
     tok.pre_tokenizer = build_pre_tokenizer(kind)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+    tok.post_processor = bos_post_processor()
     return tok
+
+
+def bos_post_processor():
+    """Prepend ``<|bos|>`` to every encoded text, as the tokenize job starts every
+    training document with it (and ends it with ``<|eos|>``, which inference must not
+    add: the model would see the end of its input as the end of a document).
+
+    So ``AutoTokenizer(...)("hi")`` and vLLM give the model the input it was trained
+    on; ``add_special_tokens=False`` gives the bare ids (what the tokenize job
+    encodes before adding its markers). A pair is two documents, each with its BOS,
+    as Llama 3 does.
+    """
+    from tokenizers import processors
+
+    bos = SPECIAL_TOKENS[0]
+    return processors.TemplateProcessing(
+        single=f"{bos} $A:0", pair=f"{bos} $A:0 {bos}:1 $B:1", special_tokens=[(bos, 0)]
+    )
+
+
+def adds_bos(tok) -> bool:
+    """Whether ``tok`` prepends ``<|bos|>`` when special tokens are added."""
+    bos = SPECIAL_TOKENS[0]
+    enc = tok.encode("", add_special_tokens=True)
+    return bool(enc.ids) and enc.ids[0] == tok.token_to_id(bos)
 
 
 def _texts(docs, progress: bool, total: int | None) -> Iterator[str]:
@@ -179,6 +205,8 @@ def train(
     >>> tok.get_vocab_size()
     2490
     >>> tok.encode("Hello 2026").tokens
+    ['<|bos|>', 'Hello', 'Ġ2', '026']
+    >>> tok.encode("Hello 2026", add_special_tokens=False).tokens
     ['Hello', 'Ġ2', '026']
     """
     started = time.perf_counter()
@@ -251,7 +279,12 @@ def _count_bytes(texts: Iterable[str], stats: ReadStats) -> Iterator[str]:
 
 
 def save(tok, out_dir: str | Path, *, report: dict | None = None, model_max_length: int = 1 << 17) -> Path:
-    """Write ``tokenizer.json`` plus what ``transformers.AutoTokenizer`` needs."""
+    """Write ``tokenizer.json`` plus what ``transformers.AutoTokenizer`` needs.
+
+    ``tokenizer_config.json`` says ``add_bos_token`` as the saved post-processor
+    does (true for tokenizers trained here: BOS first, as in training) and
+    ``add_eos_token: false``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
@@ -266,7 +299,8 @@ def save(tok, out_dir: str | Path, *, report: dict | None = None, model_max_leng
         "additional_special_tokens": extra,
         "model_max_length": model_max_length,
         "clean_up_tokenization_spaces": False,
-        "add_bos_token": False,
+        # Mirrors the post-processor in tokenizer.json (transformers reads both).
+        "add_bos_token": adds_bos(tok),
         "add_eos_token": False,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

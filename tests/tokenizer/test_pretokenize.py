@@ -12,11 +12,12 @@ from tokenizer.pretokenize import (
     DIGIT_GROUPS_PATTERN,
     MAIN_PATTERN,
     TIKTOKEN_PATTERN,
+    TIKTOKEN_STRICT_PATTERN,
     build_pre_tokenizer,
     forced_digit_strings,
     split_text,
 )
-from tokenizer_cases import CODE_AND_SPACE, DIGITS, SCRIPTS
+from tokenizer_cases import CODE_AND_SPACE, DIGITS, SCRIPTS, STRICT_CJK
 
 # Characters where the one-regex form could drift from the pipeline: digits
 # (ASCII and not), spaces and line breaks, ZWJ/ZWNJ and marks at word starts,
@@ -61,11 +62,41 @@ def test_tiktoken_pattern_digit_runs():
             assert pieces == split_text(text), text
 
 
-def test_cjk_joined_ablation():
-    """The benchmark-only ablation joins Han and kana (and nothing else)."""
-    assert split_text("東京に行きます", "trinity_cjk_joined") == ["東京に行きます"]
-    assert split_text("コーヒーを飲む2024年", "trinity_cjk_joined") == ["コーヒーを飲む", "2", "024", "年"]
-    assert split_text("東京ABC 한국", "trinity_cjk_joined") == ["東京", "ABC", " 한국"]
+@pytest.mark.parametrize("text,expected", STRICT_CJK)
+def test_strict_cjk_rule(text, expected):
+    """`trinity_strict` keeps Han, Hiragana and Katakana apart; its one-regex form agrees."""
+    regex = pytest.importorskip("regex")
+
+    assert split_text(text, "trinity_strict") == expected
+    pieces = [m.group(0) for m in regex.finditer(TIKTOKEN_STRICT_PATTERN, text, flags=regex.V1)]
+    assert pieces == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_TRICKY), max_size=40).map("".join))
+def test_tiktoken_strict_pattern_matches_pipeline_random(text):
+    regex = pytest.importorskip("regex")
+
+    pieces = [m.group(0) for m in regex.finditer(TIKTOKEN_STRICT_PATTERN, text, flags=regex.V1)]
+    assert pieces == split_text(text, "trinity_strict")
+
+
+def test_cjk_class_joins_only_han_and_kana():
+    """The default joins Han and kana, and nothing else: Hangul, Latin and digits stay apart."""
+    assert split_text("東京ABC 한국") == ["東京", "ABC", " 한국"]
+    assert split_text("コーヒーを飲む2024年") == ["コーヒーを飲む", "2", "024", "年"]
+    assert split_text("ひらがなカタカナ漢字ภาษา") == ["ひらがなカタカナ漢字", "ภาษา"]
+
+
+def test_kind_of_reads_the_saved_rule():
+    from tokenizers import Tokenizer, models
+
+    from tokenizer.pretokenize import PRETOKENIZERS, kind_of
+
+    for kind in PRETOKENIZERS:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = build_pre_tokenizer(kind)
+        assert kind_of(Tokenizer.from_str(tok.to_str())) == kind
 
 
 @pytest.mark.parametrize("text", ["1234567", "東京2024年", "I don't", "x == 10"])
@@ -78,7 +109,7 @@ def test_gpt4o_baseline_differs_on_digits(text):
 
 def test_no_backslash_d():
     """`\\d` is every Unicode digit in Oniguruma; the rules must spell [0-9]."""
-    assert all("\\d" not in p for p in (MAIN_PATTERN, DIGIT_GROUPS_PATTERN, TIKTOKEN_PATTERN))
+    assert all("\\d" not in p for p in (MAIN_PATTERN, DIGIT_GROUPS_PATTERN, TIKTOKEN_PATTERN, TIKTOKEN_STRICT_PATTERN))
 
 
 @pytest.mark.timeout(60)

@@ -35,21 +35,21 @@ def test_vocab_size_exact_and_specials(small_tok, small_tok_dir):
 
 
 def test_special_tokens_encode_as_one(small_tok):
-    enc = small_tok.encode("<|im_start|>user\nhi<|im_end|>")
+    enc = small_tok.encode("<|im_start|>user\nhi<|im_end|>", add_special_tokens=False)
     assert enc.ids[0] == 7 and enc.ids[-1] == 8
 
 
-@pytest.mark.parametrize("kind", ["trinity"])
+@pytest.mark.parametrize("kind", ["trinity", "trinity_strict"])
 def test_every_digit_group_is_one_token_without_digits_in_corpus(kind):
     cfg = tokenizer.TrainConfig(inputs=["-"], vocab_size=2600, min_frequency=1, pretokenizer=kind)
     res = tokenizer.train(cfg, texts=NO_DIGITS)
     tok = res.tokenizer
     assert tok.get_vocab_size() == 2600
     for s in forced_digit_strings():
-        ids = tok.encode(s).ids
-        assert len(ids) == 1, (s, tok.encode(s).tokens)
+        ids = tok.encode(s, add_special_tokens=False).ids
+        assert len(ids) == 1, (s, tok.encode(s, add_special_tokens=False).tokens)
     # ... and inside running text, each place-aligned group is one token.
-    tokens = tok.encode("The fox: 1234567 and 0042.").tokens
+    tokens = tok.encode("The fox: 1234567 and 0042.", add_special_tokens=False).tokens
     assert [t for t in tokens if any(c.isdigit() for c in t)] == ["Ġ1", "234", "567", "Ġ0", "042"]
     assert tokens[:2] == ["The", "Ġfox"]
 
@@ -190,6 +190,35 @@ def test_loads_in_transformers(small_tok_dir, small_tok):
     assert hf.decode(hf.encode("naïve café 😀", add_special_tokens=False)) == "naïve café 😀"
 
 
+def test_adds_bos_like_the_tokenize_job(small_tok_dir, small_tok, ray_cluster, tmp_path):
+    """Through transformers (AutoTokenizer and PreTrainedTokenizerFast) a text starts with
+    <|bos|> exactly as the tokenize job starts every training document; the job's ids are
+    BOS + text + EOS, and inference adds no EOS."""
+    transformers = pytest.importorskip("transformers")
+    from tokenizer.shards import TokenizeSpec, tokenize_to_shards
+
+    import rsdb
+
+    texts = ["The price is 1234567!", "東京に行きます。 Привет", "def f(x):\n    return x\n"]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": texts}), tmp_path / "in.parquet")
+    tokenize_to_shards(TokenizeSpec(tokenizer_dir=str(small_tok_dir), out_dir=str(tmp_path / "tok"), source="all"),
+                       str(tmp_path / "in.parquet"))
+    shards = rsdb.open_shards(tmp_path / "tok" / "all")
+    job = sorted(shards[i].tolist() for i in range(shards.num_docs))
+    config = json.loads((small_tok_dir / "tokenizer_config.json").read_text())
+    assert config["add_bos_token"] is True and config["add_eos_token"] is False
+    for cls in (transformers.AutoTokenizer, transformers.PreTrainedTokenizerFast):
+        hf = cls.from_pretrained(str(small_tok_dir))
+        got = sorted(hf(t)["input_ids"] + [hf.eos_token_id] for t in texts)
+        assert got == job
+        assert hf("hi")["input_ids"][0] == hf.bos_token_id == 0
+        assert hf("hi", add_special_tokens=False)["input_ids"] == small_tok.encode("hi", add_special_tokens=False).ids
+        assert hf("a", "b")["input_ids"] == [0, *hf.encode("a", add_special_tokens=False), 0,
+                                             *hf.encode("b", add_special_tokens=False)]
+        assert hf.decode(hf("naïve café")["input_ids"], skip_special_tokens=True) == "naïve café"
+    assert small_tok.encode("hi").ids[0] == 0  # plain `tokenizers` too
+
+
 def test_tiktoken_with_our_ranks_gives_same_ids(small_tok):
     """The benchmark's tiktoken twin (same ranks, one-regex pattern) encodes identically."""
     tiktoken = pytest.importorskip("tiktoken")
@@ -230,6 +259,20 @@ def test_fast_encoder_matches_tokenizers(small_tok, demo_corpus):
         assert fast.encode_batch(texts) == want
         assert fast.encode_batch(texts[:1]) == want[:1] and fast.encode_batch([]) == []
         fast.close()
+
+
+def test_fast_encoder_follows_the_cjk_rule():
+    """A `trinity_strict` tokenizer gets the strict one-regex twin (read from its
+    pre-tokenizer), so its FastEncoder ids equal `tokenizers'` on Japanese text too."""
+    pytest.importorskip("tiktoken")
+    texts = ["東京に行きます。コーヒーを飲む。", "食べる 東京タワー 2024年"] * 40 + NO_DIGITS
+    for kind in ("trinity", "trinity_strict"):
+        cfg = tokenizer.TrainConfig(inputs=["-"], vocab_size=2600, min_frequency=1, pretokenizer=kind)
+        tok = tokenizer.train(cfg, texts=texts).tokenizer
+        want = [e.ids for e in tok.encode_batch(texts[:3], add_special_tokens=False)]
+        assert tokenizer.FastEncoder(tok, threads=1).encode_batch(texts[:3]) == want
+        pieces = tok.encode("東京に行きます", add_special_tokens=False).tokens
+        assert (len(pieces) == 1) == (kind == "trinity"), pieces
 
 
 @pytest.mark.timeout(60)

@@ -41,8 +41,11 @@ SCRIPTS = [
     ("ภาษาไทยABC", ["ภาษาไทย", "ABC"]),
     ("한국어Korean", ["한국어", "Korean"]),
     ("Korean한국어", ["Korean", "한국어"]),
-    ("東京に行きます", ["東京", "に", "行", "きます"]),
-    ("コーヒーを飲む", ["コーヒー", "を", "飲", "む"]),
+    # Han, Hiragana and Katakana are one script class (CJK): a Japanese word mixes them.
+    ("東京に行きます", ["東京に行きます"]),
+    ("コーヒーを飲む", ["コーヒーを飲む"]),
+    ("東京タワーABC", ["東京タワー", "ABC"]),
+    ("食べる한국어", ["食べる", "한국어"]),
     ("Москваmoscow", ["Москва", "moscow"]),
     ("ΑθήναAthens", ["Αθήνα", "Athens"]),
     ("עבריתHebrew", ["עברית", "Hebrew"]),
@@ -56,12 +59,23 @@ SCRIPTS = [
     ("ᎣᏏᏲ", ["ᎣᏏᏲ"]),  # Cherokee, one run
     # Script Common/Inherited characters whose Script_Extensions tie them to one
     # script join its run; script-Han/kana marks are in their runs already.
-    ("人々は〆切です", ["人々", "は", "〆切", "です"]),  # 々 Han; 〆 Common, scx Han
+    ("人々は〆切です", ["人々は〆切です"]),  # 々 Han; 〆 Common, scx Han
     ("ｺｰﾋﾞｰ", ["ｺｰﾋﾞｰ"]),  # halfwidth ｰ and voiced mark ﾞ (scx Hiragana+Katakana)
     ("いすゞ ミスヾ", ["いすゞ", " ミスヾ"]),  # ゞ Hiragana, ヾ Katakana iteration marks
     ("か゛", ["か゛"]),  # spacing voiced mark inside a kana word
     ("フランソワ・ミッテラン", ["フランソワ", "・ミッテラン"]),  # ・ is punctuation, leads a word
     ("東京、大阪。", ["東京", "、大阪", "。"]),
+]
+
+# The strict rule (kind `trinity_strict`): Han, Hiragana and Katakana apart.
+STRICT_CJK = [
+    ("東京に行きます", ["東京", "に", "行", "きます"]),
+    ("コーヒーを飲む", ["コーヒー", "を", "飲", "む"]),
+    ("東京タワー", ["東京", "タワー"]),
+    ("人々は〆切です", ["人々", "は", "〆切", "です"]),
+    ("ｺｰﾋﾞｰ", ["ｺｰﾋﾞｰ"]),
+    ("東京2024年 한국", ["東京", "2", "024", "年", " 한국"]),
+    ("フランソワ・ミッテラン", ["フランソワ", "・ミッテラン"]),
 ]
 
 CODE_AND_SPACE = [
