@@ -1,3 +1,3 @@
-"""Heuristic quality filters (Gopher, C4, FineWeb)."""
+"""Heuristic quality filters (Gopher, C4, FineWeb; FineWeb 2's per-language rules)."""
 
-from pipeline.stages.filters import heuristics  # noqa: F401
+from pipeline.stages.filters import heuristics, multilingual  # noqa: F401

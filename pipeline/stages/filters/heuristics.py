@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -108,12 +108,18 @@ class FineWebRules(_Rules):
 
 
 class Doc:
-    """One document's shared features, computed on first use."""
+    """One document's shared features, computed on first use.
 
-    __slots__ = ("text", "_words", "_n_words", "_counts")
+    Args:
+        text: the document.
+        splitter: the word splitter (default: DataTrove's English one, ``_text.split_words``).
+    """
 
-    def __init__(self, text: str):
+    __slots__ = ("text", "_split", "_words", "_n_words", "_counts")
+
+    def __init__(self, text: str, splitter: Callable[[str], list[str]] | None = None):
         self.text = text
+        self._split = splitter
         self._words: list[str] | None = None
         self._n_words: int | None = None
         self._counts: Counter[str] | None = None
@@ -122,13 +128,16 @@ class Doc:
     def n_words(self) -> int:
         """Number of words."""
         if self._n_words is None:
-            self._n_words = len(self._words) if self._words is not None else count_words(self.text)
+            if self._words is None and self._split is None:
+                self._n_words = count_words(self.text)  # English: counts without building the list
+            else:
+                self._n_words = len(self.words)
         return self._n_words
 
     @property
     def words(self) -> list[str]:
         if self._words is None:
-            self._words = split_words(self.text)
+            self._words = (self._split or split_words)(self.text)
             self._n_words = len(self._words)
         return self._words
 

@@ -1,0 +1,149 @@
+"""Word splitters per language: the ones DataTrove assigns, so FineWeb-2's thresholds mean what they meant.
+
+A threshold such as "mean word length 1 to 5" (Chinese) only makes sense with the
+splitter it was tuned on. FineWeb 2 ran DataTrove's filters with ``language=<lang_script>``,
+which picks a word tokenizer from ``tokenizer_assignment.csv``; ``fineweb2_rules.json``
+records that choice per language and this module reproduces each kind with the same
+library and settings:
+
+* ``en``: the pure-Python re-implementation of ``spacy.blank("en")`` in ``_text.py`` (fast).
+* ``spacy``: ``spacy.blank(code)``; Chinese with the jieba segmenter, Vietnamese with pyvi
+  (spaCy's own ``vi`` default), exactly DataTrove's ``SpaCyTokenizer``.
+* ``sudachi``: SudachiPy, core dictionary, split mode A (spaCy's ``ja`` with DataTrove's
+  leak fix); text cut into 40,000-byte pieces as DataTrove does.
+* ``kiwi``: kiwipiepy (Korean). FineWeb 2 used the ``sbg`` model, which kiwipiepy 0.22+
+  no longer ships; we use the default ``cong`` model (see docs/curation.md for the agreement).
+* ``indicnlp``: Indic NLP Library's ``trivial_tokenize`` (Hindi).
+* ``pythainlp``: PyThaiNLP ``newmm-safe`` (Thai).
+
+Every splitter drops whitespace tokens and strips the rest (DataTrove's ``strip_strings``).
+Models load lazily, once per process and kind; a missing package raises a ``ConfigError``
+with the pip command when the stage is built, not mid-run.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Callable
+
+from pipeline.errors import ConfigError
+from pipeline.stages.filters._text import split_words
+
+Splitter = Callable[[str], list[str]]
+
+#: kind -> (import name, pip package) the splitter needs
+REQUIRES: dict[str, tuple[tuple[str, str], ...]] = {
+    "en": (),
+    "spacy": (("spacy", "spacy"),),
+    "sudachi": (("sudachipy", "sudachipy"), ("sudachidict_core", "sudachidict-core")),
+    "kiwi": (("kiwipiepy", "kiwipiepy"),),
+    "indicnlp": (("indicnlp", "indic-nlp-library"),),
+    "pythainlp": (("pythainlp", "pythainlp"),),
+}
+_EXTRA = {"zh": (("jieba", "jieba"),), "vi": (("pyvi", "pyvi"),)}
+
+
+def check_available(kind: str, code: str) -> None:
+    """Raise ConfigError naming the pip package when a splitter's library is missing."""
+    import importlib.util
+
+    if kind not in REQUIRES:
+        raise ConfigError(f"unknown word splitter {kind!r} (known: {', '.join(REQUIRES)})")
+    needs = REQUIRES[kind] + (_EXTRA.get(code, ()) if kind == "spacy" else ())
+    missing = [pkg for mod, pkg in needs if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise ConfigError(f"the {code!r} word splitter ({kind}) needs: pip install {' '.join(missing)}"
+                          " (or the 'multilingual' extra)")
+
+
+def _strip(tokens) -> list[str]:
+    return [s for s in (t.strip() for t in tokens) if s]
+
+
+@lru_cache(None)
+def _spacy(code: str):
+    import spacy
+
+    config = {"nlp": {"tokenizer": {"segmenter": "jieba"}}} if code == "zh" else None
+    return spacy.blank(code, config=config) if config else spacy.blank(code)
+
+
+def _spacy_words(code: str) -> Splitter:
+    def split(text: str) -> list[str]:
+        nlp = _spacy(code)
+        nlp.max_length = len(text) + 10
+        with nlp.memory_zone():
+            return _strip(t.text for t in nlp.make_doc(text))
+    return split
+
+
+@lru_cache(None)
+def _sudachi():
+    from sudachipy import Dictionary, SplitMode
+
+    return Dictionary(dict="core").create(mode=SplitMode.A), SplitMode.A
+
+
+def _byte_chunks(text: str, limit: int = 40_000) -> list[str]:
+    """Pieces of at most ``limit`` UTF-8 bytes (Sudachi refuses longer input)."""
+    if len(text.encode("utf-8")) <= limit:
+        return [text]
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + limit // 4)  # 4 bytes per character at most
+        while end < len(text) and len(text[start:end + 256].encode("utf-8")) <= limit:
+            end += 256
+        out.append(text[start:end])
+        start = end
+    return out
+
+
+def _sudachi_words(text: str) -> list[str]:
+    tok, _ = _sudachi()
+    return _strip(m.surface() for piece in _byte_chunks(text) for m in tok.tokenize(piece))
+
+
+@lru_cache(None)
+def _kiwi():
+    from kiwipiepy import Kiwi
+
+    return Kiwi()
+
+
+_LONG_NUMBER = re.compile("[0-9,]{20,}")  # DataTrove: kiwipiepy mishandles very long numbers
+
+
+def _kiwi_words(text: str) -> list[str]:
+    # DataTrove slices the original text with offsets from the cleaned one; so do we.
+    return _strip(text[t.start:t.end] for t in _kiwi().tokenize(_LONG_NUMBER.sub("", text)))
+
+
+def _indic_words(code: str) -> Splitter:
+    def split(text: str) -> list[str]:
+        from indicnlp.tokenize.indic_tokenize import trivial_tokenize
+
+        return _strip(trivial_tokenize(text, code))
+    return split
+
+
+def _thai_words(text: str) -> list[str]:
+    from pythainlp.tokenize import word_tokenize
+
+    return _strip(word_tokenize(text, keep_whitespace=False, engine="newmm-safe"))
+
+
+def splitter(kind: str, code: str) -> Splitter:
+    """The word splitter of one kind for one language code (checked with :func:`check_available`)."""
+    check_available(kind, code)
+    if kind == "en":
+        return split_words
+    if kind == "spacy":
+        return _spacy_words(code)
+    if kind == "sudachi":
+        return _sudachi_words
+    if kind == "kiwi":
+        return _kiwi_words
+    if kind == "indicnlp":
+        return _indic_words(code)
+    return _thai_words
