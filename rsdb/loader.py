@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import _core
 from .errors import ConfigError, LoaderError, ShardError
+from .schedule import ScheduleEntry, StepClock, coerce_schedule
 
 __all__ = ["Phase", "RSDBLoader", "FIELDS"]
 
@@ -55,6 +56,8 @@ class Phase:
             (``batch_size * seq_len * world_size`` per step).
         weights: source name -> non-negative weight (normalised per phase).
         name: shown in stats; defaults to ``phase1``, ``phase2``, ...
+        batch_size, seq_len: if set, the batch shape from this phase's first step on
+            (a schedule entry at the phase's starting token count).
 
     >>> Phase(10**12, {"web": 0.7, "code": 0.3}, name="pretrain").shares()
     {'web': 0.7, 'code': 0.3}
@@ -63,6 +66,8 @@ class Phase:
     tokens: int
     weights: dict[str, float]
     name: Optional[str] = None
+    batch_size: Optional[int] = None
+    seq_len: Optional[int] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.tokens, (int, np.integer)) or self.tokens <= 0:
@@ -86,12 +91,13 @@ class Phase:
         if isinstance(p, Phase):
             return p
         if isinstance(p, Mapping):
-            unknown = set(p) - {"tokens", "weights", "name"}
+            unknown = set(p) - {"tokens", "weights", "name", "batch_size", "seq_len"}
             if unknown:
-                raise ConfigError(f"phase keys {sorted(unknown)} are unknown; use tokens, weights, name")
+                raise ConfigError(f"phase keys {sorted(unknown)} are unknown; use tokens, weights, name, "
+                                  "batch_size, seq_len")
             if "tokens" not in p or "weights" not in p:
                 raise ConfigError(f"a phase needs 'tokens' and 'weights', got {sorted(p)}")
-            return cls(p["tokens"], dict(p["weights"]), p.get("name"))
+            return cls(p["tokens"], dict(p["weights"]), p.get("name"), p.get("batch_size"), p.get("seq_len"))
         raise ConfigError(f"a phase must be rsdb.Phase or a mapping, got {type(p).__name__}")
 
 
@@ -224,6 +230,12 @@ class RSDBLoader:
             (the tail is padded with ``loss_mask`` False).
         phases: list of :class:`Phase` (or dicts); None: one endless phase weighted by
             each source's token count. Not combinable with ``epochs``.
+        schedule: batch shape changes at global token counts: a list of
+            :class:`rsdb.schedule.ScheduleEntry` or ``{"tokens": T, "batch_size": B,
+            "seq_len": L}`` (either key may be left out); from the first step starting at
+            or after ``T`` tokens on, batches have that shape (``batch_size``/``seq_len``
+            give the shape before the first entry). Phases may set the same. Not
+            combinable with ``epochs``.
         packing: ``"rsdb"`` or ``"sequential"`` (pool of one: documents concatenated in
             stream order, the naive baseline).
         refill_batch: free slots that trigger a pool refill (default buffer_docs // 16).
@@ -282,6 +294,7 @@ class RSDBLoader:
         prefetch: bool = True,
         fields: Sequence[str] = FIELDS,
         populate: str | bool = "pool",
+        schedule: Sequence[Any] | None = None,
     ):
         self._kwargs = dict(
             seq_len=seq_len, batch_size=batch_size, buffer_docs=buffer_docs, max_chunk=max_chunk, seed=seed,
@@ -317,6 +330,19 @@ class RSDBLoader:
                 raise ConfigError("phases: give at least one phase (or None)")
             name_phases_and_check_sources(self.phases, self.source_names)
         self._phase_ends = np.cumsum([p.tokens for p in self.phases]).tolist() if self.phases else None
+        self.schedule: list[ScheduleEntry] = coerce_schedule(schedule)
+        if self.phases:
+            starts = [0] + self._phase_ends[:-1]
+            taken = {e.tokens for e in self.schedule}
+            for start, p in zip(starts, self.phases):
+                if p.batch_size is None and p.seq_len is None:
+                    continue
+                if start in taken:
+                    raise ConfigError(f"phase {p.name} sets the batch shape at {start} tokens, and so does the schedule")
+                self.schedule.append(ScheduleEntry(start, p.batch_size, p.seq_len))
+            self.schedule.sort(key=lambda e: e.tokens)
+        if self.schedule and epochs is not None:
+            raise ConfigError("schedule (or a phase's batch_size/seq_len) needs phased or endless training, not epochs=N")
         self.phase_names = [p.name for p in self.phases] if self.phases else ["all"]
 
         # Open manifests (not data) and lay out the units (shard files / Megatron datasets).
@@ -359,6 +385,7 @@ class RSDBLoader:
             within[u.source] = j + 1
             begin, end = self._stream_range(u.num_docs, (self.stream_index + j) % self.num_streams)
             self._unit_ranges.append((begin, end))
+            self._core.add_unit(u.source, vid, u.num_docs, u.doc_base)
             self._core.add_range(u.source, vid, begin, end, u.doc_base)
         self._populate = cfg.populate == "shard"
         self._set_weights()
@@ -373,6 +400,8 @@ class RSDBLoader:
                         f"{self.num_streams} streams (world_size x num_workers); add data or drop its weight")
         self._batches = 0
         self._broken: str | None = None
+        self._set_clock(0)
+        self._shape = (cfg.batch_size, cfg.seq_len)
         self._nseg = np.zeros(cfg.batch_size, np.int32)
         self._nseg_addr = self._nseg.ctypes.data
         self._ring: list[tuple[dict[str, np.ndarray], tuple[np.ndarray, ...], tuple[int, ...], int]] = []
@@ -457,25 +486,51 @@ class RSDBLoader:
         return max(1, -(-worst // per_batch))
 
     # ---- iteration ------------------------------------------------------------------
+    def _set_clock(self, tokens0: int) -> None:
+        """Step 0 of this loader starts at global token count ``tokens0`` (0, or a restore point)."""
+        c = self.config
+        self._tokens0 = int(tokens0)
+        self._clock = StepClock(world_size=c.world_size, batch_size=c.batch_size, seq_len=c.seq_len,
+                                schedule=self.schedule, tokens0=self._tokens0)
+
     @property
     def tokens_per_step(self) -> int:
-        """Training tokens per global step (all ranks): batch_size * seq_len * world_size."""
-        return self.config.batch_size * self.config.seq_len * self.config.world_size
+        """Training tokens per global step (all ranks) of the next batch: batch_size * seq_len * world_size."""
+        b, s = self.batch_shape
+        return b * s * self.config.world_size
+
+    @property
+    def batch_shape(self) -> tuple[int, int]:
+        """(batch_size, seq_len) of the next batch (changes only with a schedule)."""
+        return self._clock.shape_at(self._global_step(self._batches))
+
+    @property
+    def global_tokens(self) -> int:
+        """Global training tokens (all ranks) before this stream's next batch."""
+        return self._clock.tokens_at(self._global_step(self._batches))
+
+    def _global_step(self, local_batch: int) -> int:
+        # the DataLoader's round robin: global step g is worker g mod num_workers's batch g // num_workers
+        return local_batch * self.config.num_workers + self.config.worker_id
 
     def _phase_of(self, local_batch: int) -> int:
         if self._phase_ends is None:
             return 0
-        global_step = local_batch * self.config.num_workers + self.config.worker_id
-        return bisect.bisect_right(self._phase_ends, global_step * self.tokens_per_step)
+        return bisect.bisect_right(self._phase_ends, self._clock.tokens_at(self._global_step(local_batch)))
 
     def _phase_tokens_left(self, local_batch: int, phase: int) -> int:
-        """Tokens this stream emits in ``phase`` from the start of ``local_batch`` (-1: no end)."""
+        """Tokens this stream emits in ``phase`` from the start of ``local_batch`` (-1: no end).
+
+        With a schedule that changes the shape inside the phase this is an estimate for
+        the mixer (the current shape is assumed up to the phase's end).
+        """
         if self._phase_ends is None:
             return -1
-        tps, w, nw = self.tokens_per_step, self.config.worker_id, self.config.num_workers
-        first_global = -(-self._phase_ends[phase] // tps)  # first global step of the next phase
+        w, nw = self.config.worker_id, self.config.num_workers
+        first_global = self._clock.first_step_at(self._phase_ends[phase])  # first step of the next phase
         first_local = max(0, -(-(first_global - w) // nw))
-        return (first_local - local_batch) * self.config.batch_size * (self.config.seq_len + 1)
+        b, s = self._clock.shape_at(self._global_step(local_batch))
+        return (first_local - local_batch) * b * (s + 1)
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self
@@ -484,7 +539,7 @@ class RSDBLoader:
         if self.num_batches is None:
             if self._phase_ends is None:
                 raise TypeError("an endless RSDBLoader has no length")
-            steps = -(-self._phase_ends[-1] // self.tokens_per_step)
+            steps = self._clock.first_step_at(self._phase_ends[-1])
             w, nw = self.config.worker_id, self.config.num_workers
             return max(0, -(-(steps - w) // nw))
         return self.num_batches
@@ -497,7 +552,7 @@ class RSDBLoader:
             # A caller that keeps a batch (or a tensor made from it) keeps the set busy.
             if max(map(sys.getrefcount, arrs)) <= refs:
                 return bufs, addr
-        B, L1 = self.config.batch_size, self.config.seq_len + 1
+        B, L1 = self._shape[0], self._shape[1] + 1
         f = set(self.config.fields)
         bufs = {"tokens": np.empty((B, L1), np.int32)}
         if "loss_mask" in f:
@@ -528,7 +583,7 @@ class RSDBLoader:
         ``batch_size * (seq_len + 2)`` entries; the batch gets a ``(batch_size, W)`` view
         of its start.
         """
-        B, L1 = self.config.batch_size, self.config.seq_len + 1
+        B, L1 = self.batch_shape[0], self.batch_shape[1] + 1
         types = {"tokens": np.int32, "loss_mask": np.bool_, "position_ids": np.int32,
                  "doc_ids": self.doc_id_dtype, "source_ids": np.int16}
         out = {k: ((B, L1), np.dtype(types[k])) for k in FIELDS if k in types and k in self.config.fields}
@@ -554,9 +609,20 @@ class RSDBLoader:
                 raise ConfigError(f"next_into: buffers[{k!r}] must be a writable C-contiguous {dtype} array of shape "
                                   f"{shape}, got {getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
         bufs = {("_cu" if k == "cu_seqlens" else k): buffers[k] for k in layout}
-        addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER[:-1]) + (self._nseg_addr,)
         with self._lock:
+            self._reshape(self.batch_shape)
+            addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER[:-1]) + (self._nseg_addr,)
             return self._next(bufs, addr)
+
+    def _reshape(self, shape: tuple[int, int]) -> None:
+        """Switch the core and the output arrays to a scheduled batch shape (between batches)."""
+        if shape == self._shape:
+            return
+        self._core.reshape(shape[0], shape[1] + 1)
+        self._shape = shape
+        self._ring.clear()
+        self._nseg = np.zeros(shape[0], np.int32)
+        self._nseg_addr = self._nseg.ctypes.data
 
     def _next(self, bufs: dict[str, np.ndarray] | None = None, addr: tuple[int, ...] | None = None
               ) -> dict[str, np.ndarray]:
@@ -572,6 +638,7 @@ class RSDBLoader:
                 raise StopIteration
             left = self._phase_tokens_left(self._batches, phase)
         if bufs is None:
+            self._reshape(self.batch_shape)
             bufs, addr = self._buffers()
         while True:
             st = self._core.fill(*addr, phase, left, self._doc_ids_64)
@@ -593,7 +660,7 @@ class RSDBLoader:
         out = bufs.copy()
         cu = out.pop("_cu", None)
         if cu is not None:
-            B = self.config.batch_size
+            B = self._shape[0]
             out["cu_seqlens"] = cu[: B * self._core.cu_width].reshape(B, -1)
         return out
 

@@ -68,6 +68,14 @@ NB_MODULE(_core, m) {
           "stream_index"_a, "num_streams"_a, "epochs"_a, "n_sources"_a, "n_phases"_a, "prefetch"_a = true,
           "populate_window"_a = 0)
       .def("add_range", &rsdb::Core::add_range, "source"_a, "view"_a, "begin"_a, "end"_a, "doc_base"_a)
+      .def("add_unit", &rsdb::Core::add_unit, "source"_a, "view"_a, "n_docs"_a, "doc_base"_a)
+      .def(
+          "piece_tokens",
+          [](rsdb::Core& c, int32_t source, int64_t streams, int64_t stream, uint64_t epoch, int64_t begin,
+             int64_t end) { return c.piece_tokens(source, rsdb::Piece{streams, stream, epoch, begin, end}); },
+          "source"_a, "streams"_a, "stream"_a, "epoch"_a, "begin"_a, "end"_a)
+      .def("slice_docs", &rsdb::Core::slice_docs, "source"_a, "streams"_a, "stream"_a)
+      .def("reshape", &rsdb::Core::reshape, "batch_size"_a, "seq_len1"_a)
       .def(
           "set_view",
           [](rsdb::Core& c, int32_t view, uintptr_t offsets, int64_t n_docs, uintptr_t tokens, int64_t n_tokens,
@@ -114,6 +122,17 @@ NB_MODULE(_core, m) {
              d["exhausted"] = s.exhausted;
              d["epoch_tokens"] = s.epoch_tokens;
              d["emitted"] = s.emitted;
+             d["partial_count"] = s.partial_count;
+             d["partial_view"] = s.partial_view;
+             d["partial_doc"] = s.partial_doc;
+             d["partial_head"] = s.partial_head;
+             d["carry_count"] = s.carry_count;
+             d["carry_streams"] = s.carry_streams;
+             d["carry_stream"] = s.carry_stream;
+             d["carry_epoch"] = s.carry_epoch;
+             d["carry_begin"] = s.carry_begin;
+             d["carry_end"] = s.carry_end;
+             d["own_n_local"] = s.own_n_local;
              return d;
            })
       .def("set_state",
@@ -134,6 +153,16 @@ NB_MODULE(_core, m) {
              s.exhausted = vec<int64_t>(d, "exhausted");
              s.epoch_tokens = vec<int64_t>(d, "epoch_tokens");
              s.emitted = vec<int64_t>(d, "emitted");
+             s.partial_count = vec<int64_t>(d, "partial_count");
+             s.partial_view = vec<int32_t>(d, "partial_view");
+             s.partial_doc = vec<int64_t>(d, "partial_doc");
+             s.partial_head = vec<int64_t>(d, "partial_head");
+             s.carry_count = vec<int64_t>(d, "carry_count");
+             s.carry_streams = vec<int64_t>(d, "carry_streams");
+             s.carry_stream = vec<int64_t>(d, "carry_stream");
+             s.carry_epoch = vec<uint64_t>(d, "carry_epoch");
+             s.carry_begin = vec<int64_t>(d, "carry_begin");
+             s.carry_end = vec<int64_t>(d, "carry_end");
              return c.set_state(s);
            })
       .def_prop_ro("error_view", &rsdb::Core::error_view)

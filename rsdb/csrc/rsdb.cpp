@@ -331,12 +331,118 @@ void Core::set_weights(const std::vector<double>& w) {
   }
 }
 
-void Core::start_epoch(SourceState& s, int32_t idx) {
+void Core::epoch_keys(int32_t idx, int64_t stream, uint64_t epoch, uint64_t keys[4]) const {
   uint64_t h = mix64(cfg_.seed ^ 0x4645495354454c21ULL);
   h = mix64(h ^ (static_cast<uint64_t>(idx) * kGamma));
-  h = mix64(h ^ (static_cast<uint64_t>(cfg_.stream_index) * 0xd1b54a32d192ed03ULL));
-  h = mix64(h ^ (s.epoch * 0x8cb92ba72f3d8dd7ULL));
-  for (int k = 0; k < 4; ++k) s.keys[k] = mix64(h + static_cast<uint64_t>(k + 1) * kGamma);
+  h = mix64(h ^ (static_cast<uint64_t>(stream) * 0xd1b54a32d192ed03ULL));
+  h = mix64(h ^ (epoch * 0x8cb92ba72f3d8dd7ULL));
+  for (int k = 0; k < 4; ++k) keys[k] = mix64(h + static_cast<uint64_t>(k + 1) * kGamma);
+}
+
+void Core::start_epoch(SourceState& s, int32_t idx) {
+  epoch_keys(idx, cfg_.stream_index, s.epoch, s.keys);
+  ++s.tick;
+}
+
+void Core::add_unit(int32_t source, int32_t view, int64_t n_docs, int64_t doc_base) {
+  if (view >= static_cast<int32_t>(views_.size())) views_.resize(static_cast<size_t>(view) + 1);
+  src_.at(static_cast<size_t>(source)).units.push_back(Unit{view, n_docs, doc_base});
+}
+
+void Core::layout(int32_t s, int64_t streams, int64_t stream, std::vector<Range>& out, int64_t& n_local) const {
+  // The same split as the loader's own layout (rsdb/loader.py, _stream_range): shard j
+  // gives stream k its range number q = (k + j) mod streams of `streams` equal parts.
+  out.clear();
+  n_local = 0;
+  const auto& units = src_[static_cast<size_t>(s)].units;
+  for (size_t j = 0; j < units.size(); ++j) {
+    const Unit& u = units[j];
+    const int64_t q = static_cast<int64_t>((static_cast<uint64_t>(stream) + j) % static_cast<uint64_t>(streams));
+    const int64_t b = static_cast<int64_t>(static_cast<__int128>(q) * u.n_docs / streams);
+    const int64_t e = static_cast<int64_t>(static_cast<__int128>(q + 1) * u.n_docs / streams);
+    if (e <= b) continue;
+    out.push_back(Range{u.view, b, e, u.doc_base, n_local});
+    n_local += e - b;
+  }
+}
+
+int64_t Core::slice_docs(int32_t s, int64_t streams, int64_t stream) const {
+  if (s < 0 || s >= cfg_.n_sources || streams < 1 || stream < 0 || stream >= streams) return -1;
+  std::vector<Range> rs;
+  int64_t n = 0;
+  layout(s, streams, stream, rs, n);
+  return n;
+}
+
+Status Core::locate(const std::vector<Range>& ranges, int64_t j, Next& d) {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), j,
+                             [](int64_t x, const Range& r) { return x < r.local_start; });
+  --it;
+  const int64_t doc = it->begin + (j - it->local_start);
+  const View& v = views_[static_cast<size_t>(it->view)];
+  if (!v.ready) {
+    err_view_ = it->view;
+    return kNeedView;
+  }
+  if (doc < 0 || doc >= v.n_docs) {
+    err_view_ = it->view;
+    err_doc_ = doc;
+    err_value_ = v.n_docs;
+    return kBadDoc;
+  }
+  const int64_t off = v.offsets[doc], end = v.offsets[doc + 1];
+  if (off < 0 || end < off || end > v.n_tokens) {
+    err_view_ = it->view;
+    err_doc_ = doc;
+    err_value_ = end < off ? off : end;
+    return kBadDoc;
+  }
+  d.valid = true;
+  d.view = it->view;
+  d.doc = doc;
+  d.start = d.off = off;
+  d.end = end;
+  d.gid = it->doc_base + doc;  // index within the source
+  return kOk;
+}
+
+int64_t Core::piece_tokens(int32_t s, const Piece& p) {
+  std::vector<Range> rs;
+  int64_t n = 0;
+  layout(s, p.streams, p.stream, rs, n);
+  for (const Range& r : rs)
+    if (!views_[static_cast<size_t>(r.view)].ready) return -1 - static_cast<int64_t>(r.view);
+  int64_t total = 0;
+  const int64_t end = std::min(p.end, n);
+  if (p.begin <= 0 && end == n) {  // a whole epoch: two offsets per range
+    for (const Range& r : rs) {
+      const View& v = views_[static_cast<size_t>(r.view)];
+      if (r.end <= v.n_docs) total += v.offsets[r.end] - v.offsets[r.begin];
+    }
+    return total;
+  }
+  uint64_t keys[4];
+  epoch_keys(s, p.stream, p.epoch, keys);
+  for (int64_t c = std::max<int64_t>(0, p.begin); c < end; ++c) {
+    Next d;
+    if (locate(rs, static_cast<int64_t>(permute(static_cast<uint64_t>(c), static_cast<uint64_t>(n), keys)), d) == kOk)
+      total += d.end - d.off;  // a corrupt document is reported when it is read
+  }
+  return total;
+}
+
+void Core::reshape(int64_t batch_size, int64_t seq_len1) {
+  cfg_.batch_size = std::max<int64_t>(1, batch_size);
+  cfg_.seq_len1 = std::max<int64_t>(2, seq_len1);
+  if (static_cast<int64_t>(iota_.size()) < cfg_.seq_len1) {
+    const size_t old = iota_.size();
+    iota_.resize(static_cast<size_t>(cfg_.seq_len1));
+    for (size_t i = old; i < iota_.size(); ++i) iota_[i] = static_cast<int32_t>(i);
+  }
+}
+
+bool Core::has_work(const SourceState& S) const {
+  return S.n_local > 0 || S.partial_i < S.partial.size() || S.carry_i < S.carry.size();
 }
 
 uint64_t Core::next_rand() {
@@ -348,7 +454,7 @@ uint64_t Core::peek_rand(uint64_t k) const { return mix64(rng_ + (k + 1) * kGamm
 
 bool Core::all_exhausted() const {
   for (const auto& s : src_)
-    if (!s.exhausted && s.n_local > 0) return false;
+    if (!s.exhausted && has_work(s)) return false;
   return true;
 }
 
@@ -384,7 +490,7 @@ Status Core::pick_source(int32_t& best) {
   double best_cost = std::numeric_limits<double>::infinity();
   for (int64_t s = 0; s < ns; ++s) {
     SourceState& S = src_[static_cast<size_t>(s)];
-    if (w[s] <= 0 || S.exhausted || S.n_local == 0) continue;
+    if (w[s] <= 0 || S.exhausted || !has_work(S)) continue;
     if (s >= nm) {  // beyond the least-squares table: plain largest deficit is enough
       if (best < 0) best = static_cast<int32_t>(s);
       continue;
@@ -410,61 +516,66 @@ Status Core::pick_source(int32_t& best) {
 }
 
 Status Core::next_doc(int32_t s, Next& d) {
-  // Locate source s's next document (starting a new epoch if the stream is through).
+  // Locate source s's next document: carried partly read documents first, then carried
+  // pieces, then the stream's own epochs (starting a new one if the stream is through).
   SourceState& S = src_[static_cast<size_t>(s)];
   d.valid = false;
-  if (S.cursor >= static_cast<uint64_t>(S.n_local)) {
-    if (S.epoch_tokens == 0) {
-      err_source_ = s;
-      if (cfg_.epochs == 0) return kEmptySource;
-      S.exhausted = true;
-      return kOk;
-    }
-    if (cfg_.epochs > 0 && S.epoch + 1 >= static_cast<uint64_t>(cfg_.epochs)) {
-      S.exhausted = true;
-      return kOk;
-    }
-    S.epoch += 1;
-    S.cursor = 0;
-    S.epoch_tokens = 0;
-    start_epoch(S, s);
-  }
-  if (S.next_epoch == S.epoch && S.next_cursor == S.cursor) {
+  if (S.next_tick == S.tick) {
     d = S.next;
     return kOk;
   }
-  const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
-  auto it = std::upper_bound(S.ranges.begin(), S.ranges.end(), j,
-                             [](int64_t x, const Range& r) { return x < r.local_start; });
-  --it;
-  const int64_t doc = it->begin + (j - it->local_start);
-  const View& v = views_[static_cast<size_t>(it->view)];
-  if (!v.ready) {
-    err_view_ = it->view;
-    return kNeedView;
+  if (S.partial_i < S.partial.size()) {
+    const Partial& p = S.partial[S.partial_i];
+    const View& v = views_[static_cast<size_t>(p.view)];
+    if (!v.ready) {
+      err_view_ = p.view;
+      return kNeedView;
+    }
+    d.valid = true;  // offsets and head checked by set_state
+    d.view = p.view;
+    d.doc = p.doc;
+    d.start = v.offsets[p.doc];
+    d.off = d.start + p.head;
+    d.end = v.offsets[p.doc + 1];
+    d.gid = p.gid;
+  } else if (S.carry_i < S.carry.size()) {
+    if (S.c_for != S.carry_i) {
+      const Piece& p = S.carry[S.carry_i];
+      layout(s, p.streams, p.stream, S.c_ranges, S.c_n_local);
+      epoch_keys(s, p.stream, p.epoch, S.c_keys);
+      S.c_for = S.carry_i;
+    }
+    const int64_t j = static_cast<int64_t>(
+        permute(static_cast<uint64_t>(S.carry_pos), static_cast<uint64_t>(S.c_n_local), S.c_keys));
+    const Status st = locate(S.c_ranges, j, d);
+    if (st != kOk) return st;
+  } else {
+    if (cfg_.epochs > 0 && S.epoch >= static_cast<uint64_t>(cfg_.epochs)) {
+      S.exhausted = true;  // restored with all remaining epochs carried
+      return kOk;
+    }
+    if (S.cursor >= static_cast<uint64_t>(S.n_local)) {
+      if (S.epoch_tokens == 0) {
+        err_source_ = s;
+        if (cfg_.epochs == 0) return kEmptySource;
+        S.exhausted = true;
+        return kOk;
+      }
+      if (cfg_.epochs > 0 && S.epoch + 1 >= static_cast<uint64_t>(cfg_.epochs)) {
+        S.exhausted = true;
+        return kOk;
+      }
+      S.epoch += 1;
+      S.cursor = 0;
+      S.epoch_tokens = 0;
+      start_epoch(S, s);
+    }
+    const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
+    const Status st = locate(S.ranges, j, d);
+    if (st != kOk) return st;
   }
-  if (doc < 0 || doc >= v.n_docs) {
-    err_view_ = it->view;
-    err_doc_ = doc;
-    err_value_ = v.n_docs;
-    return kBadDoc;
-  }
-  const int64_t off = v.offsets[doc], end = v.offsets[doc + 1];
-  if (off < 0 || end < off || end > v.n_tokens) {
-    err_view_ = it->view;
-    err_doc_ = doc;
-    err_value_ = end < off ? off : end;
-    return kBadDoc;
-  }
-  d.valid = true;
-  d.view = it->view;
-  d.doc = doc;
-  d.off = off;
-  d.end = end;
-  d.gid = it->doc_base + doc;  // index within the source
   S.next = d;
-  S.next_epoch = S.epoch;
-  S.next_cursor = S.cursor;
+  S.next_tick = S.tick;
   return kOk;
 }
 
@@ -473,8 +584,17 @@ Status Core::admit(int32_t s, int64_t k) {
   Next d;
   const Status st = next_doc(s, d);
   if (st != kOk || !d.valid) return st;
-  S.cursor += 1;
-  if (cfg_.prefetch && S.cursor < static_cast<uint64_t>(S.n_local)) {
+  bool own = false;
+  if (S.partial_i < S.partial.size()) {
+    ++S.partial_i;
+  } else if (S.carry_i < S.carry.size()) {
+    if (++S.carry_pos >= S.carry[S.carry_i].end && ++S.carry_i < S.carry.size()) S.carry_pos = S.carry[S.carry_i].begin;
+  } else {
+    S.cursor += 1;
+    own = true;
+  }
+  ++S.tick;
+  if (own && cfg_.prefetch && S.cursor < static_cast<uint64_t>(S.n_local)) {
     // The stream's next document is known: fetch its offsets entry now, so the lookup
     // when this source is next chosen does not wait on a cache miss.
     const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
@@ -497,11 +617,11 @@ Status Core::admit(int32_t s, int64_t k) {
   p_end_[k] = d.end;
   p_view_[k] = d.view;
   p_src_[k] = s;
-  p_start_[k] = d.off;
+  p_start_[k] = d.start;
   p_doc_[k] = d.doc;
   p_gid_[k] = d.gid;
   S.pool_remaining += len;
-  S.epoch_tokens += len;
+  if (own) S.epoch_tokens += len;
   return kOk;
 }
 
@@ -738,6 +858,26 @@ State Core::get_state() const {
     st.cursor.push_back(s.cursor);
     st.exhausted.push_back(s.exhausted ? 1 : 0);
     st.epoch_tokens.push_back(s.epoch_tokens);
+    st.partial_count.push_back(static_cast<int64_t>(s.partial.size() - s.partial_i));
+    for (size_t i = s.partial_i; i < s.partial.size(); ++i) {
+      st.partial_view.push_back(s.partial[i].view);
+      st.partial_doc.push_back(s.partial[i].doc);
+      st.partial_head.push_back(s.partial[i].head);
+    }
+    int64_t pieces = 0;
+    for (size_t i = s.carry_i; i < s.carry.size(); ++i) {
+      const Piece& p = s.carry[i];
+      const int64_t begin = i == s.carry_i ? s.carry_pos : p.begin;
+      if (begin >= p.end) continue;
+      st.carry_streams.push_back(p.streams);
+      st.carry_stream.push_back(p.stream);
+      st.carry_epoch.push_back(p.epoch);
+      st.carry_begin.push_back(begin);
+      st.carry_end.push_back(p.end);
+      ++pieces;
+    }
+    st.carry_count.push_back(pieces);
+    st.own_n_local.push_back(s.n_local);
   }
   st.emitted = emitted_;
   return st;
@@ -762,6 +902,51 @@ std::string Core::set_state(const State& st) {
   if (st.phase < -1 || st.phase >= cfg_.n_phases) return "phase out of range";
   for (size_t s = 0; s < ns; ++s)
     if (st.cursor[s] > static_cast<uint64_t>(src_[s].n_local)) return "cursor beyond the source's documents";
+  // carried work
+  if (st.partial_count.size() != ns || st.carry_count.size() != ns) return "carried-work counts do not match the number of sources";
+  int64_t np = 0, nc = 0;
+  for (size_t s = 0; s < ns; ++s) {
+    if (st.partial_count[s] < 0 || st.carry_count[s] < 0) return "negative carried-work count";
+    np += st.partial_count[s];
+    nc += st.carry_count[s];
+  }
+  if (st.partial_view.size() != static_cast<size_t>(np) || st.partial_doc.size() != static_cast<size_t>(np) ||
+      st.partial_head.size() != static_cast<size_t>(np))
+    return "carried partly read documents: arrays differ in length";
+  if (st.carry_streams.size() != static_cast<size_t>(nc) || st.carry_stream.size() != static_cast<size_t>(nc) ||
+      st.carry_epoch.size() != static_cast<size_t>(nc) || st.carry_begin.size() != static_cast<size_t>(nc) ||
+      st.carry_end.size() != static_cast<size_t>(nc))
+    return "carried pieces: arrays differ in length";
+  std::vector<std::vector<Partial>> partials(ns);
+  std::vector<std::vector<Piece>> carries(ns);
+  {
+    size_t i = 0, c = 0;
+    for (size_t s = 0; s < ns; ++s) {
+      for (int64_t k = 0; k < st.partial_count[s]; ++k, ++i) {
+        const int32_t vi = st.partial_view[i];
+        int64_t base = -1;
+        for (const Unit& u : src_[s].units)
+          if (u.view == vi) base = u.doc_base;
+        if (base < 0) return "carried document in shard " + std::to_string(vi) + ", which is not a shard of source " + std::to_string(s);
+        if (!views_[static_cast<size_t>(vi)].ready) return "carried document's shard " + std::to_string(vi) + " not registered";
+        const View& v = views_[static_cast<size_t>(vi)];
+        const int64_t d = st.partial_doc[i], h = st.partial_head[i];
+        if (d < 0 || d >= v.n_docs) return "carried document out of range";
+        const int64_t off = v.offsets[d], end = v.offsets[d + 1];
+        if (off < 0 || end < off || end > v.n_tokens) return "carried document has invalid offsets";
+        if (h < 0 || off + h >= end) return "carried read head out of range";
+        partials[s].push_back(Partial{vi, d, h, base + d});
+      }
+      for (int64_t k = 0; k < st.carry_count[s]; ++k, ++c) {
+        const Piece p{st.carry_streams[c], st.carry_stream[c], st.carry_epoch[c], st.carry_begin[c], st.carry_end[c]};
+        if (p.streams < 1 || p.stream < 0 || p.stream >= p.streams) return "carried piece names a stream out of range";
+        if (p.begin < 0 || p.end <= p.begin || p.end > slice_docs(static_cast<int32_t>(s), p.streams, p.stream))
+          return "carried piece [" + std::to_string(p.begin) + ", " + std::to_string(p.end) + ") of stream " +
+                 std::to_string(p.stream) + "/" + std::to_string(p.streams) + " lies outside that stream's documents";
+        carries[s].push_back(p);
+      }
+    }
+  }
   std::vector<int64_t> remaining(ns, 0);
   for (size_t k = 0; k < n; ++k) {
     const int32_t s = st.slot_source[k], vi = st.slot_view[k];
@@ -806,8 +991,14 @@ std::string Core::set_state(const State& st) {
     S.cursor = st.cursor[s];
     S.exhausted = st.exhausted[s] != 0;
     S.epoch_tokens = st.epoch_tokens[s];
-    S.next_epoch = S.next_cursor = ~uint64_t{0};
+    S.next_tick = ~uint64_t{0};
     S.pool_remaining = remaining[s];
+    S.partial = std::move(partials[s]);
+    S.partial_i = 0;
+    S.carry = std::move(carries[s]);
+    S.carry_i = 0;
+    S.carry_pos = S.carry.empty() ? 0 : S.carry.front().begin;
+    S.c_for = ~size_t{0};
     start_epoch(S, static_cast<int32_t>(s));
   }
   emitted_ = st.emitted;

@@ -18,7 +18,7 @@
 namespace rsdb {
 
 // Bumped whenever the state layout changes.
-constexpr int kStateVersion = 3;
+constexpr int kStateVersion = 4;
 
 int core_version();
 
@@ -60,15 +60,55 @@ struct Range {
 struct NextDoc {
   bool valid = false;
   int32_t view = -1;
-  int64_t doc = 0, off = 0, end = 0, gid = 0;
+  // off: where reading starts (the document's start plus a carried read head)
+  int64_t doc = 0, start = 0, off = 0, end = 0, gid = 0;
+};
+
+// One shard file of a source, in the source's order (its index there is `j` in the
+// stream layout), whether or not this stream has documents in it: with these the core
+// can lay out any stream of any number of streams (carried pieces, below).
+struct Unit {
+  int32_t view;
+  int64_t n_docs;
+  int64_t doc_base;
+};
+
+// Carried work after an elastic restore (rsdb/state.py): positions [begin, end) of
+// epoch `epoch` of stream `stream` out of `streams` streams, i.e. the documents
+// permute(begin), ..., permute(end - 1) of that stream's slice of the source.
+struct Piece {
+  int64_t streams, stream;
+  uint64_t epoch;
+  int64_t begin, end;
+};
+
+// A partly read document carried over from another stream's pool.
+struct Partial {
+  int32_t view;
+  int64_t doc, head;
+  int64_t gid;  // derived: index within the source
 };
 
 struct SourceState {
   std::vector<Range> ranges;
-  // cache of the stream's next document (derived, not part of the state)
+  std::vector<Unit> units;
+  // cache of the stream's next document (derived, not part of the state); valid while
+  // next_tick == tick (tick moves on every admit and epoch start)
   NextDoc next;
-  uint64_t next_epoch = ~uint64_t{0}, next_cursor = ~uint64_t{0};
+  uint64_t tick = 0, next_tick = ~uint64_t{0};
   int64_t n_local = 0;
+  // Carried work, consumed before the stream's own epochs: partly read documents
+  // first, then the pieces in order.
+  std::vector<Partial> partial;
+  size_t partial_i = 0;
+  std::vector<Piece> carry;
+  size_t carry_i = 0;
+  int64_t carry_pos = 0;
+  // layout of carry[c_for] (derived)
+  std::vector<Range> c_ranges;
+  int64_t c_n_local = 0;
+  uint64_t c_keys[4] = {0, 0, 0, 0};
+  size_t c_for = ~size_t{0};
   // stream position
   uint64_t epoch = 0;
   uint64_t cursor = 0;
@@ -133,6 +173,13 @@ struct State {
   std::vector<int64_t> exhausted, epoch_tokens;
   // per phase x source
   std::vector<int64_t> emitted;
+  // carried work per source (counts, then the flattened entries in source order)
+  std::vector<int64_t> partial_count, partial_doc, partial_head;
+  std::vector<int32_t> partial_view;
+  std::vector<int64_t> carry_count, carry_streams, carry_stream, carry_begin, carry_end;
+  std::vector<uint64_t> carry_epoch;
+  // export only (ignored by set_state): documents in this stream's own slice per source
+  std::vector<int64_t> own_n_local;
 };
 
 class Core {
@@ -141,6 +188,15 @@ class Core {
 
   // Setup (before the first fill).
   void add_range(int32_t source, int32_t view, int64_t begin, int64_t end, int64_t doc_base);
+  // Every shard of a source in order (empty ones too), for laying out carried pieces.
+  void add_unit(int32_t source, int32_t view, int64_t n_docs, int64_t doc_base);
+  // Tokens of piece [begin, end) of (streams, stream, epoch) of `source`: >= 0, or
+  // -1 - view when a view must be registered first. Reads two offsets per document.
+  int64_t piece_tokens(int32_t source, const Piece& p);
+  // Documents of stream `stream` of `streams` in `source` (from the units; no offsets).
+  int64_t slice_docs(int32_t source, int64_t streams, int64_t stream) const;
+  // Change rows per batch and tokens per row between batches (scheduled batch size).
+  void reshape(int64_t batch_size, int64_t seq_len1);
   void set_view(int32_t view, const int64_t* offsets, int64_t n_docs, const void* tokens,
                 int64_t n_tokens, int dtype, uint64_t bound);
   // weights: n_phases x n_sources, row-major; normalised per phase here.
@@ -174,6 +230,10 @@ class Core {
  private:
   Status refill();
   using Next = NextDoc;
+  void layout(int32_t s, int64_t streams, int64_t stream, std::vector<Range>& out, int64_t& n_local) const;
+  void epoch_keys(int32_t s, int64_t stream, uint64_t epoch, uint64_t keys[4]) const;
+  Status locate(const std::vector<Range>& ranges, int64_t j, Next& d);
+  bool has_work(const SourceState& S) const;
   // Admit the next document of source s into `slot`: kOk (admitted, skipped an empty
   // doc, or the source ran out), or an error/kNeedView.
   Status admit(int32_t s, int64_t slot);
