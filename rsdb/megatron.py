@@ -23,8 +23,18 @@ document index groups (one sequence per document for GPT-style data; several
 "sentences" for BERT-style data), so ``offsets`` are token offsets of document starts.
 
 Trade-off: opening validates the whole *index* (O(sequences), vectorised, a few ms per
-million documents) but never scans the token file, so open time does not grow with
-the number of tokens. Token ids themselves are not range-checked at open.
+million documents): sizes non-negative, ``pointers[i+1] - pointers[i] == sizes[i] *
+itemsize`` with the sequences back to back inside the ``.bin``, the ``.bin`` exactly as
+long as the index says, ``document_index`` strictly increasing from 0 to the sequence
+count. Token ids themselves are not range-checked at open (the loader's core checks them
+against the vocabulary as it copies).
+
+The format has no checksum of its own, so RSDB keeps one in a sidecar,
+``prefix.rsdb.json`` (sizes and xxh64 of both files). :func:`write_megatron` writes it;
+:func:`open_megatron` checks it when present (in a background thread; the first access
+to ``tokens`` waits for the result, so no token is used unchecked) and, when absent,
+records it after the first open (trust on first use: it guards later reads, it cannot
+vouch for the first). ``verify="off"`` skips both.
 
 The loader consumes uint16, int32 and uint32 tokens; Megatron has no uint32 code, so
 files with dtype codes other than uint16 (8) and int32 (4) are rejected with a
@@ -33,19 +43,25 @@ files with dtype codes other than uint16 (8) and int32 (4) are rejected with a
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import struct
 from collections.abc import Iterable
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError, ShardError
-from .shards import DocumentSequence
+from .shards import DEFAULT_VERIFY, DocumentSequence, Verify, _verifier, _xxh64_file, verify_mode
 
-__all__ = ["MegatronShard", "open_megatron", "write_megatron"]
+__all__ = ["MegatronShard", "open_megatron", "sidecar_path", "write_megatron", "write_sidecar"]
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"MMIDIDX\x00\x00"
+SIDECAR_FORMAT = "rsdb-megatron-checksums"
 VERSION = 1
 _HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, S, D  (34 bytes)
 
@@ -73,6 +89,59 @@ def _paths(prefix: str | os.PathLike) -> tuple[str, Path, Path]:
     return p, Path(p + ".bin"), Path(p + ".idx")
 
 
+def sidecar_path(prefix: str | os.PathLike) -> Path:
+    """Where the checksum sidecar of a Megatron dataset lives: ``prefix.rsdb.json``."""
+    return Path(_paths(prefix)[0] + ".rsdb.json")
+
+
+def _sums(bin_path: Path, idx_path: Path) -> dict:
+    return {"format": SIDECAR_FORMAT, "version": 1,
+            "bin_bytes": bin_path.stat().st_size, "bin_xxh64": _xxh64_file(bin_path),
+            "idx_bytes": idx_path.stat().st_size, "idx_xxh64": _xxh64_file(idx_path)}
+
+
+def write_sidecar(prefix: str | os.PathLike) -> dict:
+    """Checksum ``prefix.bin``/``.idx`` and write ``prefix.rsdb.json`` atomically; returns it."""
+    _, bin_path, idx_path = _paths(prefix)
+    sums = _sums(bin_path, idx_path)
+    side = sidecar_path(prefix)
+    tmp = side.with_name(f".{side.name}.tmp")
+    tmp.write_text(json.dumps(sums, indent=2))
+    os.replace(tmp, side)
+    return sums
+
+
+def _read_sidecar(side: Path) -> dict | None:
+    if not side.is_file():
+        return None
+    try:
+        d = json.loads(side.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ShardError(str(side), f"checksum sidecar is not valid JSON: {exc}") from None
+    keys = {"bin_bytes": int, "idx_bytes": int, "bin_xxh64": str, "idx_xxh64": str}
+    if not isinstance(d, dict) or d.get("format") != SIDECAR_FORMAT or d.get("version") != 1:
+        raise ShardError(str(side), f"not an RSDB checksum sidecar (format {SIDECAR_FORMAT!r}, version 1)")
+    for k, t in keys.items():
+        if type(d.get(k)) is not t:
+            raise ShardError(str(side), f"field {k!r} must be {t.__name__}, got {d.get(k)!r}")
+    return d
+
+
+def _check_sidecar(side: Path, want: dict, bin_path: Path, idx_path: Path) -> None:
+    for f, which in ((bin_path, "bin"), (idx_path, "idx")):
+        got = _xxh64_file(f)
+        if got != want[f"{which}_xxh64"]:
+            raise ShardError(str(f), f"xxh64 checksum mismatch: file has {got}, {side.name} says "
+                                     f"{want[f'{which}_xxh64']} (corrupt or rewritten)")
+
+
+def _record_sidecar(prefix: str) -> None:
+    try:
+        write_sidecar(prefix)
+    except OSError as exc:  # a read-only dataset: nothing to record, nothing wrong
+        log.info("%s: could not write checksum sidecar (%s)", prefix, exc)
+
+
 class MegatronShard(DocumentSequence):
     """A validated, memory-mapped Megatron indexed dataset (one ``.bin``/``.idx`` pair).
 
@@ -88,10 +157,11 @@ class MegatronShard(DocumentSequence):
         num_docs, num_tokens, num_sequences: counts.
     """
 
-    def __init__(self, path, offsets, tokens, sequence_lengths, document_index):
+    def __init__(self, path, offsets, tokens, sequence_lengths, document_index, check: Future | None = None):
         self.path = path
         self.offsets = offsets
-        self.tokens = tokens
+        self._tokens = tokens
+        self._check = check
         self.sequence_lengths = sequence_lengths
         self.document_index = document_index
         self.num_docs = int(offsets.shape[0] - 1)
@@ -99,8 +169,16 @@ class MegatronShard(DocumentSequence):
         self.num_sequences = int(sequence_lengths.shape[0])
 
     @property
+    def tokens(self) -> np.ndarray:
+        """The ``.bin`` tokens; the first access waits for the background checksum (ShardError if bad)."""
+        if self._check is not None:
+            self._check.result()
+            self._check = None
+        return self._tokens
+
+    @property
     def dtype(self) -> np.dtype:
-        return self.tokens.dtype
+        return self._tokens.dtype
 
     def __repr__(self) -> str:
         return (
@@ -109,13 +187,16 @@ class MegatronShard(DocumentSequence):
         )
 
 
-def open_megatron(prefix: str | os.PathLike) -> MegatronShard:
+def open_megatron(prefix: str | os.PathLike, *, verify: Verify = DEFAULT_VERIFY) -> MegatronShard:
     """Open and validate a Megatron-LM/NeMo indexed dataset.
 
     Args:
         prefix: path without extension (``data/wiki_text_document`` for
             ``data/wiki_text_document.bin`` + ``.idx``); a path ending in ``.bin`` or
             ``.idx`` is accepted too.
+        verify: ``"checksum"`` (default) or ``"full"``: check the ``prefix.rsdb.json``
+            sidecar in the background if there is one (record it if not); ``"off"``:
+            index checks only.
 
     Returns:
         A :class:`MegatronShard` (shard-view protocol; zero copy).
@@ -131,6 +212,7 @@ def open_megatron(prefix: str | os.PathLike) -> MegatronShard:
     >>> s.num_docs, s.num_tokens, s[1].tolist()
     (2, 4, [8])
     """
+    mode = verify_mode(verify)
     p, bin_path, idx_path = _paths(prefix)
     for f in (idx_path, bin_path):
         if not f.is_file():
@@ -204,9 +286,13 @@ def open_megatron(prefix: str | os.PathLike) -> MegatronShard:
             f"document index must start at 0 and end at the sequence count {n_seq}; "
             f"got {int(doc_index[0])} .. {int(doc_index[-1])}",
         )
-    if n_doc_idx > 1 and bool(np.any(np.diff(doc_index) < 0)):
-        bad = int(np.argmax(np.diff(doc_index) < 0))
-        raise ShardError(str(idx_path), f"document index decreases at entry {bad + 1}")
+    # Strictly increasing: a repeated entry would be an empty document (Megatron's builders
+    # never write one) and is the signature of an edited index.
+    if n_doc_idx > 1 and bool(np.any(np.diff(doc_index) <= 0)):
+        bad = int(np.argmax(np.diff(doc_index) <= 0))
+        raise ShardError(str(idx_path), f"document index decreases or repeats at entry {bad + 1} "
+                                        f"({int(doc_index[bad])} -> {int(doc_index[bad + 1])}); it must be "
+                                        "strictly increasing")
 
     offsets = np.ascontiguousarray(seq_offsets[doc_index])
     offsets.setflags(write=False)
@@ -214,7 +300,20 @@ def open_megatron(prefix: str | os.PathLike) -> MegatronShard:
         tokens = np.memmap(bin_path, dtype=dtype.newbyteorder("<"), mode="r", shape=(total_bytes // itemsize,))
     else:
         tokens = np.empty(0, dtype=dtype)
-    return MegatronShard(p, offsets, tokens, sizes, doc_index)
+    # The sidecar comes after the structural checks: they name what is wrong more precisely.
+    side = sidecar_path(p)
+    sums = _read_sidecar(side) if mode != "off" else None
+    if sums is not None:
+        for f, size, which in ((bin_path, bin_size, "bin"), (idx_path, idx_size, "idx")):
+            if size != sums[f"{which}_bytes"]:
+                raise ShardError(str(f), f"size is {size} bytes but {side.name} says {sums[f'{which}_bytes']}: "
+                                         "truncated or rewritten")
+    check: Future | None = None
+    if sums is not None:
+        check = _verifier().submit(_check_sidecar, side, sums, bin_path, idx_path)
+    elif mode != "off":
+        check = _verifier().submit(_record_sidecar, p)
+    return MegatronShard(p, offsets, tokens, sizes, doc_index, check)
 
 
 def write_megatron(
@@ -275,6 +374,7 @@ def write_megatron(
             fi.write(np.arange(n + 1, dtype="<i8").tobytes())
         os.replace(tmp_bin, bin_path)
         os.replace(tmp_idx, idx_path)
+        write_sidecar(p)
     finally:
         for t in (tmp_bin, tmp_idx):
             if t.exists():

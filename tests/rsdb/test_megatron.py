@@ -76,10 +76,14 @@ def test_byte_layout_matches_spec(tmp_path):
 def test_grouped_documents(tmp_path):
     """Several sequences per document (BERT-style): a document spans its sequences."""
     seqs = [[1, 2], [3], [4, 5, 6], [7], [8, 9]]
-    _write_raw_megatron(tmp_path / "g", seqs, doc_index=[0, 2, 2, 5])
+    _write_raw_megatron(tmp_path / "g", seqs, doc_index=[0, 2, 3, 5])
     s = open_megatron(tmp_path / "g")
     assert s.num_docs == 3 and s.num_sequences == 5
-    assert [s[i].tolist() for i in range(3)] == [[1, 2, 3], [], [4, 5, 6, 7, 8, 9]]
+    assert [s[i].tolist() for i in range(3)] == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    # A repeated entry (an empty document) is what an edited index looks like: refused.
+    _write_raw_megatron(tmp_path / "e", seqs, doc_index=[0, 2, 2, 5])
+    with pytest.raises(ShardError, match="repeats at entry 2"):
+        open_megatron(tmp_path / "e")
 
 
 def test_multimodal_modes_tail_is_accepted(tmp_path):
