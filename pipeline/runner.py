@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline._fs import OutFS
+from pipeline.provenance import run_record, utc_now
 from pipeline._ray import (
     PartWriter,
     StageUDF,
@@ -129,6 +130,7 @@ def run_pipeline(cfg: PipelineConfig, *, overwrite: bool = False) -> RunResult:
         PipelineError: ``output.path`` holds a run of a different config (and not ``overwrite``).
     """
     started = time.perf_counter()
+    started_at = utc_now()  # recorded in the manifest's "run" entry
     out = OutFS(cfg.output.path, cfg.output.storage_options)
     chash = cfg.config_hash()
     stages = cfg.build_stages()
@@ -153,7 +155,8 @@ def run_pipeline(cfg: PipelineConfig, *, overwrite: bool = False) -> RunResult:
             drops_here.append((g.name, table))
             global_stats[g.name] = stats
         prev_drops = drops_here
-    manifest = _write_final(cfg, out, units, len(segs) - 1, prev_drops, stages, global_stats, chash)
+    manifest = _write_final(cfg, out, units, len(segs) - 1, prev_drops, stages, global_stats, chash,
+                            started_at=started_at)
     return RunResult(manifest, time.perf_counter() - started, len(units), skipped)
 
 
@@ -419,7 +422,8 @@ class ShardWriter:
 
 def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: int,
                  last_drops: list[tuple[str, pa.Table]], stages: list[Stage],
-                 global_stats: dict[str, dict[str, Any]], chash: str) -> dict[str, Any]:
+                 global_stats: dict[str, dict[str, Any]], chash: str, *,
+                 started_at: str | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     import pyarrow.parquet as pq
@@ -495,6 +499,8 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
         "accounting": {"ok": not problems, "problems": problems,
                        "rule": "per stage docs_in = docs_kept + docs_rejected; input rows = kept + rejected"},
         "write_seconds": time.perf_counter() - started,
+        # the config (secrets redacted, no output path), library versions, start/end (UTC)
+        "run": run_record(cfg, started_at=started_at),
     }
     out.write_json(manifest, MANIFEST)
     if problems:
