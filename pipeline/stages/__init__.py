@@ -1,3 +1,3 @@
 """Curation stages; importing this package registers every built-in stage."""
 
-from pipeline.stages import dedup, filters, langid, normalize  # noqa: F401
+from pipeline.stages import decontaminate, dedup, filters, langid, normalize, pii  # noqa: F401
