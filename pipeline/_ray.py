@@ -62,7 +62,7 @@ class StageStats:
         self.order: list[str] = []
 
     def record(self, unit: str, stage: str, live_in: pa.Table, kept: pa.Table, rejected: pa.Table,
-               seconds: float) -> None:
+               seconds: float, count_columns: tuple[str, ...] = ()) -> None:
         if stage not in self.order:
             self.order.append(stage)
         s = self.data[unit].setdefault(stage, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
@@ -76,6 +76,9 @@ class StageStats:
         if rejected.num_rows:
             for r in rejected.column(REJECT_REASON).to_pylist():
                 s["reasons"][r] = s["reasons"].get(r, 0) + 1
+        for col in count_columns:  # a stage's per-kind tallies (e.g. PII found), summed into the manifest
+            got = sum(int(pc.sum(t.column(col)).as_py() or 0) for t in (kept, rejected) if col in t.column_names)
+            s.setdefault("counts", {})[col] = s.get("counts", {}).get(col, 0) + got
 
     def for_unit(self, unit: str) -> dict[str, Any]:
         return {"order": self.order, "stages": self.data.get(unit, {})}
@@ -112,7 +115,8 @@ def apply_stage(stage: Stage, table: pa.Table, stats: StageStats | None = None,
         for unit in pc.unique(units).to_pylist():
             share = pc.sum(pc.equal(units, unit)).as_py() / live.num_rows
             sel = lambda t: t.filter(pc.equal(t.column(UNIT), unit)) if t.num_rows else t  # noqa: E731
-            stats.record(unit, stage.name, sel(live), sel(kept), sel(rejected), seconds * share)
+            stats.record(unit, stage.name, sel(live), sel(kept), sel(rejected), seconds * share,
+                         tuple(getattr(stage, "count_columns", ())))
     return concat([kept, rejected, dead])
 
 

@@ -525,6 +525,8 @@ def _stage_stats(out: OutFS, units: list[WorkUnit], last: int, stages: list[Stag
                         m[key] += s[key]
                     for r, n in s["reasons"].items():
                         m["reasons"][r] = m["reasons"].get(r, 0) + n
+                    for c, n in s.get("counts", {}).items():
+                        m.setdefault("counts", {})[c] = m.get("counts", {}).get(c, 0) + n
     for name, g in global_stats.items():
         merged[name] = {**g, "seconds": g["seconds"] + merged.pop(f"{name}:prepare", {"seconds": 0.0})["seconds"]}
     order = [READ_STAGE] + [s.name for s in stages]
