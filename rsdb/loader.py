@@ -180,7 +180,8 @@ def _is_megatron(path: str) -> bool:
     return os.path.isfile(p + ".bin") and os.path.isfile(p + ".idx")
 
 
-def _source_units(idx: int, name: str, paths: Sequence[str], verify: Any) -> tuple[list[_Unit], int | None]:
+def _source_units(idx: int, name: str, paths: Sequence[str], verify: Any, remote: Any = None,
+                  storage_options: Mapping[str, Any] | None = None) -> tuple[list[_Unit], int | None]:
     from .shards import open_shards
 
     units: list[_Unit] = []
@@ -188,20 +189,24 @@ def _source_units(idx: int, name: str, paths: Sequence[str], verify: Any) -> tup
     base = 0
     for raw in paths:
         path = os.fspath(raw)
-        if _is_megatron(path):
+        if "://" not in path and _is_megatron(path):
             from .megatron import open_megatron  # lazy: only for Megatron prefixes
 
             m = open_megatron(path)
             units.append(_Unit(idx, m.path, m.num_docs, m.num_tokens, base, lambda m=m: m))
             base += m.num_docs
             continue
-        if not os.path.exists(path):
+        if "://" not in path and not os.path.exists(path):
             raise ConfigError(f"source {name!r}: {path} does not exist (expected a shard directory or a Megatron prefix)")
-        shards = open_shards(path, verify=verify)
+        if "://" in path:  # object storage: shards are fetched into a local cache first (rsdb.remote)
+            shards = remote.open_shards(path, storage_options, verify=verify, source_index=idx)
+        else:
+            shards = open_shards(path, verify=verify)
         if shards.vocab_size is not None:
             vocab = shards.vocab_size if vocab is None else max(vocab, shards.vocab_size)
         for i, info in enumerate(shards.shards):
-            units.append(_Unit(idx, str(shards.shard_path(i)), int(info["num_docs"]), int(info["num_tokens"]), base,
+            where = getattr(shards, "shard_uri", shards.shard_path)(i)  # errors name the object, not the cache
+            units.append(_Unit(idx, str(where), int(info["num_docs"]), int(info["num_tokens"]), base,
                                lambda s=shards, i=i: s.view(i)))
             base += int(info["num_docs"])
     return units, vocab
@@ -295,7 +300,14 @@ class RSDBLoader:
         fields: Sequence[str] = FIELDS,
         populate: str | bool = "pool",
         schedule: Sequence[Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        max_cache_bytes: int | None = None,
+        remote: Mapping[str, Any] | None = None,
     ):
+        # Object-storage sources (rsdb.remote): where and how remote shards are cached.
+        self._remote_kwargs = dict(storage_options=storage_options, cache_dir=cache_dir,
+                                   max_cache_bytes=max_cache_bytes, remote=remote)
         self._kwargs = dict(
             seq_len=seq_len, batch_size=batch_size, buffer_docs=buffer_docs, max_chunk=max_chunk, seed=seed,
             rank=rank, world_size=world_size, worker_id=worker_id, num_workers=num_workers, epochs=epochs,
@@ -310,6 +322,10 @@ class RSDBLoader:
         self.config = cfg
         if not isinstance(sources, Mapping) or not sources:
             raise ConfigError("sources must be a non-empty mapping of source name -> path(s)")
+        from .remote import split_source_options
+
+        self._sources_given = dict(sources)
+        sources, self._source_storage = split_source_options(sources)
         self._sources_arg = {str(k): ([os.fspath(p) for p in v] if isinstance(v, (list, tuple)) else [os.fspath(v)])
                              for k, v in sources.items()}
         self.source_names: list[str] = list(self._sources_arg)
@@ -350,12 +366,20 @@ class RSDBLoader:
         self._vocab: list[int | None] = []
         self.tokens_per_source: list[int] = []
         self.docs_per_source: list[int] = []
+        from .remote import context_for
+
+        self._remote = context_for(self._sources_arg, **self._remote_kwargs)
         for i, name in enumerate(self.source_names):
-            units, vocab = _source_units(i, name, self._sources_arg[name], cfg.verify)
+            units, vocab = _source_units(i, name, self._sources_arg[name], cfg.verify, self._remote,
+                                         self._source_storage.get(name))
             self._units.extend(units)
             self._vocab.append(vocab)
             self.tokens_per_source.append(sum(u.num_tokens for u in units))
             self.docs_per_source.append(sum(u.num_docs for u in units))
+        if self._remote is not None:
+            from .remote import attach
+
+            attach(self, self._remote)  # cache bound check, then background prefetch
 
         if len(self.source_names) > _MAX_SOURCES:
             raise ConfigError(f"{len(self.source_names)} sources; at most {_MAX_SOURCES} are supported "
@@ -758,6 +782,7 @@ class RSDBLoader:
             "epochs": epochs,
             "pool_docs": self._core.n_active,
             "stream": [self.stream_index, self.num_streams],
+            **({"remote": self._remote.stats()} if self._remote is not None else {}),
         }
 
 

@@ -1,0 +1,517 @@
+"""Token shards in object storage (``s3://``, ``gs://``, ``memory://``, any fsspec URI).
+
+The compiled core memory-maps shard files, so a remote shard is first made a complete,
+verified local file in a :class:`rsdb.cache.ShardCache`, then opened like any local
+shard. :class:`RemoteContext` is what a loader holds: one cache, one fetcher (ranged
+reads with retries, backoff and timeouts) and background prefetch threads.
+
+* **Start-up reads one object per source**, its ``manifest.json``: no listing, no
+  request per shard, so construction time does not depend on the shard count.
+* **Shards are fetched whole, in ranged reads** of ``chunk_bytes`` (one GET each, no
+  HEAD: the size is in the manifest). A transient error (timeout, connection reset,
+  5xx) retries only the chunk that failed, with exponential backoff; a missing object
+  fails at once, naming it.
+* **Every fetched shard is checked against its manifest checksum** (xxh64, hashed
+  while it streams to disk) before it is renamed into the cache. A mismatch fetches
+  the object once more, then raises :class:`rsdb.ShardError` naming the URI.
+* **Prefetch order.** The loader's core decides which document comes next from a
+  per-stream permutation over *all* documents of a source, so a stream reads a slice
+  of every shard of every weighted source within its first epoch, and its first pool
+  already touches up to ``buffer_docs`` shards. The prefetcher therefore walks the
+  shards of the weighted sources in manifest order, interleaved in proportion to each
+  source's shard count, sources of later phases last, with ``prefetch_shards``
+  downloads in flight; a shard the core asks for before its turn is fetched at once in
+  the loader's thread (that wait is ``stats()["remote"]["wait_s"]``).
+
+Trade-off: a shard stays mapped (pinned in the cache) for the loader's lifetime, since
+the core keeps pointers into every shard it has used. The cache must therefore hold
+every shard of the weighted remote sources; the loader checks that against
+``max_cache_bytes`` before it starts. The bound then protects the disk from other runs
+and datasets sharing the directory, whose files are evicted least recently needed first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .cache import CacheFull, Pin, ShardCache
+from .errors import ConfigError, LoaderError, ShardError
+from .manifest import MANIFEST
+from .manifest import _check as _check_manifest
+from .shards import TokenShards, verify_mode
+
+__all__ = ["RemoteContext", "RemoteOptions", "RemoteTokenShards", "is_uri"]
+
+log = logging.getLogger(__name__)
+
+# Errors that retrying cannot fix: fail at once with the object's name.
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def is_uri(path: str) -> bool:
+    """True for ``proto://...`` paths (the remote layer handles them, ``file://`` too)."""
+    return "://" in str(path)
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rsdb")
+
+
+class RemoteOptions(BaseModel):
+    """How remote shards are fetched and cached (validated before anything is read)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cache_dir: Optional[str] = Field(None, description="local cache folder; default ~/.cache/rsdb")
+    max_cache_bytes: Optional[int] = Field(None, ge=1, description="bound on the cache folder; None: unbounded")
+    prefetch_shards: int = Field(4, ge=0, description="background downloads in flight (0: fetch on demand only)")
+    chunk_bytes: int = Field(16 << 20, ge=1 << 16, description="bytes per ranged read")
+    timeout_s: float = Field(60.0, gt=0, description="connect/read timeout of one request (where the store allows)")
+    retries: int = Field(4, ge=0, description="retries of a failed request (transient errors only)")
+    backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles per retry, with jitter")
+    lock_timeout_s: float = Field(600.0, gt=0, description="longest wait for another process's download")
+
+
+def _storage_options(protocol: str, given: Mapping[str, Any] | None, opts: RemoteOptions) -> dict[str, Any]:
+    """The user's fsspec options, plus timeouts and a single attempt for S3 unless given.
+
+    botocore and s3fs retry on their own (5 and 5 attempts by default, each with its own
+    backoff); leaving that on would multiply with ours and hide a dead endpoint for
+    minutes. Our retry loop is the one that counts and reports.
+    """
+    out = dict(given or {})
+    if protocol in ("s3", "s3a"):
+        cfg = dict(out.get("config_kwargs") or {})
+        cfg.setdefault("connect_timeout", opts.timeout_s)
+        cfg.setdefault("read_timeout", opts.timeout_s)
+        cfg.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        out["config_kwargs"] = cfg
+        out.setdefault("retries", 1)
+    return out
+
+
+class Fetcher:
+    """Ranged reads of one store with retries; counts what it does (thread-safe)."""
+
+    def __init__(self, fs: Any, opts: RemoteOptions):
+        self.fs = fs
+        self.opts = opts
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.retries = 0
+        self.bytes = 0
+
+    def _count(self, requests: int = 0, retries: int = 0, nbytes: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.retries += retries
+            self.bytes += nbytes
+
+    def call(self, what: str, fn, *args, **kwargs):
+        """Run ``fn`` with retries on transient errors; a clear ShardError at the end."""
+        attempts = self.opts.retries + 1
+        start = time.monotonic()
+        for attempt in range(attempts):
+            try:
+                self._count(requests=1)
+                return fn(*args, **kwargs)
+            except _PERMANENT as exc:
+                raise ShardError(what, f"not found or not readable in the store: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - any store error other than the above may be transient
+                if attempt + 1 == attempts:
+                    raise ShardError(what, f"fetch failed after {attempts} attempts in {time.monotonic() - start:.1f} s "
+                                           f"(retries={self.opts.retries}, timeout_s={self.opts.timeout_s:g}): "
+                                           f"{type(exc).__name__}: {exc}") from None
+                delay = self.opts.backoff_s * (2**attempt) * (0.5 + random.random())
+                log.info("%s: %s: %s; retry %d/%d in %.2f s", what, type(exc).__name__, exc, attempt + 1,
+                         self.opts.retries, delay)
+                self._count(retries=1)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def read_range(self, uri: str, path: str, start: int, end: int) -> bytes:
+        data = self.call(uri, self.fs.cat_file, path, start=start, end=end)
+        self._count(nbytes=len(data))
+        return data
+
+    def read_all(self, uri: str, path: str) -> bytes:
+        data = self.call(uri, self.fs.cat_file, path)
+        self._count(nbytes=len(data))
+        return data
+
+
+def _checksum(info: Mapping[str, Any]):
+    """(algorithm name, expected hex digest, new hasher) from a manifest shard entry."""
+    if "xxh64" in info:
+        import xxhash
+
+        return "xxh64", str(info["xxh64"]), xxhash.xxh64()
+    return "sha256", str(info["sha256"]), hashlib.sha256()
+
+
+class RemoteTokenShards(TokenShards):
+    """A shard directory in a store: its manifest, and shards materialised on first use.
+
+    ``shard_path(i)`` is the cached local file, ``shard_uri(i)`` the object; errors name
+    the URI. Built by :meth:`RemoteContext.open_shards`.
+    """
+
+    def __init__(self, uri: str, manifest: dict[str, Any], ctx: "RemoteContext", fs_path: str, folder: Path,
+                 fetcher: Fetcher, verify: Any):
+        # The checksum is compared while the object streams into the cache, so the
+        # parent class need not read the file again; "full" still scans token ids.
+        super().__init__(folder, manifest, verify="off")
+        self.verify_mode = verify_mode(verify)
+        self.path = uri
+        self.uri = uri
+        self._ctx = ctx
+        self._fs_path = fs_path
+        self._fetcher = fetcher
+        self._pins: dict[int, Pin] = {}
+        self._ready: dict[int, threading.Event] = {}
+        self._guard = threading.Lock()
+
+    def shard_uri(self, i: int) -> str:
+        return f"{self.uri}/{self.shards[i]['file']}"
+
+    def shard_bytes(self, i: int) -> int:
+        return int(self.shards[i]["bytes"])
+
+    def is_local(self, i: int) -> bool:
+        return i in self._pins
+
+    def materialize(self, i: int, *, demand: bool) -> Path:
+        """Make shard ``i`` a pinned, verified local file (fetching it if needed)."""
+        if i in self._pins:
+            return self.shard_path(i)
+        t0 = time.monotonic()
+        info = self.shards[i]
+        path = self.shard_path(i)
+        uri = self.shard_uri(i)
+        pin, fetched = self._ctx.cache.materialize(path, self.shard_bytes(i), lambda part: self._fill(i, part), uri)
+        with self._guard:
+            if i in self._pins:
+                pin.release()  # a prefetch thread and the loader raced; keep one pin
+            else:
+                self._pins[i] = pin
+        self._ctx._account(fetched=fetched, nbytes=int(info["bytes"]) if fetched else 0,
+                           waited=time.monotonic() - t0 if demand else 0.0, demand=demand)
+        return path
+
+    def _fill(self, i: int, part: Path) -> None:
+        """Download shard ``i`` into ``part`` and verify it; one refetch on a mismatch."""
+        info = self.shards[i]
+        uri = self.shard_uri(i)
+        size = self.shard_bytes(i)
+        algo, want, _ = _checksum(info)
+        problem = ""
+        for attempt in range(2):
+            got = self._download(i, part, size)
+            if got == want:
+                return
+            problem = f"{algo} checksum mismatch: object has {got}, manifest says {want}"
+            if attempt == 0:
+                self._ctx._account(refetched=True)
+                log.warning("%s: %s; fetching it once more", uri, problem)
+        raise ShardError(uri, f"{problem} (also after one refetch: the stored object is corrupt or was "
+                              "rewritten without its manifest)")
+
+    def _download(self, i: int, part: Path, size: int) -> str:
+        """Stream the object to ``part`` in ranged reads; return its checksum (hex)."""
+        uri = self.shard_uri(i)
+        src = f"{self._fs_path}/{self.shards[i]['file']}"
+        chunk = self._ctx.options.chunk_bytes
+        _, _, hasher = _checksum(self.shards[i])
+        with open(part, "wb") as f:
+            pos = 0
+            while pos < size:
+                end = min(size, pos + chunk)
+                data = self._fetcher.read_range(uri, src, pos, end)
+                if len(data) != end - pos:
+                    # A short (or long) object is not transient: hand it to the checksum,
+                    # whose mismatch triggers the one refetch and then a ShardError.
+                    hasher.update(data)
+                    return f"{hasher.hexdigest()} ({pos + len(data)}+ bytes read, manifest says {size})"
+                f.write(data)
+                hasher.update(data)
+                pos = end
+        return hasher.hexdigest()
+
+    def view(self, i: int):
+        v = self._views.get(i)
+        if v is None:
+            self.materialize(i, demand=True)
+            try:
+                v = super().view(i)
+                if self.verify_mode == "full":
+                    v.validate()
+            except ShardError as exc:
+                raise ShardError(self.shard_uri(i), f"{exc.problem} (cached copy {exc.path})") from None
+        return v
+
+    def validate(self, verify: Any = True) -> None:
+        for i in range(self.num_shards):
+            self.materialize(i, demand=True)
+        super().validate(verify)
+
+    def close(self) -> None:
+        with self._guard:
+            for pin in self._pins.values():
+                pin.release()
+            self._pins.clear()
+
+    def __repr__(self) -> str:
+        return (f"RemoteTokenShards({self.uri!r}, source={self.source!r}, shards={self.num_shards}, "
+                f"num_docs={self.num_docs}, num_tokens={self.num_tokens})")
+
+
+class RemoteContext:
+    """A loader's remote machinery: options, the cache, one fetcher per store, prefetch.
+
+    Args:
+        options: a :class:`RemoteOptions` or a mapping of its fields.
+        storage_options: fsspec options for every URI (e.g. ``key``, ``secret``,
+            ``client_kwargs={"endpoint_url": ...}``), overridden per source by
+            :meth:`open_shards`'s own.
+    """
+
+    def __init__(self, options: RemoteOptions | Mapping[str, Any] | None = None,
+                 storage_options: Mapping[str, Any] | None = None):
+        if not isinstance(options, RemoteOptions):
+            try:
+                options = RemoteOptions(**dict(options or {}))
+            except ValidationError as exc:
+                lines = [f"{'.'.join(str(p) for p in e['loc']) or 'remote'}: {e['msg']}" for e in exc.errors()]
+                raise ConfigError("invalid remote options:\n  " + "\n  ".join(lines)) from None
+        self.options = options
+        self.storage_options = dict(storage_options or {})
+        self.cache = ShardCache(options.cache_dir or default_cache_dir(), options.max_cache_bytes,
+                                options.lock_timeout_s)
+        self.sources: list[RemoteTokenShards] = []
+        self._fetchers: list[Fetcher] = []
+        self._lock = threading.Lock()
+        self._counts = {"fetched_shards": 0, "fetched_bytes": 0, "cache_hits": 0, "refetches": 0,
+                        "demand_fetches": 0, "prefetched_shards": 0}
+        self.wait_s = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+        self._stop = threading.Event()
+        self._prefetch_error: str | None = None
+        self._finalizer = weakref.finalize(self, RemoteContext._shutdown, self._stop, [None], self.sources)
+
+    # ---- opening ------------------------------------------------------------------------
+    def open_shards(self, uri: str, storage_options: Mapping[str, Any] | None = None,
+                    verify: Any = "checksum", source_index: int = -1) -> RemoteTokenShards:
+        """Read ``<uri>/manifest.json`` (one request) and return the shard directory."""
+        import fsspec
+
+        uri = uri.rstrip("/")
+        if uri.endswith("/" + MANIFEST):
+            uri = uri[: -len(MANIFEST) - 1]
+        protocol = uri.split("://", 1)[0]
+        merged = {**self.storage_options, **(storage_options or {})}
+        try:
+            fs, fs_path = fsspec.core.url_to_fs(uri, **_storage_options(protocol, merged, self.options))
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"{uri}: cannot open this store with fsspec: {exc}") from None
+        fetcher = Fetcher(fs, self.options)
+        self._fetchers.append(fetcher)
+        murl = f"{uri}/{MANIFEST}"
+        raw = fetcher.read_all(murl, f"{fs_path.rstrip('/')}/{MANIFEST}")
+        try:
+            manifest = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ShardError(murl, f"manifest is not valid JSON: {exc}") from None
+        manifest = _check_manifest(murl, manifest, require_digest=True).model_dump(exclude_unset=True)
+        for j, s in enumerate(manifest["shards"]):
+            if not isinstance(s.get("bytes"), int) or not isinstance(s.get("xxh64", s.get("sha256")), str):
+                raise ShardError(murl, f"shards[{j}] has no 'bytes' and 'xxh64': a remote shard is fetched whole and "
+                                       "verified against both (rewrite the source with rsdb.write_shards)")
+        # One cache folder per (URI, manifest): a source rewritten in place gets a new
+        # folder, and its old files age out of the cache instead of being trusted.
+        key = hashlib.sha256(uri.encode() + b"\0" + raw).hexdigest()[:24]
+        folder = self.cache.root / key
+        shards = RemoteTokenShards(uri, manifest, self, fs_path.rstrip("/"), folder, fetcher, verify)
+        shards.source_index = source_index
+        self.sources.append(shards)
+        return shards
+
+    # ---- prefetch -----------------------------------------------------------------------
+    def check_capacity(self, needed: Sequence[RemoteTokenShards]) -> None:
+        """Refuse, before any download, a bound that cannot hold the shards the loader maps."""
+        bound = self.options.max_cache_bytes
+        if bound is None:
+            return
+        total = sum(s.shard_bytes(i) for s in needed for i in range(s.num_shards))
+        if total > bound:
+            raise ConfigError(
+                f"max_cache_bytes={bound} cannot hold the {total} bytes of shards of the weighted remote sources "
+                f"({', '.join(s.uri for s in needed)}): every stream reads a slice of every shard of a weighted "
+                "source in each epoch and keeps it mapped, so the cache must hold them all")
+
+    def start_prefetch(self, plan: Sequence[tuple[RemoteTokenShards, int]]) -> None:
+        """Fetch ``plan`` (shard, index) in order, ``prefetch_shards`` at a time, in the background."""
+        depth = self.options.prefetch_shards
+        if depth == 0 or not plan:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="rsdb-prefetch")
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, RemoteContext._shutdown, self._stop, [self._pool], self.sources)
+        slots = threading.BoundedSemaphore(depth)
+        stop, pool = self._stop, self._pool
+        ref = weakref.ref(self)
+
+        def feed() -> None:
+            # A thread of its own walks the plan so that construction returns at once.
+            for shards, i in plan:
+                slots.acquire()
+                ctx = ref()
+                if stop.is_set() or ctx is None or ctx._prefetch_error:
+                    slots.release()
+                    return
+                fut: Future = pool.submit(RemoteContext._prefetch_one, ref, shards, i)
+                fut.add_done_callback(lambda _f: slots.release())
+                del ctx
+
+        threading.Thread(target=feed, name="rsdb-prefetch-plan", daemon=True).start()
+
+    @staticmethod
+    def _prefetch_one(ref, shards: RemoteTokenShards, i: int) -> None:
+        ctx = ref()
+        if ctx is None or ctx._stop.is_set() or shards.is_local(i):
+            return
+        try:
+            shards.materialize(i, demand=False)
+        except CacheFull as exc:
+            ctx._prefetch_error = str(exc)  # stop prefetching; a demand fetch reports it if it matters
+            log.warning("prefetch stopped: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the loader's own fetch of this shard raises it
+            log.warning("prefetch of %s failed (the loader retries when it needs it): %s", shards.shard_uri(i), exc)
+
+    # ---- accounting ---------------------------------------------------------------------
+    def _account(self, *, fetched: bool = False, nbytes: int = 0, waited: float = 0.0, demand: bool = False,
+                 refetched: bool = False) -> None:
+        with self._lock:
+            c = self._counts
+            if refetched:
+                c["refetches"] += 1
+                return
+            if fetched:
+                c["fetched_shards"] += 1
+                c["fetched_bytes"] += nbytes
+                c["demand_fetches" if demand else "prefetched_shards"] += 1
+            else:
+                c["cache_hits"] += 1
+            self.wait_s += waited
+
+    def stats(self) -> dict[str, Any]:
+        """Fetch counters, seconds the loader waited for the store, and the cache's state."""
+        with self._lock:
+            out: dict[str, Any] = dict(self._counts)
+            out["wait_s"] = round(self.wait_s, 6)
+        out["requests"] = sum(f.requests for f in self._fetchers)
+        out["retries"] = sum(f.retries for f in self._fetchers)
+        out["local_shards"] = sum(len(s._pins) for s in self.sources)
+        out["cache_dir"] = str(self.cache.root)
+        out["max_cache_bytes"] = self.options.max_cache_bytes
+        out["evicted_files"] = self.cache.stats.evicted_files
+        if self._prefetch_error:
+            out["prefetch_stopped"] = self._prefetch_error
+        return out
+
+    def close(self) -> None:
+        """Stop prefetching and release every pin (the loader's shards must be unused)."""
+        self._finalizer()
+
+    @staticmethod
+    def _shutdown(stop: threading.Event, pool: list, sources: list) -> None:
+        stop.set()
+        if pool[0] is not None:
+            pool[0].shutdown(wait=False, cancel_futures=True)
+        for s in sources:
+            s.close()
+
+
+def prefetch_plan(loader: Any, ctx: RemoteContext) -> list[tuple[RemoteTokenShards, int]]:
+    """The order in which a loader's remote shards are prefetched (see the module docstring).
+
+    Weighted sources only; those first weighted in a later phase come after the earlier
+    ones; within a phase group, shards of all sources interleave evenly (shard ``j`` of
+    a source with ``n`` shards sorts at ``(j + 0.5) / n``), each source's in manifest order.
+    """
+    first_phase: dict[int, int] = {}
+    for s, name in enumerate(loader.source_names):
+        if loader.phases is None:
+            if loader.tokens_per_source[s] > 0:
+                first_phase[s] = 0
+            continue
+        for p, phase in enumerate(loader.phases):
+            if phase.weights.get(name, 0) > 0:
+                first_phase[s] = p
+                break
+    keyed = []
+    for shards in ctx.sources:
+        if shards.source_index not in first_phase:
+            continue
+        n = shards.num_shards
+        for j in range(n):
+            if shards.docs_per_shard[j]:
+                keyed.append((first_phase[shards.source_index], (j + 0.5) / n, shards.source_index, shards, j))
+    keyed.sort(key=lambda k: k[:3])
+    return [(k[3], k[4]) for k in keyed]
+
+
+def attach(loader: Any, ctx: RemoteContext) -> None:
+    """Check the cache bound against the loader's remote shards, then start prefetching."""
+    plan = prefetch_plan(loader, ctx)
+    ctx.check_capacity(sorted({id(s): s for s, _ in plan}.values(), key=lambda s: s.source_index))
+    ctx.start_prefetch(plan)
+
+
+def split_source_options(sources: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Accept ``{"web": {"path": "s3://...", "storage_options": {...}}}`` next to plain paths.
+
+    Returns the sources as the loader's plain form (name -> path or list of paths) and
+    each source's own fsspec options.
+    """
+    plain: dict[str, Any] = {}
+    options: dict[str, dict[str, Any]] = {}
+    if not isinstance(sources, Mapping):
+        return sources, options  # the loader reports the type error
+    for name, value in sources.items():
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"path", "storage_options"}
+            if "path" not in value or unknown:
+                raise ConfigError(f"source {name!r}: a mapping needs 'path' and may have 'storage_options'"
+                                  + (f" (unknown keys {sorted(unknown)})" if unknown else ""))
+            plain[name] = value["path"]
+            if value.get("storage_options"):
+                options[str(name)] = dict(value["storage_options"])
+        else:
+            plain[name] = value
+    return plain, options
+
+
+def context_for(paths: Mapping[str, Sequence[str]], *, storage_options: Mapping[str, Any] | None,
+                cache_dir: str | os.PathLike | None, max_cache_bytes: int | None,
+                remote: Mapping[str, Any] | None) -> RemoteContext | None:
+    """A :class:`RemoteContext` if any source path is a URI (None otherwise)."""
+    if not any(is_uri(p) for plist in paths.values() for p in plist):
+        return None
+    opts = dict(remote or {})
+    for key, value in (("cache_dir", cache_dir), ("max_cache_bytes", max_cache_bytes)):
+        if value is not None:
+            opts[key] = os.fspath(value) if key == "cache_dir" else value
+    return RemoteContext(opts, storage_options)
