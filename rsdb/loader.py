@@ -425,6 +425,7 @@ class RSDBLoader:
         self._batches = 0
         self._broken: str | None = None
         self._set_clock(0)
+        self._step0 = 0  # global step number of this loader's step 0 (non-zero after a global restore)
         self._shape = (cfg.batch_size, cfg.seq_len)
         self._nseg = np.zeros(cfg.batch_size, np.int32)
         self._nseg_addr = self._nseg.ctypes.data
@@ -716,18 +717,42 @@ class RSDBLoader:
             "refill_batch": self._refill, "seed": c.seed, "rank": c.rank, "world_size": c.world_size,
             "worker_id": c.worker_id, "num_workers": c.num_workers, "epochs": c.epochs, "packing": c.packing,
             "sources": self.source_names,
+            "units": [sum(1 for u in self._units if u.source == s) for s in range(len(self.source_names))],
             "docs": [u.num_docs for u in self._units],
+            "corpus": self._corpus_digest(),
             "phases": [[p.tokens, p.weights] for p in self.phases] if self.phases else None,
+            "schedule": [e.to_json() for e in self.schedule] or None,
         }
+
+    def _corpus_digest(self) -> str:
+        """Names, shard order, documents and tokens of every source: what a state's documents refer to."""
+        import hashlib
+        import json
+
+        body = [self.source_names, [[u.source, u.num_docs, u.num_tokens] for u in self._units]]
+        return hashlib.sha256(json.dumps(body).encode()).hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:
         """Small, JSON-able state: RNG counter, pool (view, doc, head) triples, stream cursors, counters."""
         with self._lock:
             return {"format": STATE_FORMAT, "version": _core.core_version(), "batches": self._batches,
+                    "tokens0": self._tokens0, "step0": self._step0,
                     "config": self._fingerprint(), "core": self._core.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue exactly where ``state`` was taken (same sources and arguments required)."""
+        """Continue from ``state``.
+
+        A per-stream :meth:`state_dict` continues exactly where it was taken (same sources
+        and arguments required). A global state from :func:`rsdb.gather_state` may come
+        from any ``world_size``, ``num_workers``, ``batch_size``, ``seq_len`` and
+        ``buffer_docs``: this stream takes its share of the remaining work (see
+        ``rsdb.state``), so over all new streams every remaining token comes exactly once.
+        """
+        from .state import is_global_state
+
+        if is_global_state(state):
+            self._load_global(state)
+            return
         if state.get("format") != STATE_FORMAT:
             raise LoaderError(f"not an RSDB loader state (format {state.get('format')!r})")
         if state.get("version") != _core.core_version():
@@ -749,10 +774,93 @@ class RSDBLoader:
         if problem:
             raise LoaderError(f"state rejected by the core: {problem}")
         self._batches = int(state["batches"])
+        self._set_clock(int(state.get("tokens0", 0)))
+        self._step0 = int(state.get("step0", 0))
         self._broken = None
 
+    def _load_global(self, state: Mapping[str, Any]) -> None:
+        from .state import Decoded, core_state, verify_global
+
+        verify_global(state)
+        mine = self._fingerprint()
+        if list(state["sources"]) != mine["sources"]:
+            raise LoaderError(f"global state is for sources {state['sources']}, this loader has {mine['sources']} "
+                              "(same names in the same order)")
+        units = [u for u in self._units]
+        if list(state["units"]) != mine["units"] or list(state["docs"]) != mine["docs"]:
+            bad = []
+            at = 0
+            for s, name in enumerate(self.source_names):
+                n = state["units"][s] if s < len(state["units"]) else 0
+                theirs = state["docs"][at:at + n]
+                at += n
+                ours = [u.num_docs for u in units if u.source == s]
+                if list(theirs) != ours:
+                    bad.append(f"{name!r} ({len(theirs)} shards, {sum(theirs)} documents in the state; "
+                               f"{len(ours)} shards, {sum(ours)} documents here)")
+            raise LoaderError("global state is from a different corpus: source " + "; ".join(bad))
+        if state["corpus"] != mine["corpus"]:
+            raise LoaderError("global state is from a different corpus: the shards' token counts differ "
+                              f"(corpus digest {state['corpus']}, this loader's {mine['corpus']})")
+        for key in ("seed", "epochs", "phases"):
+            if _jsonish(state[key]) != _jsonish(mine[key]):
+                raise LoaderError(f"global state has {key} {state[key]!r}, this loader {mine[key]!r}: the {key} "
+                                  "must stay the same across a restart (the phase boundaries and the remaining "
+                                  "documents depend on them)")
+        if state.get("core_version") != _core.core_version():
+            raise LoaderError(f"global state from core version {state.get('core_version')}, "
+                              f"this core is {_core.core_version()}")
+        dec = Decoded(state)
+        share = dec.share(self.num_streams, self.stream_index)
+        for vids, _, _ in share["partial"]:
+            for vid in {int(v) for v in vids}:
+                if vid not in self._registered:
+                    self._register(vid)
+        core = core_state(state, share, self.config.epochs, _core.core_version())
+        with self._lock:
+            problem = self._core.set_state(core)
+        if problem:
+            raise LoaderError(f"global state rejected by the core: {problem}")
+        self._batches = 0
+        self._set_clock(int(state["tokens"]))
+        self._step0 = int(state["step"])
+        self._broken = None
+        if self.config.epochs is not None:
+            self.num_batches = self._carried_batches(dec)
+
+    def _carried_batches(self, dec: Any) -> int:
+        """Finite mode after a global restore: batches of the stream with the most carried tokens."""
+        from .state import _cut
+
+        for vid, u in enumerate(self._units):
+            if u.num_docs and vid not in self._registered:
+                self._register(vid)
+        S = self.num_streams
+        per_stream = np.zeros(S, dtype=np.int64)
+        for s in range(len(self.source_names)):
+            idx = dec.partial_idx[s]
+            left = np.zeros(idx.size, dtype=np.int64)
+            for vid in np.unique(dec.vids[idx]) if idx.size else ():
+                sel = np.flatnonzero(dec.vids[idx] == vid)
+                off = self._units[int(vid)].view.offsets
+                d = dec.doc[idx[sel]]
+                left[sel] = off[d + 1] - off[d] - dec.head[idx[sel]]
+            prefix = np.concatenate([[0], np.cumsum(left)])
+            for k in range(S):
+                lo, hi = k * idx.size // S, (k + 1) * idx.size // S
+                per_stream[k] += int(prefix[hi] - prefix[lo])
+                total = dec.piece_docs[s]
+                for row in _cut(dec.pieces[s], k * total // S, (k + 1) * total // S):
+                    t = self._core.piece_tokens(s, *(int(x) for x in row))
+                    if t < 0:
+                        raise LoaderError(f"shard {-1 - t} is not open")
+                    per_stream[k] += t
+        self.stream_tokens = per_stream.tolist()
+        b, L = self.batch_shape
+        return int(-(-int(per_stream.max()) // (b * (L + 1)))) if S else 0
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"sources": self._sources_arg, "kwargs": self._kwargs,
+        return {"sources": self._sources_given, "kwargs": {**self._kwargs, **self._remote_kwargs},
                 "phases": [[p.tokens, p.weights, p.name] for p in self.phases] if self.phases else None,
                 "state": self.state_dict()}
 

@@ -74,6 +74,16 @@ NB_MODULE(_core, m) {
           [](rsdb::Core& c, int32_t source, int64_t streams, int64_t stream, uint64_t epoch, int64_t begin,
              int64_t end) { return c.piece_tokens(source, rsdb::Piece{streams, stream, epoch, begin, end}); },
           "source"_a, "streams"_a, "stream"_a, "epoch"_a, "begin"_a, "end"_a)
+      .def(
+          "piece_docs",
+          [](const rsdb::Core& c, int32_t source, int64_t streams, int64_t stream, uint64_t epoch, int64_t begin,
+             int64_t end) {
+            if (source < 0 || source >= static_cast<int32_t>(c.sources().size()) || streams < 1 || stream < 0 ||
+                stream >= streams)
+              throw nb::value_error("piece_docs: source or stream out of range");
+            return c.piece_docs(source, rsdb::Piece{streams, stream, epoch, begin, end});
+          },
+          "source"_a, "streams"_a, "stream"_a, "epoch"_a, "begin"_a, "end"_a)
       .def("slice_docs", &rsdb::Core::slice_docs, "source"_a, "streams"_a, "stream"_a)
       .def("reshape", &rsdb::Core::reshape, "batch_size"_a, "seq_len1"_a)
       .def(

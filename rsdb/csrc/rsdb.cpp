@@ -407,6 +407,7 @@ Status Core::locate(const std::vector<Range>& ranges, int64_t j, Next& d) {
 }
 
 int64_t Core::piece_tokens(int32_t s, const Piece& p) {
+  if (s < 0 || s >= cfg_.n_sources || p.streams < 1 || p.stream < 0 || p.stream >= p.streams) return 0;
   std::vector<Range> rs;
   int64_t n = 0;
   layout(s, p.streams, p.stream, rs, n);
@@ -429,6 +430,22 @@ int64_t Core::piece_tokens(int32_t s, const Piece& p) {
       total += d.end - d.off;  // a corrupt document is reported when it is read
   }
   return total;
+}
+
+std::vector<int64_t> Core::piece_docs(int32_t s, const Piece& p) const {
+  std::vector<Range> rs;
+  int64_t n = 0;
+  layout(s, p.streams, p.stream, rs, n);
+  uint64_t keys[4];
+  epoch_keys(s, p.stream, p.epoch, keys);
+  std::vector<int64_t> out;
+  for (int64_t c = std::max<int64_t>(0, p.begin); c < std::min(p.end, n); ++c) {
+    const int64_t j = static_cast<int64_t>(permute(static_cast<uint64_t>(c), static_cast<uint64_t>(n), keys));
+    auto it = std::upper_bound(rs.begin(), rs.end(), j, [](int64_t x, const Range& r) { return x < r.local_start; });
+    --it;
+    out.push_back(it->doc_base + it->begin + (j - it->local_start));
+  }
+  return out;
 }
 
 void Core::reshape(int64_t batch_size, int64_t seq_len1) {

@@ -193,6 +193,8 @@ class Core {
   // Tokens of piece [begin, end) of (streams, stream, epoch) of `source`: >= 0, or
   // -1 - view when a view must be registered first. Reads two offsets per document.
   int64_t piece_tokens(int32_t source, const Piece& p);
+  // The documents (indices within the source) of a piece, in reading order; no offsets.
+  std::vector<int64_t> piece_docs(int32_t source, const Piece& p) const;
   // Documents of stream `stream` of `streams` in `source` (from the units; no offsets).
   int64_t slice_docs(int32_t source, int64_t streams, int64_t stream) const;
   // Change rows per batch and tokens per row between batches (scheduled batch size).
