@@ -14,6 +14,7 @@ from .loader import Phase, RSDBLoader
 from .megatron import open_megatron, write_megatron
 from .packing import hf_packed, label_mask, varlen_args
 from .shards import ShardView, ShardWriter, TokenShards, open_shards, write_shards
+from .state import gather_state, load_state, save_state
 
 __all__ = [
     "ConfigError",
@@ -25,10 +26,13 @@ __all__ = [
     "ShardWriter",
     "TokenShards",
     "TrinityError",
+    "gather_state",
+    "load_state",
     "hf_packed",
     "label_mask",
     "open_megatron",
     "open_shards",
+    "save_state",
     "varlen_args",
     "write_megatron",
     "write_shards",
