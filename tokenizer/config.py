@@ -70,9 +70,12 @@ class TrainConfig(CorpusConfig):
             no limit).
         route: ``direct`` streams text into the `tokenizers` trainer (one process,
             multi-threaded); ``counts`` counts pre-tokens in parallel worker
-            processes (or Ray tasks), merges and prunes the counts, then trains on
-            the counts; memory then depends on the distinct pre-tokens kept, not on
-            the corpus.
+            processes (or Ray tasks), merges and prunes the counts in memory, then
+            trains on the counts; ``sharded`` (corpora larger than memory) counts
+            in worker processes that spill sorted runs to disk, merges them
+            streaming, prunes to ``min_count``/``max_words``/``max_memory`` and
+            trains on what is kept (:mod:`tokenizer.sharded`): peak memory follows
+            the distinct pre-tokens kept, not the corpus.
         backend: ``processes`` (a local process pool) or ``ray`` (tasks on the
             current Ray cluster) for the counts route.
         workers: parallel counting workers.
@@ -80,18 +83,45 @@ class TrainConfig(CorpusConfig):
         max_words: keep at most this many distinct pre-tokens, the most frequent
             (counts route; also bounds memory while counting).
         batch_bytes: text per counting task.
+        max_memory: memory budget of the ``sharded`` route, e.g. ``"8GB"``: units
+            are sized so counting fits, and the rarest pre-tokens are pruned until
+            the trainer's estimated memory fits; checked before work starts and
+            measured (``within_budget`` in the report).
+        work_dir: ``sharded`` route: where the sorted count runs go (default:
+            ``<out>/_counts``, or a temporary folder without ``out_dir``). Rerun with
+            the same folder to resume after a crash: counted units are not recounted.
+        unit_bytes: ``sharded`` route: text per counting unit (default from the
+            budget, at most 64 MB).
+        keep_counts: keep ``work_dir`` after a successful run.
     """
 
     vocab_size: int = Field(default=200_000, gt=0)
     pretokenizer: Literal["trinity", "trinity_strict", "gpt4o"] = "trinity"
     min_frequency: int = Field(default=2, ge=0)
     max_token_length: int | None = Field(default=None, gt=1)
-    route: Literal["direct", "counts"] = "direct"
+    route: Literal["direct", "counts", "sharded"] = "direct"
     backend: Literal["processes", "ray"] = "processes"
     workers: int = Field(default=2, ge=1)
     min_count: int = Field(default=1, ge=1)
     max_words: int | None = Field(default=None, gt=0)
     batch_bytes: int = Field(default=1 << 21, gt=0)
+    max_memory: str | int | None = None
+    work_dir: str | None = None
+    unit_bytes: int | None = Field(default=None, gt=0)
+    keep_counts: bool = False
+
+    @field_validator("max_memory")
+    @classmethod
+    def _size(cls, v):
+        if v is None:
+            return v
+        from .memory import parse_bytes
+
+        try:
+            parse_bytes(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
     @model_validator(mode="after")
     def _vocab_fits(self) -> "TrainConfig":

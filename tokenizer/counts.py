@@ -169,13 +169,14 @@ def _count_on_ray(batches, kind: str, workers: int, merge) -> None:
             ray.shutdown()
 
 
-def repeat_counts(counts: dict[str, int], chunk_chars: int = 1 << 20) -> Iterator[str]:
+def repeat_counts(counts, chunk_chars: int = 1 << 20) -> Iterator[str]:
     """Strings that make a whitespace-splitting trainer see each piece ``count``
     times, packed into ~``chunk_chars`` strings (one Python string per piece would
-    make the per-string overhead dominate)."""
+    make the per-string overhead dominate). ``counts``: a dict, or an iterable of
+    ``(piece, count)`` pairs (streamed, never held)."""
     buf: list[str] = []
     size = 0
-    for piece, n in counts.items():
+    for piece, n in counts.items() if hasattr(counts, "items") else counts:
         unit = piece + " "
         while n > 0:
             k = min(n, max(1, chunk_chars // len(unit)))

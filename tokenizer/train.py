@@ -213,7 +213,8 @@ def train(
     stats = ReadStats()
     if texts is None:
         docs = iter_docs(config, "train", stats)
-        texts = _texts(docs, progress, config.max_bytes)
+        # The sharded route shows its own per-phase bars.
+        texts = _texts(docs, progress and config.route != "sharded", config.max_bytes)
     else:
         texts = _count_bytes(texts, stats)
     trainer = _trainer(config, progress)
@@ -224,6 +225,11 @@ def train(
         raw = Tokenizer(models.BPE())
         raw.pre_tokenizer = build_pre_tokenizer(config.pretokenizer)
         raw.train_from_iterator(_batched(texts), trainer)
+        read_done = time.perf_counter()
+    elif config.route == "sharded":
+        from .sharded import train_sharded
+
+        raw, count_stats = train_sharded(config, texts, trainer, out_dir=out_dir, progress=progress)
         read_done = time.perf_counter()
     else:
         from .counts import count_pretokens, train_bpe_from_counts
@@ -258,6 +264,7 @@ def train(
         "seconds": round(elapsed, 2),
         # Counts route only: the direct route reads, counts and merges in one call.
         "read_and_count_seconds": round(read_done - started, 2) if config.route == "counts" else None,
+        # Sharded route: the per-phase figures are in "counts" (count_s, merge_s, train_s).
         "input_bytes": stats.bytes,
         "input": stats.as_dict(),
         "counts": count_stats,
