@@ -18,7 +18,8 @@ Contract, shaped for batch schedulers (Kubernetes Jobs, KubeRay RayJobs, Slurm):
   otherwise) with the status, the timings, the cluster's resources, the config and the
   library's own figures. It is written on failure too, once the config has loaded.
 * Ray: under ``ray job submit`` the driver joins the cluster through ``RAY_ADDRESS``;
-  elsewhere ``--ray-address`` picks a cluster, and without either a local one is started
+  elsewhere ``--address`` (the flag every ``trinity-data`` command uses; ``--ray-address``
+  is kept as an alias) picks a cluster, and without either a local one is started
   (``--num-cpus`` caps it).
 """
 
@@ -93,7 +94,7 @@ class Job:
             ``config -> bool``.
         add_arguments: extra job-specific arguments, if any.
         ray_defaults: ``config -> {"address": ..., "num_cpus": ...}`` from the config's own
-            Ray settings; ``--ray-address`` / ``--num-cpus`` / ``RAY_ADDRESS`` win over them.
+            Ray settings; ``--address`` / ``--num-cpus`` / ``RAY_ADDRESS`` win over them.
     """
 
     name: str
@@ -123,7 +124,8 @@ def build_parser(job: Job) -> argparse.ArgumentParser:
     ap.add_argument("--check", action="store_true", help="validate the config and exit without running")
     ap.add_argument("--stats", metavar="URI", default=None,
                     help="where to write the stats JSON (default: <output>/<job>.job.json)")
-    ap.add_argument("--ray-address", default=None,
+    # --address as in `ray job submit` and every trinity-data command; --ray-address: the old spelling
+    ap.add_argument("--address", "--ray-address", dest="ray_address", default=None, metavar="ADDRESS",
                     help="Ray cluster to join (default: RAY_ADDRESS, else start a local cluster)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local cluster started by the job")
     ap.add_argument("--log-level", default=os.environ.get("TRINITY_LOG_LEVEL", "INFO"),

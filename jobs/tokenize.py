@@ -2,14 +2,16 @@
 
     python -m jobs.tokenize --config tokenize.yaml
 
-A thin entrypoint over :func:`tokenizer.shards.tokenize_to_shards` (resumable per input
-file). Config (YAML, any fsspec URI)::
+A thin entrypoint over :func:`tokenizer.shards.tokenize_to_shards` (resumable per work
+unit of at most ``unit_rows`` rows). Config (YAML, any fsspec URI)::
 
     tokenizer: /data/tokenizer        # folder with tokenizer.json, visible to every worker
     inputs: [s3://bucket/curated/]    # files, folders or globs, any fsspec URI
     output: /data/tokens              # token shards are memory-mapped: a (shared) local path
     source_field: source              # or `source: web` for one fixed source name
     shard_tokens: 67108864
+    format: rsdb                      # or megatron: one .bin/.idx dataset per source
+    unit_rows: 20000                  # rows per work unit; larger files are split into row ranges
 
 On a multi-node cluster ``tokenizer`` and ``output`` must be on storage every node mounts
 (the KubeRay manifests mount a shared volume at ``/data``).
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -44,6 +46,8 @@ class TokenizeJobConfig(BaseModel):
     batch_size: int = Field(512, gt=0)
     shard_tokens: int = Field(1 << 26, gt=0)
     max_doc_tokens: Optional[int] = Field(None, gt=0)
+    format: Literal["rsdb", "megatron"] = Field("rsdb", description="RSDB token shards or Megatron .bin/.idx")
+    unit_rows: int = Field(20_000, gt=0, description="rows per work unit (larger files are split)")
     workers: Optional[int] = Field(None, gt=0, description="tokenizer actors (default: the cluster's CPUs)")
 
     @model_validator(mode="after")
@@ -60,7 +64,11 @@ class TokenizeJobConfig(BaseModel):
 
 
 def _load(raw: dict[str, Any], uri: str) -> TokenizeJobConfig:
-    return TokenizeJobConfig.model_validate(raw)
+    from tokenizer.shards import check_tokenizer_dir
+
+    cfg = TokenizeJobConfig.model_validate(raw)
+    check_tokenizer_dir(cfg.tokenizer)  # with the config errors: before Ray starts, and under --check
+    return cfg
 
 
 def _run(cfg: TokenizeJobConfig, args: argparse.Namespace) -> Result:
@@ -75,12 +83,12 @@ def _run(cfg: TokenizeJobConfig, args: argparse.Namespace) -> Result:
         tokenizer_dir=cfg.tokenizer, out_dir=cfg.output, source=cfg.source, source_field=cfg.source_field,
         text_field=cfg.text_field, id_field=cfg.id_field, lang_field=cfg.lang_field,
         add_bos=cfg.bos, add_eos=cfg.eos, batch_size=cfg.batch_size, shard_tokens=cfg.shard_tokens,
-        max_doc_tokens=cfg.max_doc_tokens,
+        max_doc_tokens=cfg.max_doc_tokens, format=cfg.format, unit_rows=cfg.unit_rows,
     )
     s = tokenize_to_shards(spec, cfg.inputs, num_workers=cfg.workers)
     return Result(
         summary={
-            "files": s.units_total, "files_skipped": s.units_skipped, "rows": s.rows,
+            "units": s.units_total, "units_skipped": s.units_skipped, "rows": s.rows,
             "rejected": s.rejected, "sources": len(s.tokens_per_source), "tokens": s.tokens,
             "tokens_per_s": round(s.tokens / max(s.seconds, 1e-9)),
         },
@@ -90,7 +98,7 @@ def _run(cfg: TokenizeJobConfig, args: argparse.Namespace) -> Result:
 
 JOB = Job(
     name="tokenize",
-    description="Encode curated Parquet/Arrow shards into RSDB token shards (resumable per input file).",
+    description="Encode curated Parquet/Arrow shards into RSDB token shards or Megatron datasets (resumable per work unit).",
     load=_load,
     output=lambda cfg: cfg.output,
     run=_run,

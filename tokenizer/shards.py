@@ -1,9 +1,11 @@
 """The tokenize job: curated Parquet/Arrow shards -> RSDB token shards, on Ray Data.
 
-Work is split by input file. Each file is one unit: a Ray Data task loads the
-tokenizer once per worker, encodes the file in batches, writes its token shards
-atomically (temp file + rename, through :class:`rsdb.ShardWriter`) and finally a
-small done-marker with its counts. A rerun skips every unit whose marker exists,
+Work is split into units of at most ``unit_rows`` rows: a small file is one unit, a
+large one several row ranges (counted from the Parquet footer or the Arrow file, not
+by reading the text), so a folder of two large files keeps every worker of a cluster
+busy, as curation does. A Ray Data task loads the tokenizer once per worker, encodes a
+unit in batches, writes its token shards atomically (temp file + rename, through
+:class:`rsdb.ShardWriter`) and finally a small done-marker with its counts. A rerun skips every unit whose marker exists,
 so a killed job resumes where it stopped and the output is the same as an
 uninterrupted run (unit outputs are named after the unit, not after the order in
 which workers finished). The per-source ``manifest.json`` is assembled from the
@@ -16,6 +18,12 @@ Output layout::
     OUT/_units/<unit>.json                # done-markers (counts per source / language)
     OUT/rejected/<unit>.parquet           # rows that could not be encoded, with reason
     OUT/summary.json                      # tokens per source and per language, timings
+
+With ``format="megatron"`` each source is instead one Megatron-LM indexed dataset,
+``OUT/<source>/text_document.bin`` / ``.idx`` (uint16 tokens when the vocabulary fits,
+else int32; Megatron's ``--data-path OUT/<source>/text_document``), plus
+``OUT/<source>/megatron.json`` with the counts. Units write ``parts/<unit>.bin/.idx``,
+which are merged in unit order once every unit is done, then removed.
 """
 
 from __future__ import annotations
@@ -38,6 +46,12 @@ from rsdb.manifest import dump_manifest
 log = logging.getLogger(__name__)
 
 _INPUT_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
+FORMATS = ("rsdb", "megatron")
+#: Default rows per unit: ~20k curated documents are minutes of encoding on one core,
+#: small enough that two large files still spread over a cluster, large enough that
+#: the per-unit cost (a marker, a few shard files) stays negligible.
+UNIT_ROWS = 20_000
+MEGATRON_PREFIX = "text_document"  # Megatron's preprocess_data.py names datasets <prefix>_text_document
 
 
 @dataclass
@@ -58,13 +72,30 @@ class TokenizeSpec:
     max_doc_tokens: int | None = None
     # tiktoken twin of the trained vocabulary: identical ids, ~5x the encode speed of `tokenizers`.
     fast_encode: bool = True
+    # "rsdb" token shards, or one Megatron .bin/.idx dataset per source
+    format: str = "rsdb"
+    unit_rows: int = UNIT_ROWS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.source is None) == (self.source_field is None):
             raise ConfigError("give exactly one of source (a fixed name) or source_field (a column to split by)")
-        if self.batch_size <= 0 or self.shard_tokens <= 0:
-            raise ConfigError("batch_size and shard_tokens must be positive")
+        if self.batch_size <= 0 or self.shard_tokens <= 0 or self.unit_rows <= 0:
+            raise ConfigError("batch_size, shard_tokens and unit_rows must be positive")
+        if self.format not in FORMATS:
+            raise ConfigError(f"format must be one of {FORMATS}, got {self.format!r}")
+
+
+def check_tokenizer_dir(path: str) -> Path:
+    """The folder's ``tokenizer.json``, checked before any cluster starts; ConfigError naming the path."""
+    folder = Path(str(path).removeprefix("file://"))
+    if not folder.exists():
+        raise ConfigError(f"tokenizer {folder}: no such folder")
+    tok = folder / "tokenizer.json"
+    if not tok.is_file():
+        raise ConfigError(f"tokenizer {folder}: no tokenizer.json there (train one with `trinity-data tokenizer "
+                          "train`, or point --tokenizer at its folder)")
+    return tok
 
 
 def list_inputs(inputs: str | Iterable[str]) -> list[str]:
@@ -105,24 +136,69 @@ def _manifest_shards(item: str) -> list[str]:
     return [f"{base}/{p}" for p in listed]
 
 
-def unit_name(index: int, path: str) -> str:
+def unit_name(index: int, path: str, part: int | None = None) -> str:
+    """``u<file>-<stem>`` for a whole file, ``u<file>-<stem>-r<part>`` for its row ranges (sort = order)."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).name.split(".")[0])[:60]
-    return f"u{index:05d}-{stem}"
+    return f"u{index:05d}-{stem}" + (f"-r{part:05d}" if part is not None else "")
 
 
-def _read_table(path: str) -> pa.Table:
+def count_rows(path: str) -> int:
+    """Rows of a Parquet file (from its footer) or an Arrow IPC file/stream."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(path, "rb") as f:
+        if path.endswith(".parquet"):
+            return pq.ParquetFile(f).metadata.num_rows
+    return _read_table(path).num_rows
+
+
+def plan_units(files: list[str], unit_rows: int) -> list[dict[str, Any]]:
+    """Units of at most ``unit_rows`` rows: ``{"unit", "path", "start", "stop"}``, in file and row order."""
+    units: list[dict[str, Any]] = []
+    for i, path in enumerate(files):
+        n = count_rows(path)
+        whole = unit_name(i, path)
+        if n <= unit_rows:
+            units.append({"unit": whole, "path": path, "start": 0, "stop": n, "file_unit": whole})
+            continue
+        for k, start in enumerate(range(0, n, unit_rows)):
+            units.append({"unit": unit_name(i, path, k), "path": path, "start": start,
+                          "stop": min(n, start + unit_rows), "file_unit": whole})
+    return units
+
+
+def _read_table(path: str, start: int = 0, stop: int | None = None,
+                columns: list[str] | None = None) -> pa.Table:
+    """Rows ``[start, stop)`` of a Parquet/Arrow file; Parquet reads only the row groups they touch."""
     import fsspec
     import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
     with fsspec.open(path, "rb") as f:
         if path.endswith(".parquet"):
-            return pq.read_table(f)
+            pf = pq.ParquetFile(f)
+            have = set(pf.schema_arrow.names)
+            cols = [c for c in columns if c in have] if columns else None
+            stop = pf.metadata.num_rows if stop is None else stop
+            groups, first, seen = [], None, 0
+            for g in range(pf.metadata.num_row_groups):
+                rows = pf.metadata.row_group(g).num_rows
+                if seen < stop and seen + rows > start:
+                    groups.append(g)
+                    first = seen if first is None else first
+                seen += rows
+            if not groups:
+                return pf.schema_arrow.empty_table() if cols is None else pf.schema_arrow.empty_table().select(cols)
+            table = pf.read_row_groups(groups, columns=cols)
+            return table.slice(start - first, stop - start)
         data = f.read()
     try:
-        return feather.read_table(pa.BufferReader(data))
+        table = feather.read_table(pa.BufferReader(data))
     except pa.ArrowInvalid:
-        return pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+        table = pa.ipc.open_stream(pa.BufferReader(data)).read_all()
+    stop = table.num_rows if stop is None else stop
+    return table.slice(start, stop - start)
 
 
 class _UnitTokenizer:
@@ -153,7 +229,8 @@ class _UnitTokenizer:
         return int(fn(self.tok))
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        return {"result": json.dumps(tokenize_unit(self, row["unit"], row["path"]))}
+        return {"result": json.dumps(tokenize_unit(self, row["unit"], row["path"], row.get("start", 0),
+                                                   row.get("stop"), row.get("file_unit")))}
 
 
 def _encode(worker: _UnitTokenizer, texts: list[str]) -> list[np.ndarray]:
@@ -172,49 +249,56 @@ def _encode(worker: _UnitTokenizer, texts: list[str]) -> list[np.ndarray]:
     return out
 
 
-def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str) -> dict[str, Any]:
-    """Encode one input file into token shards; returns its counts (also written as the done-marker)."""
+def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
+                  stop: int | None = None, file_unit: str | None = None) -> dict[str, Any]:
+    """Encode rows ``[start, stop)`` of one input file; returns its counts (also written as the done-marker)."""
     import rsdb
 
     spec = worker.spec
     out = Path(spec.out_dir)
     started = time.perf_counter()
-    table = _read_table(path)
+    wanted = [c for c in (spec.text_field, spec.id_field, spec.lang_field, spec.source_field) if c]
+    table = _read_table(path, start, stop, columns=wanted)
     missing = [c for c in (spec.text_field, spec.source_field) if c and c not in table.column_names]
     if missing:
         raise TrinityError(f"{path}: missing column(s) {missing}; columns are {table.column_names}")
     n = table.num_rows
+    file_unit = file_unit or unit
     texts = table.column(spec.text_field).to_pylist()
     ids = table.column(spec.id_field).to_pylist() if spec.id_field in table.column_names else [None] * n
-    ids = [str(i) if i is not None else f"{unit}:{row}" for row, i in enumerate(ids)]
+    # a missing id is the file's unit name and the row number in the file, whatever the split
+    ids = [str(i) if i is not None else f"{file_unit}:{start + row}" for row, i in enumerate(ids)]
     langs = table.column(spec.lang_field).to_pylist() if spec.lang_field in table.column_names else [None] * n
     sources = table.column(spec.source_field).to_pylist() if spec.source_field else [spec.source] * n
 
     writers: dict[str, Any] = {}
     counts: dict[str, dict[str, Any]] = {}
     rejected: list[dict[str, Any]] = []
-    for start in range(0, n, spec.batch_size):
-        rows = range(start, min(n, start + spec.batch_size))
+    for b0 in range(0, n, spec.batch_size):
+        rows = range(b0, min(n, b0 + spec.batch_size))
         good = []
         for r in rows:
             reason = _reject_reason(texts[r], sources[r])
             if reason:
-                rejected.append({"unit": unit, "file": path, "row": r, "id": ids[r], "reject_reason": reason,
+                rejected.append({"unit": unit, "file": path, "row": start + r, "id": ids[r], "reject_reason": reason,
                                  "text": texts[r] if isinstance(texts[r], str) else None})
             else:
                 good.append(r)
         for r, tokens in zip(good, _encode(worker, [texts[r] for r in good])):
             if spec.max_doc_tokens and len(tokens) > spec.max_doc_tokens:
-                rejected.append({"unit": unit, "file": path, "row": r, "id": ids[r],
+                rejected.append({"unit": unit, "file": path, "row": start + r, "id": ids[r],
                                  "reject_reason": f"too_long: {len(tokens)} tokens > {spec.max_doc_tokens}",
                                  "text": texts[r]})
                 continue
             src = str(sources[r])
             if src not in writers:
-                writers[src] = rsdb.ShardWriter(
-                    out / _safe(src) / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
-                    tokenizer=worker.name, vocab_size=worker.vocab_size,
-                )
+                if spec.format == "megatron":
+                    writers[src] = _MegatronPart(out / _safe(src) / "parts" / unit, worker.vocab_size)
+                else:
+                    writers[src] = rsdb.ShardWriter(
+                        out / _safe(src) / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
+                        tokenizer=worker.name, vocab_size=worker.vocab_size,
+                    )
                 counts[src] = {"docs": 0, "tokens": 0, "tokens_per_lang": {}}
             extra = {"lang": str(langs[r])} if langs[r] is not None else {}
             writers[src].add(tokens, doc_id=ids[r], **extra)
@@ -233,6 +317,34 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str) -> dict[str, Any
     }
     _atomic_write_text(out / "_units" / f"{unit}.json", json.dumps(result))
     return result
+
+
+class _MegatronPart:
+    """One unit's documents of one source as a Megatron dataset ``parts/<unit>.bin/.idx``.
+
+    Holds the unit's token arrays until ``close`` (4 bytes a token: ~200 MB for a unit of
+    20k long documents); write_megatron then writes both files atomically.
+    """
+
+    def __init__(self, prefix: Path, vocab_size: int):
+        self.prefix = prefix
+        self.dtype = megatron_dtype(vocab_size)
+        self.docs: list[np.ndarray] = []
+
+    def add(self, tokens: np.ndarray, doc_id: Any = None, **_columns: Any) -> None:
+        self.docs.append(tokens)  # Megatron datasets have no per-document columns
+
+    def close(self) -> dict[str, Any]:
+        from rsdb import write_megatron
+
+        info = write_megatron(self.prefix, self.docs, dtype=self.dtype)
+        return {"prefix": f"parts/{self.prefix.name}", "num_docs": info["num_docs"],
+                "num_tokens": info["num_tokens"], "dtype": np.dtype(self.dtype).name}
+
+
+def megatron_dtype(vocab_size: int) -> type:
+    """uint16 when every id fits (Megatron's own choice below 65,500 ids), else int32."""
+    return np.uint16 if vocab_size <= 1 << 16 else np.int32
 
 
 def _reject_reason(text: Any, source: Any) -> str | None:
@@ -294,6 +406,51 @@ def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpe
     return merged
 
 
+def _merge_megatron(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec) -> dict[str, dict[str, Any]]:
+    """Concatenate every unit's ``parts/<unit>`` dataset, in unit order, into ``OUT/<source>/text_document``.
+
+    Resumable: the merged files and ``megatron.json`` are written atomically, the parts
+    removed only afterwards; a rerun that finds no parts keeps the merged dataset.
+    """
+    import shutil
+
+    from rsdb import open_megatron, write_megatron
+
+    per_src: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for res in sorted(results, key=lambda r: r["unit"]):
+        for src, info in res["sources"].items():
+            per_src.setdefault(src, []).append((res["unit"], info))
+    merged: dict[str, dict[str, Any]] = {}
+    for src, parts in per_src.items():
+        folder = out / _safe(src)
+        meta_path = folder / "megatron.json"
+        if not (folder / "parts").exists() and meta_path.exists():
+            merged[src] = json.loads(meta_path.read_text())
+            continue
+        dtype = np.dtype(parts[0][1]["manifest"]["dtype"])
+
+        def docs(parts=parts, folder=folder):
+            for _unit, info in parts:
+                view = open_megatron(folder / info["manifest"]["prefix"])
+                off, tok = view.offsets, view.tokens
+                for i in range(view.num_docs):
+                    yield tok[off[i]: off[i + 1]]
+
+        info = write_megatron(folder / MEGATRON_PREFIX, docs(), dtype=dtype)
+        tokens_per_lang: dict[str, int] = {}
+        for _unit, part in parts:
+            for lang, t in part["tokens_per_lang"].items():
+                tokens_per_lang[lang] = tokens_per_lang.get(lang, 0) + t
+        meta = {"format": "megatron", "prefix": MEGATRON_PREFIX, "source": src, "dtype": dtype.name,
+                "num_docs": info["num_docs"], "num_tokens": info["num_tokens"], "units": len(parts),
+                "tokenizer": Path(spec.tokenizer_dir).name, "bos": spec.add_bos, "eos": spec.add_eos,
+                "extra": {"tokens_per_lang": tokens_per_lang}}
+        _atomic_write_text(meta_path, json.dumps(meta, indent=2))
+        shutil.rmtree(folder / "parts")
+        merged[src] = meta
+    return merged
+
+
 @dataclass
 class TokenizeSummary:
     out_dir: str
@@ -334,10 +491,11 @@ def tokenize_to_shards(
     out = Path(spec.out_dir.removeprefix("file://"))
     files = list_inputs(inputs)
     _claim_output(out, spec, overwrite)
-    units = [{"unit": unit_name(i, p), "path": p} for i, p in enumerate(files)]
+    units = plan_units(files, spec.unit_rows)
     done = {u["unit"]: _read_marker(out, u["unit"]) for u in units}
     todo = [u for u in units if done[u["unit"]] is None]
-    log.info("tokenize: %d input files, %d already done", len(units), len(units) - len(todo))
+    log.info("tokenize: %d input files in %d units, %d already done", len(files), len(units),
+             len(units) - len(todo))
     results = [r for r in done.values() if r is not None]
     if todo:
         workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -350,7 +508,7 @@ def tokenize_to_shards(
             runtime_env={"env_vars": {"RAYON_RS_NUM_CPUS": "1", "TOKENIZERS_PARALLELISM": "false"}},
         )
         results.extend(json.loads(r["result"]) for r in ds.take_all())
-    merged = _merge_manifests(out, results, spec)
+    merged = (_merge_megatron if spec.format == "megatron" else _merge_manifests)(out, results, spec)
     tokens_per_lang: dict[str, int] = {}
     for agg in merged.values():
         for lang, t in agg["extra"]["tokens_per_lang"].items():
@@ -373,7 +531,7 @@ def _fingerprint(spec: TokenizeSpec) -> str:
 
     h = hashlib.sha256(Path(spec.tokenizer_dir, "tokenizer.json").read_bytes())
     keep = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
-            "shard_tokens", "max_doc_tokens")
+            "shard_tokens", "max_doc_tokens", "format", "unit_rows")
     h.update(json.dumps({k: getattr(spec, k) for k in keep}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -382,8 +540,7 @@ def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> None:
     """Refuse to resume into an output folder written with another tokenizer or settings."""
     import shutil
 
-    if not Path(spec.tokenizer_dir, "tokenizer.json").is_file():
-        raise ConfigError(f"{spec.tokenizer_dir}: no tokenizer.json there")
+    check_tokenizer_dir(spec.tokenizer_dir)
     run_file = out / "_units" / "run.json"
     fingerprint = _fingerprint(spec)
     if run_file.exists():

@@ -21,24 +21,28 @@ def tokenize_command(
     bos: bool = typer.Option(True, "--bos/--no-bos", help="prepend the tokenizer's bos token"),
     eos: bool = typer.Option(True, "--eos/--no-eos", help="append the tokenizer's eos token"),
     shard_tokens: int = typer.Option(1 << 26, help="target tokens per shard file"),
+    fmt: str = typer.Option("rsdb", "--format", help="rsdb (token shards) or megatron (one .bin/.idx per source)"),
+    unit_rows: int = typer.Option(20_000, help="rows per work unit: larger files are split into row ranges"),
     fast: bool = typer.Option(True, "--fast/--no-fast", help="encode with the tiktoken twin (same ids, faster)"),
     overwrite: bool = typer.Option(False, help="replace an output folder written with another tokenizer"),
     workers: Optional[int] = typer.Option(None, help="tokenizer workers (default: the cluster's CPUs)"),
-    address: Optional[str] = typer.Option(None, envvar="RAY_ADDRESS", help="Ray cluster; local if unset"),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                                          help="Ray cluster to join (default: RAY_ADDRESS, else a local one)"),
 ) -> None:
     """Encode curated shards with a trained tokenizer into RSDB token shards (resumable)."""
     import ray
 
     from rsdb.errors import TrinityError
 
-    from .shards import TokenizeSpec, tokenize_to_shards
+    from .shards import TokenizeSpec, check_tokenizer_dir, tokenize_to_shards
 
     if source is None and source_field is None:
         source_field = "source"
     try:
         spec = TokenizeSpec(tokenizer_dir=tokenizer, out_dir=out, source=source, source_field=source_field,
                             text_field=text_field, add_bos=bos, add_eos=eos, shard_tokens=shard_tokens,
-                            fast_encode=fast)
+                            fast_encode=fast, format=fmt, unit_rows=unit_rows)
+        check_tokenizer_dir(tokenizer)  # before Ray starts: a typo should not cost a cluster start
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
         summary = tokenize_to_shards(spec, inputs, num_workers=workers, overwrite=overwrite)
     except TrinityError as exc:
@@ -54,7 +58,7 @@ def tokenize_command(
     langs = ", ".join(f"{k}={v:,}" for k, v in list(summary.tokens_per_lang.items())[:12])
     console.print(f"tokens per language: {langs}")
     console.print(
-        f"{summary.rows:,} rows, {summary.rejected:,} rejected, {summary.units_total} files "
+        f"{summary.rows:,} rows, {summary.rejected:,} rejected, {summary.units_total} units "
         f"({summary.units_skipped} already done), {summary.seconds:.1f}s, "
         f"{summary.tokens / max(summary.seconds, 1e-9):,.0f} tokens/s"
     )
