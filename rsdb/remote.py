@@ -58,7 +58,7 @@ __all__ = ["RemoteContext", "RemoteOptions", "RemoteTokenShards", "is_uri"]
 log = logging.getLogger(__name__)
 
 # Errors that retrying cannot fix: fail at once with the object's name.
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, TypeError)
 
 
 def is_uri(path: str) -> bool:
@@ -88,7 +88,7 @@ class RemoteOptions(BaseModel):
 def _storage_options(protocol: str, given: Mapping[str, Any] | None, opts: RemoteOptions) -> dict[str, Any]:
     """The user's fsspec options, plus timeouts and a single attempt for S3 unless given.
 
-    botocore and s3fs retry on their own (5 and 5 attempts by default, each with its own
+    botocore and s3fs retry on their own (several attempts each, with their own
     backoff); leaving that on would multiply with ours and hide a dead endpoint for
     minutes. Our retry loop is the one that counts and reports.
     """
@@ -97,9 +97,10 @@ def _storage_options(protocol: str, given: Mapping[str, Any] | None, opts: Remot
         cfg = dict(out.get("config_kwargs") or {})
         cfg.setdefault("connect_timeout", opts.timeout_s)
         cfg.setdefault("read_timeout", opts.timeout_s)
-        cfg.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        cfg.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
         out["config_kwargs"] = cfg
-        out.setdefault("retries", 1)
+        # our own instance: s3fs's retry count is a class attribute we set on it below
+        out.setdefault("skip_instance_cache", True)
     return out
 
 
@@ -326,6 +327,8 @@ class RemoteContext:
             fs, fs_path = fsspec.core.url_to_fs(uri, **_storage_options(protocol, merged, self.options))
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"{uri}: cannot open this store with fsspec: {exc}") from None
+        if protocol in ("s3", "s3a") and "retries" not in merged:
+            fs.retries = 1  # s3fs retries 5x with backoff on its own; one attempt, ours retry
         fetcher = Fetcher(fs, self.options)
         self._fetchers.append(fetcher)
         murl = f"{uri}/{MANIFEST}"
