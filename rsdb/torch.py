@@ -41,7 +41,7 @@ except ImportError as exc:  # torch is an optional extra
 from .errors import LoaderError
 from .loader import RSDBLoader
 
-__all__ = ["RSDBIterableDataset", "StateTracker"]
+__all__ = ["RSDBIterableDataset", "StateTracker", "gather_distributed"]
 
 STATE_KEY = "rsdb_state"
 
@@ -104,19 +104,38 @@ class RSDBIterableDataset(IterableDataset):
         return torch.utils.data.DataLoader(self, batch_size=None, num_workers=num_workers, **kwargs)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from a :meth:`StateTracker.state_dict` (applies to the next iteration)."""
+        """Resume from a :meth:`StateTracker.state_dict` or a global state (next iteration on).
+
+        A tracker state continues exactly with the same ``num_workers`` (and the same
+        loader arguments). A global state from :func:`rsdb.gather_state` (or
+        :func:`gather_distributed`) may come from any world size, worker count, batch
+        size, sequence length and pool size; every worker takes its share.
+        """
+        from .state import is_global_state, verify_global
+
+        if is_global_state(state):
+            verify_global(state)
+            self._resume = {"global": state}
+            return
         if not isinstance(state, Mapping) or "workers" not in state:
-            raise LoaderError("expected a StateTracker.state_dict() with 'workers' and 'next_worker'")
+            raise LoaderError("expected a StateTracker.state_dict() with 'workers' and 'next_worker', "
+                              "or a global state from rsdb.gather_state")
         self._resume = dict(state)
 
-    def make_loader(self) -> RSDBLoader:
+    def make_loader(self, worker: tuple[int, int] | None = None) -> RSDBLoader:
+        """This DataLoader worker's loader (``worker``: (id, count) instead of get_worker_info())."""
         info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        wid, nw = worker if worker is not None else ((info.id, info.num_workers) if info is not None else (0, 1))
         state = None
+        if self._resume is not None and "global" in self._resume:
+            loader = RSDBLoader(self.sources, worker_id=wid, num_workers=nw, **self.loader_kwargs)
+            loader.load_state_dict(self._resume["global"])
+            return loader
         if self._resume is not None:
             if int(self._resume.get("num_workers", nw)) != nw:
-                raise LoaderError(f"state was saved with {self._resume.get('num_workers')} workers, "
-                                  f"this DataLoader has {nw}")
+                raise LoaderError(f"state was saved with {self._resume.get('num_workers')} workers, this DataLoader "
+                                  f"has {nw}: to change num_workers, gather the tracker states of every rank "
+                                  "(rsdb.torch.gather_distributed or rsdb.gather_state) and load the global state")
             # The DataLoader restarts its round robin at worker 0: let worker 0 play the
             # part of the worker whose batch comes next, so the global order continues.
             wid = (wid + int(self._resume.get("next_worker", 0))) % nw
@@ -142,14 +161,16 @@ _TORCH_DTYPE = {np.dtype(np.int32): torch.int32, np.dtype(np.int64): torch.int64
 
 def _shared_batches(loader: RSDBLoader) -> Iterator[dict[str, Any]]:
     """Batches whose tensors are views of one new shared-memory block each."""
-    layout = loader.buffer_layout()
-    offsets, total = {}, 0
-    for k, (shape, dtype) in layout.items():
-        offsets[k] = total
-        total += -(-int(np.prod(shape)) * dtype.itemsize // 64) * 64  # 64-byte aligned views
     new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
-    B = loader.config.batch_size
+    layout: dict = {}
     while True:
+        if loader.buffer_layout() != layout:  # first batch, or a scheduled shape change
+            layout = loader.buffer_layout()
+            offsets, total = {}, 0
+            for k, (shape, dtype) in layout.items():
+                offsets[k] = total
+                total += -(-int(np.prod(shape)) * dtype.itemsize // 64) * 64  # 64-byte aligned views
+            B = layout["tokens"][0][0]
         if new_shared is not None:
             flat = torch.empty(0, dtype=torch.uint8).set_(new_shared(total))
         else:  # older torch: allocate, then move into shared memory
@@ -173,13 +194,24 @@ def _shared_batches(loader: RSDBLoader) -> Iterator[dict[str, Any]]:
 class StateTracker:
     """Remembers the latest loader state of every worker from batches the trainer consumed.
 
+    Pass ``dataset`` to start with every worker's state before its first batch, so a
+    checkpoint taken after fewer steps than workers still has every worker's part (a
+    global gather needs them all); it builds one loader per worker here (manifests and
+    the state only, no data).
+
     >>> tracker = StateTracker(num_workers=2)  # then tracker.update(batch) per batch
     """
 
-    def __init__(self, num_workers: int):
+    def __init__(self, num_workers: int, dataset: RSDBIterableDataset | None = None):
         self.num_workers = max(1, int(num_workers))
         self.states: dict[str, Any] = {}
         self.next_worker = 0
+        if dataset is not None:
+            resume = dataset._resume or {}
+            self.next_worker = int(resume.get("next_worker", 0)) if "global" not in resume else 0
+            for i in range(self.num_workers):
+                loader = dataset.make_loader((i, self.num_workers))
+                self.states[str(loader.config.worker_id)] = loader.state_dict()
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Record (and remove) ``batch["rsdb_state"]``; returns the batch."""
@@ -193,3 +225,24 @@ class StateTracker:
 
     def state_dict(self) -> dict[str, Any]:
         return {"workers": dict(self.states), "next_worker": self.next_worker, "num_workers": self.num_workers}
+
+
+def gather_distributed(tracker: StateTracker | Mapping[str, Any], *, dst: int = 0, group: Any = None
+                       ) -> dict[str, Any] | None:
+    """Gather every rank's tracker state into one global state on rank ``dst`` (None elsewhere).
+
+    Call it on every rank of a ``torch.distributed`` job at the same step (a collective;
+    any backend with object gathers, gloo included). Rank ``dst`` receives the parts and
+    merges them with :func:`rsdb.gather_state`; save that (``rsdb.save_state``) and load
+    it on any new topology with ``dataset.load_state_dict``. Only ``dst`` holds all the
+    parts, so memory on the other ranks stays at their own state.
+    """
+    import torch.distributed as dist
+
+    from .state import gather_state
+
+    part = tracker.state_dict() if isinstance(tracker, StateTracker) else dict(tracker)
+    rank = dist.get_rank(group)
+    parts: list[Any] | None = [None] * dist.get_world_size(group) if rank == dst else None
+    dist.gather_object(part, parts, dst=dst, group=group)
+    return gather_state(parts) if rank == dst else None
