@@ -77,6 +77,8 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str = Field(description="token-shard directory (with manifest.json) or Megatron prefix")
     tokens: int | None = Field(default=None, description="declared token count; overrides the manifest")
+    storage_options: dict[str, Any] | None = Field(
+        default=None, description="fsspec options for a URI path (s3://...): key, secret, client_kwargs, ...")
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -197,12 +199,12 @@ def available_tokens(spec: SourceSpec) -> int:
     path = spec.path
     if not path.endswith(".json"):
         idx = path + ".idx"
-        fs, local = fsspec.core.url_to_fs(idx)
+        fs, local = fsspec.core.url_to_fs(idx, **(spec.storage_options or {}))
         if fs.exists(local):
             return _megatron_tokens(path)
         path = path.rstrip("/") + "/manifest.json"
     try:
-        with fsspec.open(path, "rt", encoding="utf-8") as f:
+        with fsspec.open(path, "rt", encoding="utf-8", **(spec.storage_options or {})) as f:
             manifest = json.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{spec.path}: no manifest.json (and no Megatron .idx) found") from None
@@ -332,12 +334,10 @@ def loader_from_mixture(mixture: str | Path | Mixture, *, start_phase: str | int
         if not 0 <= index < len(phases):
             raise ConfigError(f"start_phase {start_phase!r} is out of range (0..{len(phases) - 1})")
         phases = phases[index:]
-    for spec in m.sources.values():
-        if "://" in spec.path:
-            raise ConfigError(f"{spec.path}: the loader memory-maps shards, so sources must be local paths "
-                              "(sync remote token shards to local disk first)")
     used = {s for p in phases for s, w in p.weights.items() if w > 0}
-    sources = {name: spec.path for name, spec in m.sources.items() if name in used}
+    # URI paths go through the loader's shard cache (rsdb.remote), with their own options.
+    sources = {name: {"path": spec.path, "storage_options": spec.storage_options} if spec.storage_options else spec.path
+               for name, spec in m.sources.items() if name in used}
     return RSDBLoader(
         sources,
         phases=[Phase(tokens=p.tokens, weights={s: w for s, w in p.weights.items() if s in sources}, name=p.name)

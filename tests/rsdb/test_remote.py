@@ -303,3 +303,19 @@ def test_store_gone_mid_run_is_a_clear_error_within_the_timeout(s3, corpus, tmp_
     # 3 attempts of at most timeout_s each plus backoffs (0.1 + 0.2, up to 1.5x jitter)
     assert took < 3 * opts["timeout_s"] + 0.45 + 1.0, took
     assert "/shard-" in err.value.path and err.value.path.startswith("s3://")
+
+
+def test_mixture_file_with_s3_sources(s3, corpus, tmp_path):
+    import yaml
+
+    uris = upload(s3, corpus, "mix")
+    phases = [{"name": "p1", "tokens": 2000, "weights": {"web": 0.7, "code": 0.3}},
+              {"name": "p2", "tokens": 2000, "weights": {"web": 0.2, "code": 0.8}}]
+    remote = {"sources": {n: {"path": u, "storage_options": s3.options()} for n, u in uris.items()}, "phases": phases}
+    local = {"sources": {n: {"path": p} for n, p in corpus.items()}, "phases": phases}
+    (tmp_path / "remote.yaml").write_text(yaml.safe_dump(remote))
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
+    kw = dict(seq_len=64, batch_size=2, buffer_docs=4, seed=2)
+    got = tokens_of(rsdb.RSDBLoader.from_mixture(tmp_path / "remote.yaml", cache_dir=tmp_path / "c", **kw))
+    ref = tokens_of(rsdb.RSDBLoader.from_mixture(tmp_path / "local.yaml", **kw))
+    assert got.shape[0] > 10 and np.array_equal(got, ref)

@@ -1,0 +1,114 @@
+"""rsdb.cache.ShardCache invariants under random workloads (hypothesis): the byte bound
+holds at every step, pinned files are never evicted, eviction takes the least recently
+needed file first, and a failed download leaves no file and no reservation behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rsdb.cache import CacheFull, ShardCache
+
+
+def _writer(size: int, fail: bool = False):
+    def fill(part: Path) -> None:
+        with open(part, "wb") as f:
+            f.write(b"x" * (size // 2))
+            if fail:
+                raise OSError("connection reset (injected)")
+            f.write(b"x" * (size - size // 2))
+    return fill
+
+
+def _bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+ops = st.lists(st.tuples(st.sampled_from(["need", "release", "fail"]), st.integers(0, 7)), min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops=ops, bound=st.integers(300, 2000), sizes=st.lists(st.integers(50, 400), min_size=8, max_size=8))
+def test_bound_pins_and_lru(ops, bound, sizes):
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        cache = ShardCache(root, max_cache_bytes=bound, lock_timeout_s=5)
+        pins: dict[int, object] = {}
+        clock = 0
+        needed_at: dict[int, int] = {}
+        for op, k in ops:
+            path = root / "src" / f"f{k}.arrow"
+            if op == "release":
+                p = pins.pop(k, None)
+                if p is not None:
+                    p.release()
+                continue
+            before = {j for j in range(8) if (root / "src" / f"f{j}.arrow").exists()}
+            try:
+                pin, _ = cache.materialize(path, sizes[k], _writer(sizes[k], fail=op == "fail"), f"f{k}")
+            except CacheFull:
+                # only when what is pinned leaves no room
+                assert sum(sizes[j] for j in pins) + sizes[k] > bound or sizes[k] > bound
+                continue
+            except OSError:
+                assert op == "fail" and not path.exists() and not list(root.rglob("*.part"))
+                continue
+            clock += 1
+            needed_at[k] = clock
+            if k in pins:
+                pin.release()
+            else:
+                pins[k] = pin
+            assert path.exists() and path.stat().st_size == sizes[k]
+            for j in pins:  # pinned files survive every eviction
+                assert (root / "src" / f"f{j}.arrow").exists()
+            gone = before - {j for j in range(8) if (root / "src" / f"f{j}.arrow").exists()}
+            kept = {j for j in range(8) if (root / "src" / f"f{j}.arrow").exists()} - set(pins) - {k}
+            for j in gone:  # evicted files were needed no later than any unpinned file kept
+                assert all(needed_at.get(j, 0) <= needed_at.get(i, 0) for i in kept)
+            assert _bytes(root) <= bound
+        assert cache.usage() == _bytes(root)
+        for p in pins.values():
+            p.release()
+
+
+def test_dead_reservation_is_dropped_by_the_next_scan(tmp_path):
+    cache = ShardCache(tmp_path, max_cache_bytes=1000)
+    stale = tmp_path / "src" / ".f.arrow.900.part"  # a download whose process died (no lock held)
+    stale.parent.mkdir()
+    stale.write_bytes(b"y" * 10)
+    (tmp_path / ".usage").write_text("900")
+    pin, fetched = cache.materialize(tmp_path / "src" / "g.arrow", 500, _writer(500), "g")
+    assert fetched and not stale.exists() and cache.usage() == 500
+    pin.release()
+
+
+def test_other_process_pin_blocks_eviction(tmp_path):
+    """A pin held by another process (a child holding a shared flock) is respected."""
+    import subprocess
+    import sys
+
+    cache = ShardCache(tmp_path, max_cache_bytes=600)
+    a = tmp_path / "src" / "a.arrow"
+    pin, _ = cache.materialize(a, 400, _writer(400), "a")
+    pin.release()
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_SH); "
+        "print('pinned', flush=True); time.sleep(60)"), str(a)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"pinned"
+        with pytest.raises(CacheFull, match="pinned"):
+            cache.materialize(tmp_path / "src" / "b.arrow", 400, _writer(400), "b")
+        assert a.exists()
+    finally:
+        child.kill()
+        child.wait()
+    pin, fetched = cache.materialize(tmp_path / "src" / "b.arrow", 400, _writer(400), "b")
+    assert fetched and not a.exists()  # once the other process is gone, a is evicted
+    pin.release()
+    assert os.path.exists(tmp_path / ".usage")
