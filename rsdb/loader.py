@@ -192,7 +192,7 @@ def _source_units(idx: int, name: str, paths: Sequence[str], verify: Any, remote
         if "://" not in path and _is_megatron(path):
             from .megatron import open_megatron  # lazy: only for Megatron prefixes
 
-            m = open_megatron(path)
+            m = open_megatron(path, verify=verify)
             units.append(_Unit(idx, m.path, m.num_docs, m.num_tokens, base, lambda m=m: m))
             base += m.num_docs
             continue

@@ -42,9 +42,11 @@ class ShardEntry(BaseModel):
     file: StrictStr
     num_docs: StrictInt = Field(ge=0)
     num_tokens: StrictInt = Field(ge=0)
-    bytes: Optional[StrictInt] = Field(default=None, ge=0)
-    xxh64: Optional[str] = Field(default=None, pattern=_HEX16)
-    sha256: Optional[str] = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # May be absent (hand-made manifests); when present they must be real values: an
+    # explicit null would silently switch the size or checksum check off.
+    bytes: StrictInt = Field(default=None, ge=0)  # type: ignore[assignment]
+    xxh64: StrictStr = Field(default=None, pattern=_HEX16)  # type: ignore[assignment]
+    sha256: StrictStr = Field(default=None, pattern=r"^[0-9a-f]{64}$")  # type: ignore[assignment]
 
     @field_validator("file")
     @classmethod
