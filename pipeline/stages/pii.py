@@ -48,7 +48,9 @@ DEFAULT_REPLACEMENTS = {k: f"<{k.upper()}>" for k in KINDS}
 _SKIP_SECRET_PLUGINS = {"IPPublicDetector"}
 _PEM = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
                   re.DOTALL)
-_VERSIONISH = re.compile(r"(?:\bv|version\s*|[=<>~!]=\s*|\bpython\s*)$", re.IGNORECASE)
+_DECIMAL = re.compile(r"^\d+\.\d+$")
+_DOTTED_QUAD = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_VERSIONISH = re.compile(r"(?:\bv|version\w*[\s=:\"'(]*|[=<>~!]=\s*|\bpython\s*)$", re.IGNORECASE)
 
 
 class PiiConfig(FilterConfig):
@@ -163,10 +165,27 @@ class Detector:
         if self.config.public_ips_only and not ip.is_global:
             return False
         if ip.version == 4:
-            before, after = text[max(0, start - 12):start], text[end:end + 2]
+            before, after = text[max(0, start - 24):start], text[end:end + 2]
             if _VERSIONISH.search(before) or re.match(r"\.\d|\d", after) or before.endswith("."):
                 return False
         return True
+
+    def _keep_phone(self, text: str, start: int, end: int) -> bool:
+        """libphonenumber finds valid numbers inside identifiers and long constants in code
+        (``aix-6107-1415-32``, ``2863311531``, ``2.8333333333``); a phone stands alone and is
+        written with a ``+`` or separators."""
+        value = text[start:end]
+        if sum(ch.isdigit() for ch in value) < self.config.min_phone_digits:
+            return False
+        before = text[start - 1] if start else " "
+        after = text[end:end + 2]
+        if before.isalnum() or before in "._-/\\" or (after[:1].isalnum() or after[:1] in "_-"):
+            return False
+        if after[:1] == "." and after[1:2].isdigit():
+            return False
+        if _DECIMAL.match(value) or _DOTTED_QUAD.match(value):  # 0.5772156649, 192.168.10.42: not phones
+            return False
+        return value.startswith("+") or any(ch in value for ch in " -.()/")
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, kind) spans, higher-priority kinds winning overlaps."""
@@ -180,7 +199,7 @@ class Detector:
                 a, b = r.start, r.end
                 if kind == "ip" and not self._keep_ip(text, a, b):
                     continue
-                if kind == "phone" and sum(ch.isdigit() for ch in text[a:b]) < self.config.min_phone_digits:
+                if kind == "phone" and not self._keep_phone(text, a, b):
                     continue
                 found.append((a, b, kind))
         prio = {k: i for i, k in enumerate(KINDS)}
