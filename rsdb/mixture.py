@@ -93,6 +93,8 @@ class PhaseSpec(BaseModel):
     name: str | None = None
     tokens: int
     weights: dict[str, float]
+    batch_size: int | None = Field(default=None, ge=1, description="batch shape from this phase's first step on")
+    seq_len: int | None = Field(default=None, ge=1, description="sequence length from this phase's first step on")
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -116,6 +118,26 @@ class PhaseSpec(BaseModel):
         return {name: value / total for name, value in self.weights.items() if value > 0}
 
 
+class ScheduleSpec(BaseModel):
+    """A batch shape change at a global token count: ``{tokens: 5T, batch_size: 16}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tokens: int
+    batch_size: int | None = Field(default=None, ge=1)
+    seq_len: int | None = Field(default=None, ge=1)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, v: Any) -> int:
+        return 0 if v in (0, "0") else parse_tokens(v)
+
+    @model_validator(mode="after")
+    def _some(self) -> "ScheduleSpec":
+        if self.batch_size is None and self.seq_len is None:
+            raise ValueError("a schedule entry sets batch_size and/or seq_len")
+        return self
+
+
 class Mixture(BaseModel):
     """A validated mixture file. Load with :func:`load_mixture`."""
 
@@ -123,6 +145,7 @@ class Mixture(BaseModel):
     name: str = "mixture"
     sources: dict[str, SourceSpec]
     phases: list[PhaseSpec]
+    schedule: list[ScheduleSpec] = Field(default_factory=list, description="batch shape changes by global tokens")
     max_epochs: float = Field(default=10.0, gt=0, description="refuse plans that repeat a source more often")
     warn_epochs: float = Field(default=4.0, gt=0, description="flag heavy upsampling above this many epochs")
 
@@ -242,6 +265,7 @@ class Plan:
     available: dict[str, int]
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # plan_steps(), when a topology is given
 
     @property
     def ok(self) -> bool:
@@ -255,7 +279,50 @@ class Plan:
             "rows": [r.__dict__ for r in self.rows],
             "problems": self.problems,
             "warnings": self.warnings,
+            "steps": self.steps,
         }
+
+
+def schedule_entries(mixture: Mixture) -> list[Any]:
+    """The mixture's batch shape changes as loader schedule entries (phases' shapes included)."""
+    from .schedule import ScheduleEntry
+
+    out = [ScheduleEntry(e.tokens, e.batch_size, e.seq_len) for e in mixture.schedule]
+    start = 0
+    for p in mixture.phases:
+        if p.batch_size is not None or p.seq_len is not None:
+            out.append(ScheduleEntry(start, p.batch_size, p.seq_len))
+        start += p.tokens
+    return out
+
+
+def plan_steps(mixture: Mixture, *, world_size: int, batch_size: int, seq_len: int) -> list[dict[str, Any]]:
+    """Global steps of every phase for a topology, with the batch shapes the schedule sets.
+
+    A step belongs to the phase containing the global token count at its start, and has
+    the shape in force there (``rsdb.schedule.StepClock``), as the loader does.
+
+    >>> m = Mixture.model_validate({"sources": {"a": {"path": "x", "tokens": "1B"}},
+    ...     "phases": [{"tokens": 1000, "weights": {"a": 1}}, {"tokens": 1000, "weights": {"a": 1}, "batch_size": 4}]})
+    >>> [(r["phase"], r["steps"], r["shapes"]) for r in plan_steps(m, world_size=1, batch_size=2, seq_len=100)]
+    [('phase1', 5, [[0, 2, 100]]), ('phase2', 3, [[5, 4, 100]])]
+    """
+    from .schedule import StepClock, coerce_schedule
+
+    clock = StepClock(world_size=world_size, batch_size=batch_size, seq_len=seq_len,
+                      schedule=coerce_schedule(schedule_entries(mixture)))
+    rows, start = [], 0
+    for p in mixture.phases:
+        end = start + p.tokens
+        first, stop = clock.first_step_at(start), clock.first_step_at(end)
+        shapes = [[first, *clock.shape_at(first)]]
+        for seg in clock.segments:
+            if first < seg[0] < stop:
+                shapes.append([seg[0], seg[2], seg[3]])
+        rows.append({"phase": p.name, "first_step": first, "steps": stop - first, "shapes": shapes,
+                     "tokens": clock.tokens_at(stop) - clock.tokens_at(first)})
+        start = end
+    return rows
 
 
 def plan_mixture(mixture: Mixture) -> Plan:
@@ -338,6 +405,14 @@ def loader_from_mixture(mixture: str | Path | Mixture, *, start_phase: str | int
     # URI paths go through the loader's shard cache (rsdb.remote), with their own options.
     sources = {name: {"path": spec.path, "storage_options": spec.storage_options} if spec.storage_options else spec.path
                for name, spec in m.sources.items() if name in used}
+    if "schedule" not in kwargs:
+        # entries are global token counts of the whole mixture; a later start_phase shifts them
+        skipped = sum(p.tokens for p in m.phases[: len(m.phases) - len(phases)])
+        shifted: dict[int, dict[str, Any]] = {}
+        for e in sorted(schedule_entries(m), key=lambda e: e.tokens):
+            at = shifted.setdefault(max(0, e.tokens - skipped), {"tokens": max(0, e.tokens - skipped)})
+            at.update({k: v for k, v in (("batch_size", e.batch_size), ("seq_len", e.seq_len)) if v is not None})
+        kwargs["schedule"] = list(shifted.values())
     return RSDBLoader(
         sources,
         phases=[Phase(tokens=p.tokens, weights={s: w for s, w in p.weights.items() if s in sources}, name=p.name)

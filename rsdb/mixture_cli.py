@@ -35,6 +35,14 @@ def print_plan(plan) -> None:
             style=style,
         )
     console.print(table)
+    if plan.steps:
+        steps = Table(title="Global steps per phase (batch shape from the schedule)")
+        for col in ("phase", "first step", "steps", "tokens", "batch_size x seq_len from step"):
+            steps.add_column(col, justify="left" if col in ("phase", "batch_size x seq_len from step") else "right")
+        for r in plan.steps:
+            shapes = ", ".join(f"{b} x {s} from {g:,}" for g, b, s in r["shapes"])
+            steps.add_row(r["phase"], f"{r['first_step']:,}", f"{r['steps']:,}", format_tokens(r["tokens"]), shapes)
+        console.print(steps)
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {w}")
 
@@ -43,16 +51,22 @@ def print_plan(plan) -> None:
 def plan(
     mixture: str = typer.Argument(..., help="mixture YAML (local path or fsspec URI)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the plan as JSON here"),
+    world_size: int = typer.Option(1, min=1, help="data-parallel ranks, for the steps per phase"),
+    batch_size: int = typer.Option(8, min=1, help="rows per rank and step before any schedule entry"),
+    seq_len: int = typer.Option(8192, min=1, help="sequence length before any schedule entry"),
 ) -> None:
-    """Read the sources' manifests and print target/available tokens and epochs per phase and source.
+    """Read the sources' manifests and print target/available tokens and epochs per phase and source,
+    and the global steps of every phase with the batch shapes of the schedule.
 
     Refuses (exit 1) a plan whose sources are empty or would need more than max_epochs repeats.
     Only manifests are read, so a 10T/4T/3T plan is checked without touching data.
     """
-    from .mixture import load_mixture, plan_mixture
+    from .mixture import load_mixture, plan_mixture, plan_steps
 
     try:
-        result = plan_mixture(load_mixture(mixture))
+        m = load_mixture(mixture)
+        result = plan_mixture(m)
+        result.steps = plan_steps(m, world_size=world_size, batch_size=batch_size, seq_len=seq_len)
     except TrinityError as exc:
         _fail(exc)
     print_plan(result)
