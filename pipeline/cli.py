@@ -41,14 +41,24 @@ def curate(
     config: Path = typer.Option(..., "--config", "-c", help="curate YAML config"),
     sets: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. --set output.path=out/x"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run of another config at output.path"),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                                          help="Ray cluster to join (default: RAY_ADDRESS, else ray.address "
+                                               "from the config, else a local one)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="show Ray's own log lines and warnings"),
 ) -> None:
     """Run (or resume) a curation config: read, filter, dedup, write shards + manifest."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = _load(config, sets)
+    if address:
+        cfg.ray.address = address
     from pipeline.errors import TrinityError
     from pipeline.runner import run_pipeline
     from pipeline.summary import print_summary
+
+    if not verbose:
+        from pipeline.progress import quiet_ray
+
+        quiet_ray()  # the progress bar, not Ray's log lines, is what a user reads
 
     typer.echo(f"curate: {len(cfg.input.paths)} input path(s) -> {cfg.output.path} "
                f"(stages: {', '.join(s.name for s in cfg.stages) or 'none'})")
@@ -68,10 +78,18 @@ def curate(
 @app.command("validate")
 def validate(config: Path = typer.Argument(..., help="curate YAML config"),
              sets: Optional[List[str]] = typer.Option(None, "--set")) -> None:
-    """Validate a config (every stage's options included) without running anything."""
+    """Validate a config (every stage's options included, input paths exist) without running anything."""
     cfg = _load(config, sets)
-    typer.echo(f"{config}: ok ({len(cfg.stages)} stages: {', '.join(s.name for s in cfg.stages)}; "
-               f"config hash {cfg.config_hash()[:12]})")
+    from pipeline.errors import TrinityError
+    from pipeline.read import list_inputs
+
+    try:
+        files = list_inputs(cfg.input)  # paths, folders and globs resolve to at least one readable file
+    except TrinityError as e:
+        typer.secho(f"config error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{config}: ok ({len(files)} input file(s); {len(cfg.stages)} stages: "
+               f"{', '.join(s.name for s in cfg.stages)}; config hash {cfg.config_hash()[:12]})")
 
 
 @app.command("stages")

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline._fs import OutFS
+from pipeline.progress import UnitProgress
 from pipeline.provenance import run_record, utc_now
 from pipeline._ray import (
     PartWriter,
@@ -207,8 +208,9 @@ def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, s
         ds = ds.map_batches(udf, batch_size=1, concurrency=workers, num_cpus=1, fn_constructor_kwargs={
             "stages": chain, "loader": loader, "batch_size": cfg.ray.batch_size, "commit": True,
             "compression": "zstd", "level": level})
-        for _ in ds.iter_batches(batch_size=1):
-            pass
+        with UnitProgress(todo, desc=f"map {k} [{names}]", enabled=cfg.progress) as bar:
+            for b in ds.iter_batches(batch_size=1):
+                bar.done(*b["unit"])
     else:
         head = chain[: special[0]]
         udf = type(f"Unit[{'+'.join(s.name for s, _ in head) or 'read'}]", (UnitWorker,), {})
@@ -227,11 +229,13 @@ def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, s
         ds = ds.map_batches(_call, fn_kwargs={"obj": writer}, batch_format="pyarrow", batch_size=None)
         expected = {u.name: _expected_rows(out, u, k, prev_drops) for u in todo}
         got: dict[str, int] = {u.name: 0 for u in todo}
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            for unit, rows in zip(batch.column("unit").to_pylist(), batch.column("rows").to_pylist()):
-                got[unit] += rows
-                if got[unit] == expected[unit]:
-                    out.write_json({"rows": rows}, f"_work/map{k}", f"{unit}.done")
+        with UnitProgress(todo, desc=f"map {k} [{names}]", enabled=cfg.progress) as bar:
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                for unit, rows in zip(batch.column("unit").to_pylist(), batch.column("rows").to_pylist()):
+                    got[unit] += rows
+                    if got[unit] == expected[unit]:
+                        out.write_json({"rows": rows}, f"_work/map{k}", f"{unit}.done")
+                        bar.done(unit)
         missing = [u for u in todo if got[u.name] != expected[u.name]]
         if missing:
             raise PipelineError(f"map {k}: units {[u.name for u in missing[:5]]} lost rows "

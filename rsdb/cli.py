@@ -319,7 +319,9 @@ def stream(
                 break
         secs = time.perf_counter() - t0
         cpu = time.process_time() - c0
-    except rsdb.TrinityError as exc:
+    except rsdb.ConfigError as exc:  # bad arguments (--seq-len 0, unknown source...): 2, like every config error
+        _fail(exc, code=2)
+    except rsdb.TrinityError as exc:  # the data failed while streaming
         _fail(exc, code=1)
     stats = loader.stats()
     total = n * batch_size * (seq_len + 1)
