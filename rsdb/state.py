@@ -221,15 +221,17 @@ def gather_state(states: Any) -> dict[str, Any]:
             next_epoch[s] = max(next_epoch[s], nxt)
         stream_pieces[k] = per_source
         # partly read documents: the pool's live slots and still-queued carried ones
-        views = np.asarray(list(core["slot_view"]) + list(core["partial_view"]), dtype=np.int64)
-        docs_ = np.asarray(list(core["slot_doc"]) + list(core["partial_doc"]), dtype=np.int64)
-        srcs = np.asarray(list(core["slot_source"]) +
-                          [s for s in range(ns) for _ in range(int(core["partial_count"][s]))], dtype=np.int64)
+        def cat(a: Any, b: Any) -> np.ndarray:
+            return np.concatenate([np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)])
+
+        views = cat(core["slot_view"], core["partial_view"])
+        docs_ = cat(core["slot_doc"], core["partial_doc"])
+        srcs = cat(core["slot_source"], np.repeat(np.arange(ns), np.asarray(core["partial_count"], dtype=np.int64)))
         if views.size:
             if views.min() < 0 or views.max() >= unit_source.size or (unit_source[views] != srcs).any():
                 raise LoaderError(f"rank {rank} worker {worker}: pool slots name shards of other sources")
             keys.append(unit_start[views] + docs_)
-            heads.append(np.asarray(list(core["slot_head"]) + list(core["partial_head"]), dtype=np.int64))
+            heads.append(cat(core["slot_head"], core["partial_head"]))
         emitted += np.asarray(core["emitted"], dtype=np.int64)
     if ref is None:
         raise LoaderError("no loader states given")
