@@ -73,6 +73,11 @@ def write_mixture(tokens_dir: Path, path: Path) -> Path:
     phases = []
     for name, frac in PHASE_FRACTIONS.items():
         weights = {s: w for s, w in PHASE_WEIGHTS[name].items() if s in sources} or {s: 1.0 for s in sources}
+        # A source left out takes its weight with it: rescale the rest so the file's weights are the
+        # shares that train (the planner flags weights that do not sum to 1).
+        total_w = sum(weights.values())
+        weights = {s: round(w / total_w, 6) for s, w in weights.items()}
+        weights[max(weights, key=weights.get)] += round(1.0 - sum(weights.values()), 6)
         phases.append({"name": name, "tokens": int(total * frac), "weights": weights})
     doc = {
         "name": "demo-three-phase",

@@ -24,6 +24,7 @@ continues where phase 1 stopped rather than starting the source over.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,8 @@ class Mixture(BaseModel):
     schedule: list[ScheduleSpec] = Field(default_factory=list, description="batch shape changes by global tokens")
     max_epochs: float = Field(default=10.0, gt=0, description="refuse plans that repeat a source more often")
     warn_epochs: float = Field(default=4.0, gt=0, description="flag heavy upsampling above this many epochs")
+    normalize: bool = Field(default=False, description="weights are relative: divide them by their sum silently "
+                                                       "(otherwise a phase whose weights do not sum to 1 is flagged)")
 
     @model_validator(mode="after")
     def _check(self) -> "Mixture":
@@ -343,6 +346,12 @@ def plan_mixture(mixture: Mixture) -> Plan:
     consumed = {name: 0 for name in mixture.sources}
     for phase in mixture.phases:
         shares = phase.shares()
+        weight_sum = sum(phase.weights.values())
+        if not mixture.normalize and abs(weight_sum - 1.0) > 1e-6:
+            # 0.45 of 0.85 trains as 52.9%: say so rather than renormalise behind the user's back
+            shown = ", ".join(f"{n} {phase.weights[n]:g} -> {v:.1%}" for n, v in shares.items())
+            warnings.append(f"{phase.name}: weights sum to {weight_sum:.4g}, not 1, and are renormalised "
+                            f"({shown}); fix them, or set normalize: true if they are meant as ratios")
         # Largest-remainder rounding so per-phase targets add up to the budget exactly.
         exact = {name: phase.tokens * share for name, share in shares.items()}
         targets = {name: int(v) for name, v in exact.items()}
@@ -389,6 +398,8 @@ def loader_from_mixture(mixture: str | Path | Mixture, *, start_phase: str | int
     plan = plan_mixture(m)
     if not plan.ok:
         raise ConfigError(f"mixture {m.name!r} is not feasible:\n  " + "\n  ".join(plan.problems))
+    for w in plan.warnings:
+        logging.getLogger(__name__).warning("mixture %r: %s", m.name, w)
     phases = list(m.phases)
     if start_phase is not None:
         names = [p.name for p in phases]
