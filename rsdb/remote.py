@@ -14,14 +14,15 @@ reads with retries, backoff and timeouts) and background prefetch threads.
 * **Every fetched shard is checked against its manifest checksum** (xxh64, hashed
   while it streams to disk) before it is renamed into the cache. A mismatch fetches
   the object once more, then raises :class:`rsdb.ShardError` naming the URI.
-* **Prefetch order.** The loader's core decides which document comes next from a
-  per-stream permutation over *all* documents of a source, so a stream reads a slice
-  of every shard of every weighted source within its first epoch, and its first pool
-  already touches up to ``buffer_docs`` shards. The prefetcher therefore walks the
-  shards of the weighted sources in manifest order, interleaved in proportion to each
-  source's shard count, sources of later phases last, with ``prefetch_shards``
-  downloads in flight; a shard the core asks for before its turn is fetched at once in
-  the loader's thread (that wait is ``stats()["remote"]["wait_s"]``).
+* **Prefetch order is the order of first use.** A stream reads each source in the
+  order of a Feistel permutation keyed by the seed, so which shard its ``c``-th
+  document lies in is known before anything is read. The prefetcher walks that order
+  (sources merged by their share of the phase that first weights them, unweighted
+  sources skipped), ``prefetch_shards`` downloads in flight. A shard the core asks for
+  before its turn is fetched at once in the loader's thread; that wait is
+  ``stats()["remote"]["wait_s"]``. The permutation touches every shard of a source
+  early (a pool of ``buffer_docs`` documents spans up to that many shards), so a cold
+  cache costs the first batch about ``min(buffer_docs, shards)`` fetches.
 
 Trade-off: a shard stays mapped (pinned in the cache) for the loader's lifetime, since
 the core keeps pointers into every shard it has used. The cache must therefore hold
@@ -32,7 +33,9 @@ and datasets sharing the directory, whose files are evicted least recently neede
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -40,7 +43,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
@@ -99,8 +102,6 @@ def _storage_options(protocol: str, given: Mapping[str, Any] | None, opts: Remot
         cfg.setdefault("read_timeout", opts.timeout_s)
         cfg.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
         out["config_kwargs"] = cfg
-        # our own instance: s3fs's retry count is a class attribute we set on it below
-        out.setdefault("skip_instance_cache", True)
     return out
 
 
@@ -328,7 +329,10 @@ class RemoteContext:
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"{uri}: cannot open this store with fsspec: {exc}") from None
         if protocol in ("s3", "s3a") and "retries" not in merged:
-            fs.retries = 1  # s3fs retries 5x with backoff on its own; one attempt, ours retry
+            # s3fs retries 5x with backoff on its own: one attempt, ours retry. fsspec shares
+            # the instance only with callers of the same options, config_kwargs included,
+            # which only this module sets this way.
+            fs.retries = 1
         fetcher = Fetcher(fs, self.options)
         self._fetchers.append(fetcher)
         murl = f"{uri}/{MANIFEST}"
@@ -364,10 +368,10 @@ class RemoteContext:
                 f"({', '.join(s.uri for s in needed)}): every stream reads a slice of every shard of a weighted "
                 "source in each epoch and keeps it mapped, so the cache must hold them all")
 
-    def start_prefetch(self, plan: Sequence[tuple[RemoteTokenShards, int]]) -> None:
+    def start_prefetch(self, plan: Iterable[tuple[RemoteTokenShards, int]]) -> None:
         """Fetch ``plan`` (shard, index) in order, ``prefetch_shards`` at a time, in the background."""
         depth = self.options.prefetch_shards
-        if depth == 0 or not plan:
+        if depth == 0:
             return
         self._pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="rsdb-prefetch")
         self._finalizer.detach()
@@ -447,40 +451,117 @@ class RemoteContext:
             s.close()
 
 
-def prefetch_plan(loader: Any, ctx: RemoteContext) -> list[tuple[RemoteTokenShards, int]]:
-    """The order in which a loader's remote shards are prefetched (see the module docstring).
+_M64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
 
-    Weighted sources only; those first weighted in a later phase come after the earlier
-    ones; within a phase group, shards of all sources interleave evenly (shard ``j`` of
-    a source with ``n`` shards sorts at ``(j + 0.5) / n``), each source's in manifest order.
+
+def _mix64(z: int) -> int:
+    """splitmix64's output function, as the core's ``mix64``."""
+    z &= _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def epoch_keys(seed: int, source: int, stream: int, epoch: int) -> list[int]:
+    """The Feistel keys of (source, stream, epoch): the core's ``Core::epoch_keys``.
+
+    Kept in step with the core by ``tests/rsdb/test_remote.py``, which checks that the
+    predicted order of first use is the order in which the loader asks for shards.
     """
-    first_phase: dict[int, int] = {}
-    for s, name in enumerate(loader.source_names):
+    h = _mix64(seed ^ 0x4645495354454C21)
+    h = _mix64(h ^ ((source * _GAMMA) & _M64))
+    h = _mix64(h ^ ((stream * 0xD1B54A32D192ED03) & _M64))
+    h = _mix64(h ^ ((epoch * 0x8CB92BA72F3D8DD7) & _M64))
+    return [_mix64(h + (k + 1) * _GAMMA) for k in range(4)]
+
+
+# Permutation steps walked per source to find its shards' first use; past it (a source
+# with very many documents per shard stream), the rest follow in manifest order.
+_PLAN_WALK = 2_000_000
+
+
+def _first_use(loader: Any, source: int, vids: list[int]) -> Iterator[tuple[int, int]]:
+    """(stream position, unit) of each of ``source``'s units, in the order epoch 0 first reads them."""
+    from . import _core
+
+    # The stream layout of docs/rsdb.md ("Streams"): unit j of a source gives stream k the
+    # documents [q n / S, (q + 1) n / S) with q = (k + j) mod S. Computed here because the
+    # plan is made while the loader is still being built.
+    cfg = loader.config
+    S = cfg.world_size * cfg.num_workers
+    k = cfg.rank * cfg.num_workers + cfg.worker_id
+    within = {vid: j for j, vid in enumerate(v for v, u in enumerate(loader._units) if u.source == source)}
+    ranges = []  # (local_start, vid) as the core's add_range lays them out
+    n_local = 0
+    for vid in vids:
+        n, q = loader._units[vid].num_docs, (k + within[vid]) % S
+        begin, end = q * n // S, (q + 1) * n // S
+        if end > begin:
+            ranges.append((n_local, vid))
+            n_local += end - begin
+    if not ranges:
+        return
+    starts = [r[0] for r in ranges]
+    keys = epoch_keys(cfg.seed, source, k, 0)
+    seen: set[int] = set()
+    for c in range(min(n_local, _PLAN_WALK)):
+        vid = ranges[bisect.bisect_right(starts, _core.permute(c, n_local, keys)) - 1][1]
+        if vid not in seen:
+            seen.add(vid)
+            yield c, vid
+            if len(seen) == len(ranges):
+                return
+    for k, (_start, vid) in enumerate(ranges):
+        if vid not in seen:
+            yield n_local + k, vid
+
+
+def _keyed(phase: int, share: float, source: int, uses: Iterator[tuple[int, int]]):
+    for c, vid in uses:
+        yield (phase, c / share, source), vid
+
+
+def prefetch_plan(loader: Any, ctx: RemoteContext) -> Iterator[tuple[RemoteTokenShards, int]]:
+    """The loader's remote shards in the order its stream will first read them.
+
+    A stream reads each source's documents in the order of its epoch-0 permutation, so
+    the shard of every next document is known from the seed alone. Sources are merged
+    by expected position: the ``c``-th document of a source with share ``w`` comes at
+    about ``c / w`` documents into the stream (shares of the first phase that weights
+    the source; sources first weighted in a later phase come after the earlier ones).
+    Unweighted sources are not prefetched. Lazy: the walk runs in the prefetch thread.
+    """
+    where = {s.shard_uri(i): (s, i) for s in ctx.sources for i in range(s.num_shards)}
+    by_source: dict[int, list[int]] = {}
+    for vid, u in enumerate(loader._units):
+        if u.path in where:
+            by_source.setdefault(u.source, []).append(vid)
+    streams = []
+    for source, vids in by_source.items():
+        name = loader.source_names[source]
         if loader.phases is None:
-            if loader.tokens_per_source[s] > 0:
-                first_phase[s] = 0
+            total = sum(loader.tokens_per_source) or 1
+            phase, share = 0, loader.tokens_per_source[source] / total
+        else:
+            phase, share = next(((p, ph.shares().get(name, 0.0)) for p, ph in enumerate(loader.phases)
+                                 if ph.weights.get(name, 0) > 0), (None, 0.0))
+        if phase is None or share <= 0:
             continue
-        for p, phase in enumerate(loader.phases):
-            if phase.weights.get(name, 0) > 0:
-                first_phase[s] = p
-                break
-    keyed = []
-    for shards in ctx.sources:
-        if shards.source_index not in first_phase:
-            continue
-        n = shards.num_shards
-        for j in range(n):
-            if shards.docs_per_shard[j]:
-                keyed.append((first_phase[shards.source_index], (j + 0.5) / n, shards.source_index, shards, j))
-    keyed.sort(key=lambda k: k[:3])
-    return [(k[3], k[4]) for k in keyed]
+        streams.append(_keyed(phase, share, source, _first_use(loader, source, vids)))
+    for _key, vid in heapq.merge(*streams, key=lambda kv: kv[0]):
+        yield where[loader._units[vid].path]
 
 
 def attach(loader: Any, ctx: RemoteContext) -> None:
-    """Check the cache bound against the loader's remote shards, then start prefetching."""
-    plan = prefetch_plan(loader, ctx)
-    ctx.check_capacity(sorted({id(s): s for s, _ in plan}.values(), key=lambda s: s.source_index))
-    ctx.start_prefetch(plan)
+    """Check the cache bound against the loader's weighted remote shards, then start prefetching."""
+    needed = []
+    for shards in ctx.sources:
+        name = loader.source_names[shards.source_index]
+        if loader.phases is None or any(p.weights.get(name, 0) > 0 for p in loader.phases):
+            needed.append(shards)
+    ctx.check_capacity(needed)
+    ctx.start_prefetch(prefetch_plan(loader, ctx))
 
 
 def split_source_options(sources: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

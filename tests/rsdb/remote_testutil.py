@@ -24,8 +24,11 @@ class S3:
     """moto's ThreadedMotoServer on 127.0.0.1 (random port) with one bucket."""
 
     def __init__(self) -> None:
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         self.host, self.port = self.server.get_host_and_port()

@@ -319,3 +319,31 @@ def test_mixture_file_with_s3_sources(s3, corpus, tmp_path):
     got = tokens_of(rsdb.RSDBLoader.from_mixture(tmp_path / "remote.yaml", cache_dir=tmp_path / "c", **kw))
     ref = tokens_of(rsdb.RSDBLoader.from_mixture(tmp_path / "local.yaml", **kw))
     assert got.shape[0] > 10 and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_prefetch_plan_is_the_order_of_first_use(rank, corpus, tmp_path):
+    """The plan (computed from the seed) predicts the order in which the loader asks for shards."""
+    from rsdb.remote import RemoteTokenShards, prefetch_plan
+
+    uris = {name: f"file://{p}" for name, p in corpus.items()}
+    asked: list[str] = []
+    original = RemoteTokenShards.materialize
+
+    def spy(self, i, *, demand):
+        if demand and not self.is_local(i):
+            asked.append(self.shard_uri(i))
+        return original(self, i, demand=demand)
+
+    RemoteTokenShards.materialize = spy
+    try:
+        kw = dict(KW, buffer_docs=4, rank=rank, world_size=2, phases=[{"tokens": 10**9, "weights": {"web": 1}}])
+        loader = rsdb.RSDBLoader(uris, cache_dir=tmp_path / "c", remote={"prefetch_shards": 0}, **kw)
+        plan = [s.shard_uri(i) for s, i in prefetch_plan(loader, loader._remote)]
+        for _ in range(40):
+            next(loader)
+    finally:
+        RemoteTokenShards.materialize = original
+    web = len(rsdb.open_shards(corpus["web"]).shards)
+    assert sorted(plan) == sorted(f"{uris['web']}/shard-{i:05d}.arrow" for i in range(web))  # code: weight 0
+    assert len(asked) == web and asked == plan

@@ -1,0 +1,176 @@
+"""RSDB over object storage: tokens/s cold, warm and local; prefetch depth; start-up.
+
+Real components only: moto's S3 server on loopback, reached through s3fs via a small
+HTTP proxy (``tests/rsdb/remote_testutil.py``) that adds a fixed latency to every
+request (and optionally caps each response's bandwidth), like a distant store.
+
+What it prints (one JSON line per figure, plus a table), every figure with the
+machine's load average:
+
+* ``local``: the corpus read from local files (the bound).
+* ``cold`` at each latency and prefetch depth: an empty cache, construction to the
+  last of ``--steps`` batches; time to the first batch, seconds the loader waited for
+  the store (``stats()["remote"]["wait_s"]``), tokens/s over the whole run.
+* ``warm``: a second loader over the now full cache (no request but the manifests).
+* ``startup`` with 100 and 10,000 shards: construction time and requests made (the
+  manifest only), then time to the first batch.
+
+Run: ``.venv/bin/python benchmarks/remote_bench.py`` (about 5 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "rsdb"))
+import rsdb  # noqa: E402
+from remote_testutil import BUCKET, S3, Proxy  # noqa: E402
+
+
+def load() -> str:
+    return "load %.2f %.2f %.2f" % os.getloadavg()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_corpus(root: Path, tokens: int, shard_tokens: int, seed: int = 0) -> str:
+    """Documents with lognormal lengths (mean ~700 tokens), vocabulary 50k."""
+    rng = np.random.default_rng(seed)
+    docs, n = [], 0
+    while n < tokens:
+        k = int(min(20_000, max(16, rng.lognormal(6.2, 0.9))))
+        docs.append(rng.integers(0, 50_000, size=k, dtype=np.uint32))
+        n += k
+    rsdb.write_shards(root, docs, source="web", shard_tokens=shard_tokens, vocab_size=50_000)
+    return str(root)
+
+
+def upload(s3: S3, local: str, prefix: str, threads: int = 8) -> str:
+    files = [p for p in sorted(Path(local).iterdir()) if p.is_file() and not p.name.startswith(".")]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda p: s3.put(f"{prefix}/{p.name}", p.read_bytes()), files))
+    return f"s3://{BUCKET}/{prefix}"
+
+
+def run(sources, steps: int, **kw) -> dict:
+    t0 = time.perf_counter()
+    loader = rsdb.RSDBLoader(sources, **kw)
+    t_built = time.perf_counter()
+    first = None
+    tokens = 0
+    for _ in range(steps):
+        b = next(loader)
+        tokens += b["tokens"].size
+        if first is None:
+            first = time.perf_counter()
+    t_end = time.perf_counter()
+    st = loader.stats().get("remote", {})
+    out = {"construct_s": round(t_built - t0, 4), "first_batch_s": round(first - t0, 4),
+           "total_s": round(t_end - t0, 4), "mtokens_s": round(tokens / (t_end - t0) / 1e6, 2),
+           "steady_mtokens_s": round((tokens - b["tokens"].size) / max(1e-9, t_end - first) / 1e6, 2),
+           "wait_s": st.get("wait_s"), "fetched": st.get("fetched_shards"), "requests": st.get("requests")}
+    if loader._remote is not None:
+        loader._remote.close()
+    return out
+
+
+def emit(rows: list, name: str, **fields) -> None:
+    row = {"name": name, **fields, "load": load(), "peak_rss_mb": round(peak_rss_mb())}
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tokens", type=float, default=24e6, help="corpus size (uint32 tokens)")
+    ap.add_argument("--shard-tokens", type=int, default=1 << 20)
+    ap.add_argument("--steps", type=int, default=30, help="batches per run (seq_len 8192, batch 8)")
+    ap.add_argument("--latency-ms", type=float, nargs="+", default=[20, 50])
+    ap.add_argument("--prefetch", type=int, nargs="+", default=[0, 1, 4, 8])
+    ap.add_argument("--bandwidth-mb", type=float, default=None, help="cap per response, MB/s (None: uncapped)")
+    ap.add_argument("--startup-shards", type=int, nargs="+", default=[100, 10_000])
+    ap.add_argument("--buffer-docs", type=int, default=1024)
+    ap.add_argument("--json", type=Path, default=None, help="also write all rows here")
+    a = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="rsdb-remote-bench-"))
+    s3 = S3()
+    rows: list = []
+    kw = dict(seq_len=8192, batch_size=8, buffer_docs=a.buffer_docs, seed=0)
+    try:
+        local = write_corpus(tmp / "web", int(a.tokens), a.shard_tokens)
+        n_shards = len(rsdb.open_shards(local).shards)
+        uri = upload(s3, local, "bench/web")
+        print(f"# corpus: {int(a.tokens)/1e6:.0f}M tokens in {n_shards} shards; {load()}", flush=True)
+        run({"web": local}, 3, **kw)  # warm the page cache and imports
+        emit(rows, "local", **run({"web": local}, a.steps, **kw))
+        bw = a.bandwidth_mb * 1e6 if a.bandwidth_mb else None
+        for lat in a.latency_ms:
+            proxy = Proxy(s3.endpoint, latency_s=lat / 1000, bandwidth=bw)
+            opts = s3.options(proxy.endpoint)
+            try:
+                for depth in a.prefetch:
+                    cache = tmp / f"cache-{lat:g}-{depth}"
+                    r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache,
+                            remote={"prefetch_shards": depth}, **kw)
+                    emit(rows, "cold", latency_ms=lat, prefetch_shards=depth, shards=n_shards, **r)
+                r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache, remote={"prefetch_shards": 4},
+                        **kw)
+                emit(rows, "warm", latency_ms=lat, **r)
+                for depth in a.prefetch:
+                    shutil.rmtree(tmp / f"cache-{lat:g}-{depth}", ignore_errors=True)
+            finally:
+                proxy.stop()
+        for n in a.startup_shards:
+            # small shards (ten 200-token documents, ~8 KB each): the cost is per shard, not per byte
+            d = tmp / f"many-{n}"
+            docs = np.random.default_rng(n).integers(0, 50_000, size=(n * 10, 200), dtype=np.uint32)
+            rsdb.write_shards(d, list(docs), source="web", shard_tokens=2000, vocab_size=50_000)
+            t0 = time.perf_counter()
+            u = upload(s3, str(d), f"many-{n}/web", threads=16)
+            up = time.perf_counter() - t0
+            proxy = Proxy(s3.endpoint, latency_s=0.02)
+            try:
+                for bd in (64, a.buffer_docs):
+                    t0 = time.perf_counter()
+                    loader = rsdb.RSDBLoader({"web": u}, storage_options=s3.options(proxy.endpoint),
+                                             cache_dir=tmp / f"cache-many-{n}-{bd}",
+                                             remote={"prefetch_shards": 8},
+                                             **dict(kw, seq_len=2048, batch_size=1, buffer_docs=bd))
+                    built = time.perf_counter() - t0
+                    at_construct = proxy.gets("manifest.json")
+                    shard_gets_at_construct = proxy.gets(".arrow")
+                    next(loader)
+                    first = time.perf_counter() - t0
+                    st = loader.stats()["remote"]
+                    loader._remote.close()
+                    emit(rows, "startup", shards=n, buffer_docs=bd, latency_ms=20, construct_s=round(built, 4),
+                         manifest_gets_at_construct=at_construct,
+                         shard_gets_started_at_construct=shard_gets_at_construct, first_batch_s=round(first, 3),
+                         shards_local_at_first_batch=st["local_shards"], upload_s=round(up, 1))
+                    proxy.counts.clear()
+            finally:
+                proxy.stop()
+            shutil.rmtree(d, ignore_errors=True)
+    finally:
+        s3.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
