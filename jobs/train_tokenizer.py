@@ -12,6 +12,9 @@ Config (YAML, any fsspec URI): every :class:`tokenizer.TrainConfig` key plus ``o
     workers: 8
     output: /data/tokenizer           # a folder; any fsspec URI (trained locally, then uploaded)
 
+For corpora larger than memory use ``route: sharded`` with ``max_memory: 8GB`` (and
+``work_dir`` on a local disk, to resume a killed run): see docs/tokenizer.md.
+
 Training runs in the driver process; on KubeRay the RayJob reserves a CPU worker for it
 (``entrypointNumCpus``), so the final merge does not land on the small head pod.
 """
@@ -48,17 +51,20 @@ def _is_remote(uri: str) -> bool:
 def _run(cfg: TrainTokenizerJobConfig, args: argparse.Namespace) -> Result:
     from tokenizer.train import train
 
-    train_cfg = cfg.train_config()
-    if _is_remote(cfg.output):
-        import fsspec
+    from pipeline._lock import OutputLock
 
-        with tempfile.TemporaryDirectory(prefix="trinity-tokenizer-") as tmp:
-            result = train(train_cfg, out_dir=tmp)
-            fs, path = fsspec.core.url_to_fs(cfg.output)
-            fs.makedirs(path, exist_ok=True)
-            fs.put(tmp.rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
-    else:
-        result = train(train_cfg, out_dir=cfg.output.removeprefix("file://"))
+    train_cfg = cfg.train_config()
+    with OutputLock(cfg.output, job="train_tokenizer"):  # one trainer per output folder
+        if _is_remote(cfg.output):
+            import fsspec
+
+            with tempfile.TemporaryDirectory(prefix="trinity-tokenizer-") as tmp:
+                result = train(train_cfg, out_dir=tmp)
+                fs, path = fsspec.core.url_to_fs(cfg.output)
+                fs.makedirs(path, exist_ok=True)
+                fs.put(tmp.rstrip("/") + "/", path.rstrip("/") + "/", recursive=True)
+        else:
+            result = train(train_cfg, out_dir=cfg.output.removeprefix("file://"))
     r = result.report
     return Result(
         summary={

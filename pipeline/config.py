@@ -59,6 +59,9 @@ class InputConfig(_Model):
     unit_rows: int = Field(2000, gt=0, description="records per work unit (the resume granularity)")
     hf_builder: str | None = Field(None, description="datasets.load_dataset builder for local files (json, csv, ...)")
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    on_bad_file: Literal["error", "reject"] = Field(
+        "error", description="a file whose bytes contradict its name, or a damaged one: stop before work starts "
+                             "(error) or reject it into rejected/ with the reason and go on (reject)")
 
 
 class OutputConfig(_Model):

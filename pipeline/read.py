@@ -25,6 +25,7 @@ import xxhash
 
 from pipeline.config import InputConfig
 from pipeline.errors import ConfigError
+from pipeline._codecs import MAGIC, DamagedStream, decoded_chunks, sniff
 from pipeline.formats import compression_of, detect_format
 from pipeline.stages.base import REJECT_REASON, REJECT_STAGE
 
@@ -40,7 +41,14 @@ BASE_COLUMNS = ("id", "text", "source", "source_file", "source_line")
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """One slice of the input: records ``[start, stop)`` of ``path`` (or the text files in ``paths``)."""
+    """One slice of the input: records ``[start, stop)`` of ``path`` (or the text files in ``paths``).
+
+    JSONL units also know where their bytes are: line ``start`` begins ``offset`` decoded
+    bytes into the file, inside the compressed member/frame that starts at compressed
+    byte ``seek`` (decoded offset ``seek_decoded``); a reader seeks there instead of
+    decoding the file from its start. A ``bad`` unit stands for a file (or the damaged
+    rest of one) that cannot be read: one rejected row with ``note`` as the reason.
+    """
 
     index: int
     format: str
@@ -48,6 +56,10 @@ class WorkUnit:
     start: int
     stop: int
     paths: tuple[str, ...] = ()
+    offset: int = 0
+    seek: int = 0
+    seek_decoded: int = 0
+    note: str = ""
 
     @property
     def name(self) -> str:
@@ -129,21 +141,100 @@ def _hf_saved_files(fs, path: str) -> list[str]:
 # --------------------------------------------------------------------------- planning
 
 
-def _open(uri: str, storage_options: dict[str, Any]):
+def _open_raw(uri: str, storage_options: dict[str, Any]):
     import fsspec
 
-    return fsspec.open(uri, "rb", compression=compression_of(uri), **storage_options).open()
+    return fsspec.open(uri, "rb", **storage_options).open()
+
+
+class BadInputFile(ConfigError):
+    """Input files that cannot be read as what their names say (``input.on_bad_file: error``)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        shown = "; ".join(f"{uri}: {why}" for uri, why in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        super().__init__(f"{len(problems)} unreadable input file(s): {shown}{more}; fix or remove them, or set "
+                         f"input.on_bad_file: reject to reject them into rejected/ and go on")
+
+
+_EXPECT = {"gzip": ".gz", "zstd": ".zst", "bz2": ".bz2", "xz": ".xz"}
+
+
+def probe_file(fmt: str, uri: str, cfg: InputConfig) -> str | None:
+    """What is wrong with a file before reading it (its bytes contradict its name), or ``None``."""
+    if fmt in ("hf",):
+        return None
+    codec = compression_of(uri)
+    with _open_raw(uri, cfg.storage_options) as f:
+        head = f.read(16)
+        kind = sniff(head)
+        if codec is not None:
+            if kind == "empty":
+                return f"bad_file: empty, expected {codec} data (the name ends in {_EXPECT[codec]})"
+            if kind != codec:
+                return f"bad_file: expected {codec} data (the name ends in {_EXPECT[codec]}) but it is {_what(kind)}"
+            return None
+        if fmt == "parquet":
+            size = f.seek(0, 2)
+            f.seek(max(0, size - 4))
+            tail = f.read(4)
+            if kind != "parquet" or tail != MAGIC["parquet"] or size < 12:
+                return (f"bad_file: not a Parquet file (no PAR1 magic at its "
+                        f"{'start' if kind != 'parquet' else 'end: truncated?'}; it is {_what(kind)})")
+            return None
+        if fmt in ("jsonl", "text") and kind in _EXPECT:
+            return f"bad_file: it is {kind}-compressed but its name has no {_EXPECT[kind]} suffix"
+    return None
+
+
+def _what(kind: str) -> str:
+    return {"text": "plain text", "empty": "empty", "binary": "unrecognised binary data",
+            "arrow": "an Arrow IPC file"}.get(kind, f"{kind} data")
+
+
+@dataclass
+class _LineIndex:
+    """What one counting pass over a JSONL file learns: its lines and where units start."""
+
+    lines: int
+    offsets: list[int]  # decoded byte offset of every unit_rows-th line
+    frames: list[tuple[int, int]]  # (compressed, decoded) offset of every member/frame start
+    damage: DamagedStream | None = None
+
+
+def index_jsonl(uri: str, cfg: InputConfig) -> _LineIndex:
+    """Count a JSONL file's lines and note every ``unit_rows``-th line's decoded byte offset."""
+    import numpy as np
+
+    codec = compression_of(uri)
+    every = cfg.unit_rows
+    offsets = [0]
+    frames: list[tuple[int, int]] = []
+    n, pos, last = 0, 0, b"\n"
+    damage = None
+    with _open_raw(uri, cfg.storage_options) as f:
+        try:
+            for chunk in decoded_chunks(f, codec, frames=frames):
+                ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+                # Lines n+1, n+2, ... start after these newlines; keep every unit_rows-th start.
+                first = (-(n + 1)) % every  # index into ends of the first newline ending a unit
+                offsets.extend((pos + ends[first::every] + 1).tolist())
+                n += len(ends)
+                pos += len(chunk)
+                last = chunk
+        except DamagedStream as e:
+            damage = e
+    if damage is None and not last.endswith(b"\n"):
+        n += 1  # a last line without its newline
+    offsets = [o for i, o in enumerate(offsets) if i * every < n]
+    return _LineIndex(n, offsets, frames, damage)
 
 
 def count_records(fmt: str, uri: str, cfg: InputConfig) -> int:
     """How many records (lines, rows, files) a file holds."""
     if fmt == "jsonl":
-        n, last = 0, b"\n"
-        with _open(uri, cfg.storage_options) as f:
-            while chunk := f.read(1 << 22):
-                n += chunk.count(b"\n")
-                last = chunk
-        return n + (0 if last.endswith(b"\n") else 1)
+        return index_jsonl(uri, cfg).lines
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -157,10 +248,40 @@ def count_records(fmt: str, uri: str, cfg: InputConfig) -> int:
     raise ConfigError(f"input.format: unsupported format {fmt!r}")
 
 
+def _jsonl_units(uri: str, cfg: InputConfig, first_index: int) -> tuple[list[WorkUnit], str | None]:
+    idx = index_jsonl(uri, cfg)
+    units = []
+    for k, start in enumerate(range(0, idx.lines, cfg.unit_rows)):
+        offset = idx.offsets[k]
+        seek, seek_decoded = 0, 0
+        for comp, dec in idx.frames:  # the last member/frame starting at or before the unit's bytes
+            if dec > offset:
+                break
+            seek, seek_decoded = comp, dec
+        units.append(WorkUnit(first_index + k, "jsonl", uri, start, min(idx.lines, start + cfg.unit_rows),
+                              offset=offset, seek=seek, seek_decoded=seek_decoded))
+    if idx.damage is None:
+        return units, None
+    d = idx.damage
+    return units, (f"truncated_or_damaged: the {d.codec} stream {d.problem} at compressed byte offset "
+                   f"{d.offset:,}; {idx.lines:,} complete lines before it were kept, the rest of the file "
+                   f"(from decoded byte {d.decoded:,}) is unreadable")
+
+
 def plan_units(cfg: InputConfig) -> list[WorkUnit]:
-    """Split the input into work units of at most ``cfg.unit_rows`` records, in a fixed order."""
+    """Split the input into work units of at most ``cfg.unit_rows`` records, in a fixed order.
+
+    Every file is checked first (its bytes against its name; compressed JSONL decoded to
+    the end). With ``input.on_bad_file: error`` (the default) any bad file stops the run
+    here, before work starts, with every bad file named; with ``reject`` a bad file
+    becomes one rejected row and a damaged one keeps the lines decoded before the damage.
+
+    Raises:
+        BadInputFile: a file's bytes contradict its name, or it is damaged (``error`` mode).
+    """
     units: list[WorkUnit] = []
     texts: list[str] = []
+    bad: list[tuple[str, str]] = []
 
     def flush_texts() -> None:
         for i in range(0, len(texts), cfg.unit_rows):
@@ -168,15 +289,37 @@ def plan_units(cfg: InputConfig) -> list[WorkUnit]:
             units.append(WorkUnit(len(units), "text", group[0], 0, len(group), group))
         texts.clear()
 
+    def reject_file(uri: str, line: int, why: str) -> None:
+        bad.append((uri, why))
+        units.append(WorkUnit(len(units), "bad", uri, line, line + 1, note=why))
+
     for fmt, uri in list_inputs(cfg):
-        if fmt == "text":
+        problem = probe_file(fmt, uri, cfg)
+        if fmt == "text" and problem is None:
             texts.append(uri)
             continue
         flush_texts()
-        n = count_records(fmt, uri, cfg)
+        if problem is not None:
+            reject_file(uri, 0, problem)
+            continue
+        if fmt == "jsonl":
+            new, damage = _jsonl_units(uri, cfg, len(units))
+            units.extend(new)
+            if damage is not None:
+                reject_file(uri, new[-1].stop if new else 0, damage)
+            continue
+        try:
+            n = count_records(fmt, uri, cfg)
+        except (OSError, pa.ArrowException) as e:  # a footer or schema that does not parse
+            reject_file(uri, 0, f"bad_file: cannot read it as {fmt} ({e})")
+            continue
         for start in range(0, n, cfg.unit_rows):
             units.append(WorkUnit(len(units), fmt, uri, start, min(n, start + cfg.unit_rows)))
     flush_texts()
+    if bad and cfg.on_bad_file == "error":
+        raise BadInputFile(bad)
+    for uri, why in bad:
+        log.warning("rejecting %s: %s", uri, why)
     return units
 
 
@@ -294,10 +437,10 @@ def _to_table(rows: list[dict[str, Any]], *, extra: bool) -> pa.Table:
     return pa.table(cols)
 
 
-def _lines(f) -> Iterator[bytes]:
-    """Lines of a binary stream (works on decompressors that do not iterate)."""
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines of a stream of byte chunks."""
     rest = b""
-    while chunk := f.read(1 << 20):
+    for chunk in chunks:
         parts = (rest + chunk).split(b"\n")
         rest = parts.pop()
         yield from parts
@@ -306,13 +449,32 @@ def _lines(f) -> Iterator[bytes]:
 
 
 def _iter_jsonl(unit: WorkUnit, cfg: InputConfig) -> Iterator[tuple[int, bytes]]:
-    with _open(unit.path, cfg.storage_options) as f:
-        for i, line in enumerate(_lines(f)):
-            if i < unit.start:
-                continue
-            if i >= unit.stop:
-                break
+    """Lines ``[start, stop)`` of the unit's file, reading only from its member/frame on."""
+    codec = compression_of(unit.path)
+    with _open_raw(unit.path, cfg.storage_options) as f:
+        if codec is None:  # plain: the unit's bytes are at its offset
+            f.seek(unit.offset)
+            chunks = decoded_chunks(f, None)
+            skip = 0
+        else:  # start decoding at the member/frame holding the unit's first byte
+            f.seek(unit.seek)
+            chunks = decoded_chunks(f, codec, offset=unit.seek)
+            skip = unit.offset - unit.seek_decoded
+        if unit.stop <= unit.start:
+            return
+        for i, line in enumerate(_lines(_skip(chunks, skip)), start=unit.start):
             yield i, line
+            if i + 1 >= unit.stop:  # stop before decoding further: damage may follow
+                return
+
+
+def _skip(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
+    for chunk in chunks:
+        if n >= len(chunk):
+            n -= len(chunk)
+            continue
+        yield chunk[n:] if n else chunk
+        n = 0
 
 
 def read_unit(unit: WorkUnit, cfg: InputConfig) -> tuple[pa.Table, pa.Table]:
@@ -337,11 +499,18 @@ def read_unit(unit: WorkUnit, cfg: InputConfig) -> tuple[pa.Table, pa.Table]:
                 rows.reject(base, text.rstrip("\r\n"), f"malformed_json: {e.msg} at column {e.colno}")
                 continue
             rows.add(row, unit.path, line, record, raw=text.rstrip("\r\n"))
+    elif unit.format == "bad":
+        base = {UNIT: unit.name, ROW: 0, "source_file": unit.path, "source_line": unit.start + 1 if unit.start else 0}
+        rows.reject(base, None, unit.note)
     elif unit.format == "text":
         for row, uri in enumerate(unit.paths):
             base = {UNIT: unit.name, ROW: row, "source_file": uri, "source_line": 0}
-            with _open(uri, cfg.storage_options) as f:
-                data = f.read()
+            with _open_raw(uri, cfg.storage_options) as f:
+                try:
+                    data = b"".join(decoded_chunks(f, compression_of(uri)))
+                except DamagedStream as e:
+                    rows.reject(base, None, f"truncated_or_damaged: {e}")
+                    continue
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as e:

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from pipeline._fs import OutFS
 from pipeline.progress import UnitProgress
 from pipeline.provenance import run_record, utc_now
+from pipeline._lock import LOCK_NAME, OutputLock
 from pipeline._ray import (
     PartWriter,
     StageUDF,
@@ -129,7 +130,14 @@ def run_pipeline(cfg: PipelineConfig, *, overwrite: bool = False) -> RunResult:
 
     Raises:
         PipelineError: ``output.path`` holds a run of a different config (and not ``overwrite``).
+        OutputLocked: another live run is writing ``output.path``.
     """
+    # One writer per output folder: a second run would delete this one's work files.
+    with OutputLock(cfg.output.path, cfg.output.storage_options, job="curate"):
+        return _run_locked(cfg, overwrite)
+
+
+def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
     started = time.perf_counter()
     started_at = utc_now()  # recorded in the manifest's "run" entry
     out = OutFS(cfg.output.path, cfg.output.storage_options)
@@ -172,7 +180,8 @@ def _plan(cfg: PipelineConfig, out: OutFS, chash: str, overwrite: bool) -> list[
                 f"this one {chash[:12]}); choose another output.path or pass --overwrite")
     if overwrite:
         for name in out.ls():
-            out.rm(name, recursive=True)
+            if name != LOCK_NAME:  # ours
+                out.rm(name, recursive=True)
     units = plan_units(cfg.input)
     out.write_json({"config_hash": chash, "format_version": FORMAT_VERSION,
                     "units": [u.to_json() for u in units]}, "_work", "run.json")

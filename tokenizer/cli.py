@@ -56,11 +56,19 @@ def train(
     holdout_fraction: float = typer.Option(0.0, help="fraction of documents kept out (by id hash) for eval"),
     seed: int = typer.Option(0, help="seed of the sampling / held-out hash"),
     weight: List[str] = typer.Option([], "--weight", help="sampling weight, lang:CODE=W or source:NAME=W; repeatable"),
-    route: str = typer.Option("direct", help="direct (stream text to the trainer) or counts (parallel pre-token counts)"),
+    route: str = typer.Option(
+        "direct", help="direct (stream text to the trainer), counts (parallel pre-token counts in memory) or "
+        "sharded (corpora larger than memory: counts spilled to disk, merged, pruned to --max-memory)",
+    ),
     backend: str = typer.Option("processes", help="counts route: processes or ray"),
-    workers: int = typer.Option(2, help="counts route: parallel counting workers"),
-    min_count: int = typer.Option(1, help="counts route: drop pre-tokens seen fewer times"),
-    max_words: Optional[int] = typer.Option(None, help="counts route: keep at most this many distinct pre-tokens"),
+    workers: int = typer.Option(2, help="counts/sharded routes: parallel counting workers"),
+    min_count: int = typer.Option(1, help="counts/sharded routes: drop pre-tokens seen fewer times"),
+    max_words: Optional[int] = typer.Option(None, help="counts/sharded routes: keep at most this many distinct pre-tokens"),
+    max_memory: Optional[str] = typer.Option(None, help="sharded route: memory budget, e.g. 8GB (plans units, prunes)"),
+    work_dir: Optional[str] = typer.Option(None, help="sharded route: count runs folder (default OUT/_counts); "
+                                           "rerun with it to resume"),
+    unit_bytes: Optional[int] = typer.Option(None, help="sharded route: text per counting unit (default from the budget)"),
+    keep_counts: bool = typer.Option(False, help="sharded route: keep the count runs after success"),
     text_field: str = typer.Option("text", help="text column / JSON key"),
     lang_field: str = typer.Option("lang", help="language column / JSON key"),
     source_field: str = typer.Option("source", help="source column / JSON key"),
@@ -79,13 +87,17 @@ def train(
             inputs=list(input), vocab_size=vocab_size, pretokenizer=pretokenizer, min_frequency=min_frequency,
             max_token_length=max_token_length, max_bytes=max_bytes, holdout_fraction=holdout_fraction, seed=seed,
             lang_weights=langs, source_weights=sources, route=route, backend=backend, workers=workers,
-            min_count=min_count, max_words=max_words, text_field=text_field, lang_field=lang_field,
+            min_count=min_count, max_words=max_words, max_memory=max_memory, work_dir=work_dir,
+            unit_bytes=unit_bytes, keep_counts=keep_counts, text_field=text_field, lang_field=lang_field,
             source_field=source_field,
         )
         from .corpus import list_files
 
         list_files(cfg.inputs)  # bad inputs fail here, before any work
-        result = run_train(cfg, out_dir=out, progress=progress)
+        from pipeline._lock import OutputLock
+
+        with OutputLock(str(out), job="tokenizer train"):  # one trainer per output folder
+            result = run_train(cfg, out_dir=out, progress=progress)
     except TrinityError as exc:
         _fail(str(exc))
     r = result.report
@@ -95,6 +107,15 @@ def train(
         f"({r['input_bytes'] / 1e6:.1f} MB, {inp['heldout_docs']:,} held out) in {r['seconds']:.1f}s, "
         f"peak RSS {r['peak_rss_mb']:.0f} MB -> {out}"
     )
+    c = r.get("counts") or {}
+    if cfg.route == "sharded":
+        budget = f", budget {c['max_memory_mb'] / 1e3:.1f} GB {'kept' if c['within_budget'] else 'EXCEEDED'}" \
+            if "max_memory_mb" in c else ""
+        typer.echo(
+            f"sharded: {c['units']} units ({c['units_resumed']} resumed), {c['distinct']:,} distinct pre-tokens, "
+            f"kept {c['kept_distinct']:,} ({c['kept_mass_fraction']:.2%} of the count mass), "
+            f"peak memory {c['peak_rss_tree_mb'] / 1e3:.2f} GB with workers{budget}"
+        )
     if inp["rejected_rows"] or inp["rejected_files"]:
         typer.secho(
             f"skipped {inp['rejected_rows']} rows and {inp['rejected_files']} files: {inp['reasons']} "

@@ -483,12 +483,21 @@ def tokenize_to_shards(
     Returns:
         Counts per source and language; the same figures are in ``OUT/summary.json``.
     """
-    import ray
+    from pipeline._lock import OutputLock
 
     started = time.perf_counter()
     if "://" in spec.out_dir and not spec.out_dir.startswith("file://"):
         raise ConfigError(f"{spec.out_dir}: token shards are memory-mapped, so the output must be a local path")
     out = Path(spec.out_dir.removeprefix("file://"))
+    # One writer per output folder: a second job would mix its units into this one's.
+    with OutputLock(str(out), job="tokenize"):
+        return _tokenize_locked(spec, out, inputs, num_workers, overwrite, started)
+
+
+def _tokenize_locked(spec: TokenizeSpec, out: Path, inputs: str | Iterable[str], num_workers: int | None,
+                     overwrite: bool, started: float) -> TokenizeSummary:
+    import ray
+
     files = list_inputs(inputs)
     _claim_output(out, spec, overwrite)
     units = plan_units(files, spec.unit_rows)
@@ -550,7 +559,9 @@ def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> None:
                 raise ConfigError(
                     f"{out} holds token shards from another tokenizer or settings (fingerprint {previous}, "
                     f"now {fingerprint}); use another --out, or --overwrite to replace them")
-            shutil.rmtree(out)
+            for child in out.iterdir():  # all but the lock this job holds
+                if child.name != "_lock.json":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
     _atomic_write_text(run_file, json.dumps({"fingerprint": fingerprint, "tokenizer": spec.tokenizer_dir}))
 
 
