@@ -48,7 +48,9 @@ DEFAULT_REPLACEMENTS = {k: f"<{k.upper()}>" for k in KINDS}
 _SKIP_SECRET_PLUGINS = {"IPPublicDetector"}
 _PEM = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
                   re.DOTALL)
+_PHONE_CANDIDATE = re.compile(r"[+(]?\d[\d \t().\-/]{5,}\d")
 _DECIMAL = re.compile(r"^\d+\.\d+$")
+_DATE = re.compile(r"(?:19|20)\d\d-[01]\d-[0-3]\d|\b[0-3]?\d[./-][01]?\d[./-](?:19|20)\d\d\b")
 _DOTTED_QUAD = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 _VERSIONISH = re.compile(r"(?:\bv|version\w*[\s=:\"'(]*|[=<>~!]=\s*|\bpython\s*)$", re.IGNORECASE)
 
@@ -183,9 +185,21 @@ class Detector:
             return False
         if after[:1] == "." and after[1:2].isdigit():
             return False
-        if _DECIMAL.match(value) or _DOTTED_QUAD.match(value):  # 0.5772156649, 192.168.10.42: not phones
+        if _DECIMAL.match(value) or _DOTTED_QUAD.match(value) or _DATE.search(value):  # constants, IPs, dates
             return False
         return value.startswith("+") or any(ch in value for ch in " -.()/")
+
+    def _analyze(self, rec: Any, kind: str, text: str) -> list[tuple[int, int]]:
+        if kind != "phone":
+            return [(r.start, r.end) for r in rec.analyze(text, rec.supported_entities, None)]
+        # libphonenumber's matcher scans the whole text once per region (the slowest detector by
+        # far); a phone number is a digit run with separators, so only such runs are handed to it.
+        out: list[tuple[int, int]] = []
+        for m in _PHONE_CANDIDATE.finditer(text):
+            lo = max(0, m.start() - 2)
+            window = text[lo:m.end() + 2]
+            out += [(lo + r.start, lo + r.end) for r in rec.analyze(window, rec.supported_entities, None)]
+        return out
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, kind) spans, higher-priority kinds winning overlaps."""
@@ -195,8 +209,7 @@ class Detector:
                 found += [(a, b, kind) for a, b in _secret_spans(text)]
                 continue
             rec = self._rec(kind)
-            for r in rec.analyze(text, rec.supported_entities, None):
-                a, b = r.start, r.end
+            for a, b in self._analyze(rec, kind, text):
                 if kind == "ip" and not self._keep_ip(text, a, b):
                     continue
                 if kind == "phone" and not self._keep_phone(text, a, b):
