@@ -12,7 +12,8 @@ a special case. DataTrove then drops whitespace tokens (``strip_strings``); so d
 The rules are applied to every document whatever its language, as DataTrove does when its
 filters run with their default ``language="en"``: Chinese or Japanese text without spaces
 becomes long "words" split only at punctuation, exactly as in DataTrove. (DataTrove's
-per-language tokenizers, e.g. jieba for ``zh``, are not emulated.)
+per-language tokenizers, e.g. jieba for ``zh``, are in ``_words.py``, which the
+``multilingual_quality`` stage uses.)
 
 Speed: a whitespace chunk's tokens depend only on the chunk, so they are cached per chunk
 (as spaCy does); a document is split with ``str.split`` and one dictionary look-up per
