@@ -238,8 +238,10 @@ def summary_line(job: str, status: str, elapsed: float, fields: dict[str, Any]) 
 
     Values are shell-quoted, so ``shlex.split`` reads the line back exactly.
     """
+    from pipeline.redact import redact_text
+
     parts = [f"job={job}", f"status={status}", f"elapsed_s={elapsed:.1f}"]
-    parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
+    parts += [f"{k}={redact_text(_fmt(v))}" for k, v in fields.items() if v is not None]
     return "trinity-data " + " ".join(parts)
 
 
@@ -278,6 +280,10 @@ def main(job: Job, argv: list[str] | None = None) -> int:
             level=args.log_level, stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        from pipeline.redact import RedactingFilter
+
+        for handler in logging.getLogger().handlers:  # ours: no credential reaches the job's log
+            handler.addFilter(RedactingFilter())
     started = time.perf_counter()
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -355,7 +361,9 @@ def main(job: Job, argv: list[str] | None = None) -> int:
     )
     fields: dict[str, Any] = dict(result.summary) if result else {}
     try:
-        write_json(stats_uri, doc)
+        from pipeline.redact import redact_config
+
+        write_json(stats_uri, redact_config(doc))  # storage options, URL userinfo, tokens: never persisted
         fields.update(output=output, stats=stats_uri)
     except Exception as e:  # the run's status wins; a stats failure is reported, not fatal
         log.error("could not write stats to %s: %s", stats_uri, e)

@@ -49,7 +49,13 @@ def redact(node: Any, *, opaque: bool = False) -> Any:
         return out
     if isinstance(node, list):
         return [redact(v, opaque=opaque) for v in node]
-    return REDACTED if opaque else node
+    if opaque:
+        return REDACTED
+    if isinstance(node, str):  # a URL with userinfo, a token=... pair inside a value
+        from .redact import redact_text
+
+        return redact_text(node)
+    return node
 
 
 def _mask(v: Any) -> Any:

@@ -101,7 +101,7 @@ def build_engine(config: Any) -> Engine:
         from .vllm_engine import VLLMEngine
 
         return VLLMEngine(config)
-    raise TypeError(f"not an engine config: {config!r}")
+    raise TypeError(f"not an engine config: {type(config).__name__}")
 
 
 __all__ = [

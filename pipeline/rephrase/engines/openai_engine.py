@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ...redact import redact_text, redact_url, split_userinfo
 from ..errors import EngineDeadError, EngineError
 from .base import FINISH_ERROR, FINISH_LENGTH, FINISH_STOP, Engine, Generation, Prompt, SamplingConfig
 
@@ -58,8 +59,11 @@ class OpenAIEngine(Engine):
             else:
                 logger.info("openai engine: %s is not set; sending no API key", config.api_key_env)
         limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency)
+        # Credentials in the URL travel as basic auth, so no request URL (httpx logs them) carries them.
+        base_url, auth = split_userinfo(config.base_url.rstrip("/"))
+        self._where = redact_url(config.base_url)
         self._client = httpx.Client(
-            base_url=config.base_url.rstrip("/"), headers=headers, timeout=config.request_timeout_s, limits=limits
+            base_url=base_url, headers=headers, auth=auth, timeout=config.request_timeout_s, limits=limits
         )
         self._pool = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="openai-engine")
         self._tok = None
@@ -111,13 +115,13 @@ class OpenAIEngine(Engine):
                 last = _RequestFailed(f"timeout after {cfg.request_timeout_s}s ({type(exc).__name__})", transport=False)
                 continue
             except httpx.TransportError as exc:
-                last = _RequestFailed(f"connection error: {type(exc).__name__}: {exc}", transport=True)
+                last = _RequestFailed(redact_text(f"connection error: {type(exc).__name__}: {exc}"), transport=True)
                 continue
             if resp.status_code in _RETRY_STATUS:
-                last = _RequestFailed(f"HTTP {resp.status_code}: {resp.text[:200]}", transport=False)
+                last = _RequestFailed(redact_text(f"HTTP {resp.status_code}: {resp.text[:200]}"), transport=False)
                 continue
             if resp.status_code >= 400:
-                raise _RequestFailed(f"HTTP {resp.status_code}: {resp.text[:200]}", transport=False)
+                raise _RequestFailed(redact_text(f"HTTP {resp.status_code}: {resp.text[:200]}"), transport=False)
             try:
                 return self._parse(resp.json())
             except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -153,9 +157,9 @@ class OpenAIEngine(Engine):
                 transport_failures += exc.transport
                 out.append(Generation(text="", finish_reason=FINISH_ERROR, extra={"error": str(exc)}))
             except Exception as exc:  # a bug, not the endpoint: name it
-                raise EngineError(self.backend, f"{type(exc).__name__}: {exc}") from exc
+                raise EngineError(self.backend, redact_text(f"{type(exc).__name__}: {exc}")) from exc
         if transport_failures == len(prompts):
-            raise EngineDeadError(self.backend, f"{self.config.base_url} unreachable: {out[0].extra['error']}")
+            raise EngineDeadError(self.backend, f"{self._where} unreachable: {out[0].extra['error']}")
         return out
 
     def close(self) -> None:
