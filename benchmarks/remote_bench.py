@@ -2,7 +2,8 @@
 
 Real components only: moto's S3 server on loopback, reached through s3fs via a small
 HTTP proxy (``tests/rsdb/remote_testutil.py``) that adds a fixed latency to every
-request (and optionally caps each response's bandwidth), like a distant store.
+request (and optionally caps each response's bandwidth), like a distant store. The
+store runs in a process of its own, so it does not share the loader's GIL.
 
 What it prints (one JSON line per figure, plus a table), every figure with the
 machine's load average:
@@ -13,7 +14,7 @@ machine's load average:
   the store (``stats()["remote"]["wait_s"]``), tokens/s over the whole run.
 * ``warm``: a second loader over the now full cache (no request but the manifests).
 * ``startup`` with 100 and 10,000 shards: construction time and requests made (the
-  manifest only), then time to the first batch.
+  requests by then (the manifest; the prefetcher may have begun), then the first batch.
 
 Run: ``.venv/bin/python benchmarks/remote_bench.py`` (about 5 minutes on 2 cores).
 """
@@ -56,6 +57,45 @@ def write_corpus(root: Path, tokens: int, shard_tokens: int, seed: int = 0) -> s
         n += k
     rsdb.write_shards(root, docs, source="web", shard_tokens=shard_tokens, vocab_size=50_000)
     return str(root)
+
+
+def _store(conn, latencies_ms, bandwidth) -> None:
+    """The store in a process of its own (moto and the proxies would share the loader's GIL)."""
+    s3 = S3()
+    proxies = {lat: Proxy(s3.endpoint, latency_s=lat / 1000, bandwidth=bandwidth) for lat in latencies_ms}
+    conn.send({lat: s3.options(p.endpoint) for lat, p in proxies.items()})
+    while True:
+        cmd, *args = conn.recv()
+        if cmd == "upload":
+            conn.send(upload(s3, *args))
+        elif cmd == "stop":
+            break
+    for p in proxies.values():
+        p.stop()
+    s3.stop()
+    conn.send("stopped")
+
+
+class Store:
+    """moto + one latency proxy per latency, in a child process."""
+
+    def __init__(self, latencies_ms, bandwidth=None):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_store, args=(child, list(latencies_ms), bandwidth), daemon=True)
+        self.proc.start()
+        self.options = self.conn.recv()
+
+    def upload(self, local: str, prefix: str, threads: int = 8) -> str:
+        self.conn.send(("upload", local, prefix, threads))
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send(("stop",))
+        self.conn.recv()
+        self.proc.join(10)
 
 
 def upload(s3: S3, local: str, prefix: str, threads: int = 8) -> str:
@@ -107,66 +147,54 @@ def main() -> None:
     a = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="rsdb-remote-bench-"))
-    s3 = S3()
+    bw = a.bandwidth_mb * 1e6 if a.bandwidth_mb else None
+    store = Store(sorted(set(a.latency_ms) | {20.0}), bw)
     rows: list = []
     kw = dict(seq_len=8192, batch_size=8, buffer_docs=a.buffer_docs, seed=0)
     try:
         local = write_corpus(tmp / "web", int(a.tokens), a.shard_tokens)
         n_shards = len(rsdb.open_shards(local).shards)
-        uri = upload(s3, local, "bench/web")
+        uri = store.upload(local, "bench/web")
         print(f"# corpus: {int(a.tokens)/1e6:.0f}M tokens in {n_shards} shards; {load()}", flush=True)
         run({"web": local}, 3, **kw)  # warm the page cache and imports
         emit(rows, "local", **run({"web": local}, a.steps, **kw))
-        bw = a.bandwidth_mb * 1e6 if a.bandwidth_mb else None
         for lat in a.latency_ms:
-            proxy = Proxy(s3.endpoint, latency_s=lat / 1000, bandwidth=bw)
-            opts = s3.options(proxy.endpoint)
-            try:
-                for depth in a.prefetch:
-                    cache = tmp / f"cache-{lat:g}-{depth}"
-                    r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache,
-                            remote={"prefetch_shards": depth}, **kw)
-                    emit(rows, "cold", latency_ms=lat, prefetch_shards=depth, shards=n_shards, **r)
-                r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache, remote={"prefetch_shards": 4},
-                        **kw)
-                emit(rows, "warm", latency_ms=lat, **r)
-                for depth in a.prefetch:
-                    shutil.rmtree(tmp / f"cache-{lat:g}-{depth}", ignore_errors=True)
-            finally:
-                proxy.stop()
+            opts = store.options[lat]
+            for depth in a.prefetch:
+                cache = tmp / f"cache-{lat:g}-{depth}"
+                r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache,
+                        remote={"prefetch_shards": depth}, **kw)
+                emit(rows, "cold", latency_ms=lat, prefetch_shards=depth, shards=n_shards, **r)
+            r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache, remote={"prefetch_shards": 4}, **kw)
+            emit(rows, "warm", latency_ms=lat, **r)
+            for depth in a.prefetch:
+                shutil.rmtree(tmp / f"cache-{lat:g}-{depth}", ignore_errors=True)
         for n in a.startup_shards:
             # small shards (ten 200-token documents, ~8 KB each): the cost is per shard, not per byte
             d = tmp / f"many-{n}"
             docs = np.random.default_rng(n).integers(0, 50_000, size=(n * 10, 200), dtype=np.uint32)
             rsdb.write_shards(d, list(docs), source="web", shard_tokens=2000, vocab_size=50_000)
             t0 = time.perf_counter()
-            u = upload(s3, str(d), f"many-{n}/web", threads=16)
+            u = store.upload(str(d), f"many-{n}/web", 16)
             up = time.perf_counter() - t0
-            proxy = Proxy(s3.endpoint, latency_s=0.02)
-            try:
-                for bd in (64, a.buffer_docs):
-                    t0 = time.perf_counter()
-                    loader = rsdb.RSDBLoader({"web": u}, storage_options=s3.options(proxy.endpoint),
-                                             cache_dir=tmp / f"cache-many-{n}-{bd}",
-                                             remote={"prefetch_shards": 8},
-                                             **dict(kw, seq_len=2048, batch_size=1, buffer_docs=bd))
-                    built = time.perf_counter() - t0
-                    at_construct = proxy.gets("manifest.json")
-                    shard_gets_at_construct = proxy.gets(".arrow")
-                    next(loader)
-                    first = time.perf_counter() - t0
-                    st = loader.stats()["remote"]
-                    loader._remote.close()
-                    emit(rows, "startup", shards=n, buffer_docs=bd, latency_ms=20, construct_s=round(built, 4),
-                         manifest_gets_at_construct=at_construct,
-                         shard_gets_started_at_construct=shard_gets_at_construct, first_batch_s=round(first, 3),
-                         shards_local_at_first_batch=st["local_shards"], upload_s=round(up, 1))
-                    proxy.counts.clear()
-            finally:
-                proxy.stop()
+            for bd in (64, a.buffer_docs):
+                t0 = time.perf_counter()
+                loader = rsdb.RSDBLoader({"web": u}, storage_options=store.options[20.0],
+                                         cache_dir=tmp / f"cache-many-{n}-{bd}", remote={"prefetch_shards": 8},
+                                         **dict(kw, seq_len=2048, batch_size=1, buffer_docs=bd))
+                built = time.perf_counter() - t0
+                at_construct = loader.stats()["remote"]["requests"]
+                next(loader)
+                first = time.perf_counter() - t0
+                st = loader.stats()["remote"]
+                loader._remote.close()
+                emit(rows, "startup", shards=n, buffer_docs=bd, latency_ms=20, construct_s=round(built, 4),
+                     requests_at_construct=at_construct, first_batch_s=round(first, 3),
+                     shards_local_at_first_batch=st["local_shards"], demand_fetches=st["demand_fetches"],
+                     wait_s=st["wait_s"], upload_s=round(up, 1))
             shutil.rmtree(d, ignore_errors=True)
     finally:
-        s3.stop()
+        store.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))

@@ -262,8 +262,10 @@ class ShardCache:
             os.utime(path)  # "needed now": the LRU order
             return pin, False
         path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self._file_lock(path)
         try:
-            with self._file_lock(path):
+            # another process's download may take seconds: poll often, the wait is the loader's
+            with lock.acquire(poll_interval=0.005):
                 pin = _try_pin(path)  # another process finished it while we waited
                 if pin is not None:
                     os.utime(path)

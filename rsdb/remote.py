@@ -197,19 +197,34 @@ class RemoteTokenShards(TokenShards):
 
     def materialize(self, i: int, *, demand: bool) -> Path:
         """Make shard ``i`` a pinned, verified local file (fetching it if needed)."""
-        if i in self._pins:
-            return self.shard_path(i)
         t0 = time.monotonic()
-        info = self.shards[i]
-        path = self.shard_path(i)
-        uri = self.shard_uri(i)
-        pin, fetched = self._ctx.cache.materialize(path, self.shard_bytes(i), lambda part: self._fill(i, part), uri)
-        with self._guard:
+        while True:
+            with self._guard:
+                if i in self._pins:
+                    return self.shard_path(i)
+                ready = self._ready.get(i)
+                mine = ready is None
+                if mine:
+                    ready = self._ready[i] = threading.Event()
+            if mine:
+                break
+            # A thread of this process (a prefetch) is fetching it: wait for that, not
+            # for the file lock's polling; if it failed, try again ourselves.
+            ready.wait(self._ctx.options.lock_timeout_s)
             if i in self._pins:
-                pin.release()  # a prefetch thread and the loader raced; keep one pin
-            else:
+                self._ctx._account(waited=time.monotonic() - t0 if demand else 0.0, demand=demand)
+                return self.shard_path(i)
+        try:
+            path = self.shard_path(i)
+            pin, fetched = self._ctx.cache.materialize(path, self.shard_bytes(i), lambda part: self._fill(i, part),
+                                                       self.shard_uri(i))
+            with self._guard:
                 self._pins[i] = pin
-        self._ctx._account(fetched=fetched, nbytes=int(info["bytes"]) if fetched else 0,
+        finally:
+            with self._guard:
+                self._ready.pop(i, None)
+            ready.set()
+        self._ctx._account(fetched=fetched, nbytes=self.shard_bytes(i) if fetched else 0,
                            waited=time.monotonic() - t0 if demand else 0.0, demand=demand)
         return path
 
