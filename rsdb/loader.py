@@ -736,7 +736,7 @@ class RSDBLoader:
         """Small, JSON-able state: RNG counter, pool (view, doc, head) triples, stream cursors, counters."""
         with self._lock:
             return {"format": STATE_FORMAT, "version": _core.core_version(), "batches": self._batches,
-                    "tokens0": self._tokens0, "step0": self._step0,
+                    "tokens0": self._tokens0, "step0": self._step0, "num_batches": self.num_batches,
                     "config": self._fingerprint(), "core": self._core.get_state()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -774,6 +774,8 @@ class RSDBLoader:
         if problem:
             raise LoaderError(f"state rejected by the core: {problem}")
         self._batches = int(state["batches"])
+        if self.num_batches is not None and state.get("num_batches") is not None:
+            self.num_batches = int(state["num_batches"])  # after a global restore: the carried work's count
         self._set_clock(int(state.get("tokens0", 0)))
         self._step0 = int(state.get("step0", 0))
         self._broken = None
