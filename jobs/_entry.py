@@ -95,6 +95,9 @@ class Job:
         add_arguments: extra job-specific arguments, if any.
         ray_defaults: ``config -> {"address": ..., "num_cpus": ...}`` from the config's own
             Ray settings; ``--address`` / ``--num-cpus`` / ``RAY_ADDRESS`` win over them.
+        preflight: ``config -> None``: checks that need the job's data (a tokenizer folder
+            exists...), run after ``--check`` (which validates the config alone, anywhere)
+            and before Ray starts; a ``ConfigError`` there exits 2 without starting Ray.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Job:
     uses_ray: bool | Callable[[Any], bool] = True
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     ray_defaults: Callable[[Any], dict[str, Any]] | None = None
+    preflight: Callable[[Any], None] | None = None
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -322,6 +326,8 @@ def main(job: Job, argv: list[str] | None = None) -> int:
     status, code, result, error = "failed", EXIT_FAILED, None, None
     previous = None
     try:
+        if job.preflight is not None:
+            job.preflight(cfg)
         if job.uses_ray(cfg) if callable(job.uses_ray) else job.uses_ray:
             defaults = job.ray_defaults(cfg) if job.ray_defaults else {}
             owns_ray, doc["ray_resources"] = _connect_ray(args, defaults)

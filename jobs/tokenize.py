@@ -64,11 +64,13 @@ class TokenizeJobConfig(BaseModel):
 
 
 def _load(raw: dict[str, Any], uri: str) -> TokenizeJobConfig:
+    return TokenizeJobConfig.model_validate(raw)
+
+
+def _preflight(cfg: TokenizeJobConfig) -> None:
     from tokenizer.shards import check_tokenizer_dir
 
-    cfg = TokenizeJobConfig.model_validate(raw)
-    check_tokenizer_dir(cfg.tokenizer)  # with the config errors: before Ray starts, and under --check
-    return cfg
+    check_tokenizer_dir(cfg.tokenizer)  # before Ray starts: a wrong path should not cost a cluster start
 
 
 def _run(cfg: TokenizeJobConfig, args: argparse.Namespace) -> Result:
@@ -102,6 +104,7 @@ JOB = Job(
     load=_load,
     output=lambda cfg: cfg.output,
     run=_run,
+    preflight=_preflight,
 )
 
 

@@ -368,6 +368,9 @@ def policy_errors(objs: list[Obj]) -> list[str]:
     """Rules beyond the schemas; each error names the object and the path."""
     errs: list[str] = []
     clusters = {(o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objs if o.get("kind") == "RayCluster"}
+    auth_secret = {(o["metadata"].get("namespace"), o["metadata"]["name"]):
+                   ((o.get("spec") or {}).get("authOptions") or {}).get("secretName")
+                   for o in objs if o.get("kind") == "RayCluster"}
     for o in objs:
         kind, name = o.get("kind"), o.get("metadata", {}).get("name", "?")
         tag = f"{kind}/{name}"
@@ -393,6 +396,10 @@ def policy_errors(objs: list[Obj]) -> list[str]:
                     errs.append(f"{tag}: {where}: GPU pods need a nodeSelector or affinity")
         spec = o.get("spec", {})
         if kind == "RayCluster":
+            auth = spec.get("authOptions") or {}
+            if auth.get("mode") != "token" or not auth.get("secretName"):
+                errs.append(f"{tag}: spec.authOptions needs mode: token and a secretName (Ray 2.60 clusters use "
+                            "token auth; the RayJob submitters read the same Secret)")
             auto = spec.get("autoscalerOptions")
             if spec.get("enableInTreeAutoscaling"):
                 if auto is None:
@@ -421,10 +428,27 @@ def policy_errors(objs: list[Obj]) -> list[str]:
                             + (f" in namespace {ns!r}" if ns else ""))
             if "submitterPodTemplate" not in spec and spec.get("submissionMode", "K8sJobMode") == "K8sJobMode":
                 errs.append(f"{tag}: set submitterPodTemplate so the submitter pod gets limits and a securityContext")
+            secret = auth_secret.get((ns, sel)) if sel is not None else None
+            if secret and "submitterPodTemplate" in spec:
+                errs += [f"{tag}: {e}" for e in _submitter_token_errors(spec["submitterPodTemplate"], secret)]
             try:
                 entry_module(spec.get("entrypoint", ""))
             except ValueError as e:
                 errs.append(f"{tag}: spec.entrypoint: {e}")
+    return errs
+
+
+def _submitter_token_errors(tpl: Obj, secret: str) -> list[str]:
+    """The job submitter talks to a token-auth cluster: it needs RAY_AUTH_TOKEN from the cluster's Secret."""
+    errs = []
+    for i, c in enumerate((tpl.get("spec") or {}).get("containers", [])):
+        env = {e.get("name"): e for e in c.get("env", []) or []}
+        ref = ((env.get("RAY_AUTH_TOKEN") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        if ref.get("name") != secret or ref.get("key") != "auth_token":
+            errs.append(f"submitterPodTemplate/containers/{i}({c.get('name')}): env RAY_AUTH_TOKEN must come from "
+                        f"secretKeyRef {{name: {secret}, key: auth_token}}, or the submitter cannot reach the cluster")
+        if (env.get("RAY_AUTH_MODE") or {}).get("value") != "token":
+            errs.append(f"submitterPodTemplate/containers/{i}({c.get('name')}): set env RAY_AUTH_MODE=token")
     return errs
 
 

@@ -132,10 +132,17 @@ def test_cli_checks_the_tokenizer_before_starting_ray(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "no such folder" in " ".join(res.output.split())
 
 
-def test_tokenize_job_check_fails_on_a_missing_tokenizer(tmp_path):
+def test_tokenize_job_stops_on_a_missing_tokenizer_before_ray(tmp_path, monkeypatch):
+    import ray
+
     from jobs.tokenize import main
 
     cfg = tmp_path / "t.yaml"
     cfg.write_text(f"tokenizer: {tmp_path / 'missing'}\ninputs: [{tmp_path}]\noutput: {tmp_path / 'o'}\n"
                    "format: megatron\nunit_rows: 100\n")
-    assert main(["--config", str(cfg), "--check"]) == 2
+    assert main(["--config", str(cfg), "--check"]) == 0  # --check validates the config alone (no data needed)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ray.init called")))
+    assert main(["--config", str(cfg)]) == 2
+    stats = json.loads((tmp_path / "o" / "tokenize.job.json").read_text())
+    assert stats["status"] == "config_error" and "no such folder" in stats["error"]
