@@ -272,19 +272,25 @@ void Core::set_view(int32_t view, const int64_t* offsets, int64_t n_docs, const 
   v.dtype = dtype;
   v.bound = bound;
   v.ready = true;
+  init_pop(v);
+}
+
+void Core::init_pop(View& v) {
+  // The token range whose windows populate_doc may map: this stream's documents of the
+  // view, or the whole view once the stream carries work from other streams' slices.
   v.pop_lo = v.pop_hi = 0;
   v.pop_done.clear();
-  if (cfg_.populate_window > 0) {
-    const int64_t b = v.range_begin, e = v.range_end;
-    if (0 <= b && b < e && e <= n_docs) {
-      const int64_t lo = offsets[b], hi = offsets[e];
-      if (0 <= lo && lo < hi && hi <= n_tokens) {
+  if (cfg_.populate_window > 0 && v.ready) {
+    const int64_t b = pop_whole_ ? 0 : v.range_begin, e = pop_whole_ ? v.n_docs : v.range_end;
+    if (0 <= b && b < e && e <= v.n_docs) {
+      const int64_t lo = v.offsets[b], hi = v.offsets[e];
+      if (0 <= lo && lo < hi && hi <= v.n_tokens) {
         v.pop_lo = lo;
         v.pop_hi = hi;
       }
     }
     if (v.pop_hi > v.pop_lo) {
-      const int64_t item = dtype == kU16 ? 2 : 4;
+      const int64_t item = v.dtype == kU16 ? 2 : 4;
       const int64_t windows = (v.pop_hi * item) / cfg_.populate_window - (v.pop_lo * item) / cfg_.populate_window + 1;
       v.pop_done.assign(static_cast<size_t>((windows + 63) / 64), 0);
     }
@@ -1002,6 +1008,7 @@ std::string Core::set_state(const State& st) {
       if (rg.view == vi) base = rg.doc_base;
     p_gid_[k] = base + d;
   }
+  bool carried = false;
   for (size_t s = 0; s < ns; ++s) {
     SourceState& S = src_[s];
     S.epoch = st.epoch[s];
@@ -1017,6 +1024,11 @@ std::string Core::set_state(const State& st) {
     S.carry_pos = S.carry.empty() ? 0 : S.carry.front().begin;
     S.c_for = ~size_t{0};
     start_epoch(S, static_cast<int32_t>(s));
+    carried = carried || !S.partial.empty() || !S.carry.empty();
+  }
+  if (carried != pop_whole_) {
+    pop_whole_ = carried;
+    for (View& v : views_) init_pop(v);
   }
   emitted_ = st.emitted;
   refilling_ = st.refilling;

@@ -251,6 +251,7 @@ class Core {
   Status check_bound(int64_t r, uint32_t max_id, uint64_t bound);
   Status copy_chunk(int64_t r, int64_t n, int32_t* dst);
   void populate_doc(View& v, int64_t off, int64_t end);
+  void init_pop(View& v);
   Status copy_meta(int64_t r, int64_t n, const Outputs& o, int64_t at);
   void fill_doc_ids(const Outputs& o, int64_t at, int64_t n, int64_t v) const;
 
@@ -280,6 +281,7 @@ class Core {
   int64_t cu_width_ = 0;
 
   bool populate_ok_ = true;  // false once the kernel refused (e.g. Linux < 5.14)
+  bool pop_whole_ = false;   // carried work: populate windows anywhere in a view (init_pop)
   int32_t err_view_ = -1, err_source_ = -1;
   int64_t err_doc_ = -1, err_value_ = 0;
 };
