@@ -141,7 +141,10 @@ class UnitLoader:
             stats.record(unit.name, READ_STAGE, concat([kept, rejected]), kept, rejected,
                          time.perf_counter() - started)
             return concat([kept, rejected])
-        prev = load_unit_rows(self.out, self.phase - 1, unit.name)
+        return self.survivors(load_unit_rows(self.out, self.phase - 1, unit.name))
+
+    def survivors(self, prev: pa.Table) -> pa.Table:
+        """The live rows of a previous phase's unit table, those the global stages dropped now rejected."""
         live, _ = _split_live(prev)
         if DUP_OF in live.column_names:
             live = live.drop_columns([DUP_OF])

@@ -9,45 +9,43 @@ Phases and what makes each resumable:
    of its rows, kept and rejected, then a ``.done`` marker.
 3. **global k.j**: a global stage (dedup) decides over all live rows of map k, as a
    distributed Ray job; its drop list is committed atomically as one file.
-4. **write**: kept rows become zstd Parquet (or Arrow) shards of ``shard_bytes`` text
-   bytes in unit order, rejected rows go to ``rejected/``, and ``manifest.json`` is
-   written last. Names and cut points depend only on the data, so an interrupted and
-   an uninterrupted run write byte-identical shards.
+4. **write**: one Ray task per unit writes its kept rows as zstd Parquet (or Arrow)
+   shards ``part-<unit>-<piece>`` and its rejected rows to ``rejected/``
+   (``pipeline._write``); the driver merges the tasks' small summaries into
+   ``manifest.json``, written last. Names and contents depend only on the data, so an
+   interrupted and an uninterrupted run write byte-identical shards.
 
 Stages after a global stage form the next segment and read map k's survivors.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline._fs import OutFS
-from pipeline.progress import UnitProgress
-from pipeline.provenance import run_record, utc_now
 from pipeline._lock import LOCK_NAME, OutputLock
 from pipeline._ray import (
     PartWriter,
     StageUDF,
     UnitLoader,
     UnitWorker,
-    concat,
     load_unit_rows,
-    load_unit_stats,
     row_keys,
     unit_dir,
 )
+from pipeline._write import KEPT_BASE, REJECTED, unify, unit_schemas, write_shard, write_unit
+from pipeline.progress import UnitProgress
+from pipeline.provenance import run_record, utc_now
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
-from pipeline.read import READ_STAGE, ROW, UNIT, WorkUnit, plan_units
+from pipeline.read import READ_STAGE, WorkUnit, plan_units
 from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, GlobalStage, Stage
 
 log = logging.getLogger(__name__)
@@ -149,7 +147,11 @@ def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
         if manifest.get("config_hash") == chash and not overwrite:
             log.info("%s: already complete for this config", out.uri())
             return RunResult(manifest, 0.0, len(manifest.get("units", [])) or 0, 0, already_complete=True)
+    cpu_started = time.process_time()  # the driver's own CPU time: the run's serial part
+    phases: dict[str, float] = {}  # wall seconds per phase, in the manifest
+    tick = time.perf_counter()
     units = _plan(cfg, out, chash, overwrite)
+    phases["plan"] = time.perf_counter() - tick
     _ensure_ray(cfg)
 
     segs = segments_of(stages)
@@ -157,15 +159,19 @@ def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
     prev_drops: list[tuple[str, pa.Table]] = []
     global_stats: dict[str, dict[str, Any]] = {}
     for k, seg in enumerate(segs):
+        tick = time.perf_counter()
         skipped += _map_phase(cfg, out, units, k, seg, prev_drops)
+        phases[f"map{k}"] = time.perf_counter() - tick
         drops_here: list[tuple[str, pa.Table]] = []
         for j, g in enumerate(seg.globals):
+            tick = time.perf_counter()
             table, stats = _global_phase(cfg, out, units, k, j, g, drops_here)
+            phases[f"global{k}-{j}-{g.name}"] = time.perf_counter() - tick
             drops_here.append((g.name, table))
             global_stats[g.name] = stats
         prev_drops = drops_here
     manifest = _write_final(cfg, out, units, len(segs) - 1, prev_drops, stages, global_stats, chash,
-                            started_at=started_at)
+                            started_at=started_at, timing=(phases, started, cpu_started))
     return RunResult(manifest, time.perf_counter() - started, len(units), skipped)
 
 
@@ -323,174 +329,53 @@ def _dropped_bytes(t: pa.Table, keys: pa.Array) -> int:
 # --------------------------------------------------------------------------- final write
 
 
-def _public(table: pa.Table, keep_meta: bool) -> pa.Table:
-    drop = [c for c in table.column_names if c.startswith("_")]
-    if not keep_meta:
-        drop += [c for c in (REJECT_STAGE, REJECT_REASON, DUP_OF) if c in table.column_names]
-    return table.drop_columns(drop)
-
-
-def _unify(schemas: list[pa.Schema], first: tuple[str, ...]) -> pa.Schema:
-    """One schema for every shard: permissive promotion, strings where types disagree."""
-    fields: dict[str, pa.DataType] = {}
-    for schema in schemas:
-        for f in schema:
-            t = fields.get(f.name)
-            if t is None or pa.types.is_null(t):
-                fields[f.name] = f.type
-            elif t != f.type and not pa.types.is_null(f.type):
-                try:
-                    fields[f.name] = pa.unify_schemas([pa.schema([(f.name, t)]), pa.schema([(f.name, f.type)])],
-                                                      promote_options="permissive").field(0).type
-                except (pa.ArrowInvalid, pa.ArrowTypeError):
-                    fields[f.name] = pa.string()
-    names = [n for n in first if n in fields] + sorted(n for n in fields if n not in first)
-    return pa.schema([(n, pa.string() if pa.types.is_null(fields[n]) else fields[n]) for n in names])
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    cols = []
-    for f in schema:
-        if f.name in table.column_names:
-            col = table.column(f.name)
-            if col.type != f.type:
-                try:
-                    col = col.cast(f.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    col = pa.array([None if v is None else (v if isinstance(v, str) else json.dumps(v))
-                                    for v in col.to_pylist()], pa.string())
-            cols.append(col)
-        else:
-            cols.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(cols, schema=schema)
-
-
-class ShardWriter:
-    """Cuts a row stream into shards of ``target`` text bytes: ``part-00000.parquet``, ...
-
-    Cut points depend only on the rows, so the same rows always give the same shards.
-    """
-
-    def __init__(self, out: OutFS, folder: str | None, schema: pa.Schema, target: int, fmt: str,
-                 compression: str, level: int | None):
-        self.out, self.folder, self.schema, self.target = out, folder, schema, target
-        self.fmt, self.compression, self.level = fmt, compression, level
-        self.buffer: list[pa.Table] = []
-        self.buffered = 0
-        self.shards: list[dict[str, Any]] = []
-
-    def add(self, table: pa.Table) -> None:
-        if not table.num_rows:
-            return
-        table = _conform(table, self.schema)
-        sizes = pc.binary_length(table.column("text")).fill_null(0).to_numpy(zero_copy_only=False)
-        start, n = 0, table.num_rows
-        while start < n:
-            cum = self.buffered + np.cumsum(sizes[start:])
-            cut = int(np.searchsorted(cum, self.target, side="left"))
-            if cut >= len(cum):
-                self.buffer.append(table.slice(start))
-                self.buffered = int(cum[-1])
-                return
-            self.buffer.append(table.slice(start, cut + 1))
-            self._flush()
-            start += cut + 1
-
-    def _flush(self) -> None:
-        table = pa.concat_tables(self.buffer).combine_chunks() if self.buffer else self.schema.empty_table()
-        self.buffer, self.buffered = [], 0
-        ext = "parquet" if self.fmt == "parquet" else "arrow"
-        name = f"part-{len(self.shards):05d}.{ext}"
-        parts = ([self.folder] if self.folder else []) + [name]
-        if self.fmt == "parquet":
-            import io
-
-            import pyarrow.parquet as pq
-
-            buf = io.BytesIO()
-            pq.write_table(table, buf, compression=None if self.compression == "none" else self.compression,
-                           compression_level=self.level if self.compression in ("zstd", "gzip") else None,
-                           row_group_size=8192)
-        else:
-            import io
-
-            import pyarrow.ipc as ipc
-
-            buf = io.BytesIO()
-            opts = ipc.IpcWriteOptions(compression=None if self.compression in ("none", "snappy", "gzip")
-                                       else self.compression)
-            with ipc.new_file(buf, table.schema, options=opts) as w:
-                w.write_table(table)
-        data = buf.getvalue()
-        self.out.write_bytes(data, *parts)
-        self.shards.append({"path": "/".join(parts), "rows": table.num_rows, "bytes": len(data),
-                            "text_bytes": int(pc.sum(pc.binary_length(table.column("text"))).as_py() or 0),
-                            "sha256": hashlib.sha256(data).hexdigest()})
-
-    def close(self) -> list[dict[str, Any]]:
-        if self.buffer or not self.shards:
-            self._flush()
-        return self.shards
-
-
 def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: int,
                  last_drops: list[tuple[str, pa.Table]], stages: list[Stage],
                  global_stats: dict[str, dict[str, Any]], chash: str, *,
-                 started_at: str | None = None) -> dict[str, Any]:
+                 started_at: str | None = None,
+                 timing: tuple[dict[str, float], float, float] | None = None) -> dict[str, Any]:
+    import ray
     from tqdm import tqdm
 
-    import pyarrow.parquet as pq
-
     started = time.perf_counter()
-    # Pass 1: schemas from Parquet footers only.
+    # 1. One schema for all shards, from each unit's Parquet footers (read by tasks).
+    schema_task = ray.remote(num_cpus=1)(unit_schemas)
     kept_schemas, rej_schemas = [], []
-    for k in range(last + 1):
-        for u in units:
-            for name in out.ls(*unit_dir(k, u.name)):
-                if name.startswith("_rows") and name.endswith(".parquet"):
-                    with out.fs.open(out.path(*unit_dir(k, u.name), name), "rb") as f:
-                        s = pq.read_schema(f)
-                    rej_schemas.append(s)
-                    if k == last:
-                        kept_schemas.append(s)
-    base = ("id", "text", "source", "lang", "lang_score", "source_file", "source_line")
-    kept_schema = _unify([_public(s.empty_table(), False).schema for s in kept_schemas]
-                         or [pa.schema([("id", pa.string()), ("text", pa.string())])], base)
-    rej_schema = _unify([_public(s.empty_table(), True).schema for s in rej_schemas]
-                        + [pa.schema([(REJECT_STAGE, pa.string()), (REJECT_REASON, pa.string()),
-                                      (DUP_OF, pa.string())])], (REJECT_STAGE, REJECT_REASON, *base))
-    # Previous output shards would linger if this run writes fewer.
-    for name in out.ls():
-        if name.startswith("part-"):
-            out.rm(name)
-    out.rm("rejected", recursive=True)
+    for kept_s, rej_s in ray.get([schema_task.remote(out, u.name, last) for u in units]):
+        kept_schemas += kept_s
+        rej_schemas += rej_s
+    kept_schema = unify(kept_schemas or [pa.schema([("id", pa.string()), ("text", pa.string())])], KEPT_BASE)
+    rej_schema = unify(rej_schemas + [pa.schema([(REJECT_STAGE, pa.string()), (REJECT_REASON, pa.string()),
+                                                 (DUP_OF, pa.string())])], (REJECT_STAGE, REJECT_REASON, *KEPT_BASE))
+    # 2. One write task per unit; the driver only collects their small summaries.
     fmt, comp, level = cfg.output.format, cfg.output.compression, cfg.output.compression_level
-    kept_w = ShardWriter(out, None, kept_schema, cfg.output.shard_bytes, fmt, comp, level)
-    rej_w = ShardWriter(out, "rejected", rej_schema, cfg.output.shard_bytes, "parquet", comp, level)
-    final = UnitLoader(out, cfg.input, last + 1, last_drops)
-    for u in tqdm(units, desc="write shards", unit="unit", disable=not cfg.progress, leave=False):
-        rejected = []
-        for k in range(last):
-            rows = load_unit_rows(out, k, u.name)
-            if rows.num_rows:
-                rejected.append(rows.filter(pc.is_valid(rows.column(REJECT_STAGE))))
-        rows = load_unit_rows(out, last, u.name)
-        if rows.num_rows:
-            rejected.append(rows.filter(pc.is_valid(rows.column(REJECT_STAGE))))
-        table = final.load(u, None)  # type: ignore[arg-type]
-        if table.num_rows:
-            dead = pc.is_valid(table.column(REJECT_STAGE)) if REJECT_STAGE in table.column_names else None
-            kept = table if dead is None else table.filter(pc.invert(dead))
-            if dead is not None:
-                rejected.append(table.filter(dead))
-            kept_w.add(_public(kept.sort_by([(ROW, "ascending")]), False))
-        rej = concat(rejected)
-        if rej.num_rows:
-            rej_w.add(_public(rej.sort_by([(ROW, "ascending")]), True))
-    shards = kept_w.close()
-    rejected_shards = rej_w.close()
+    drops_ref = ray.put(last_drops)
+    task = ray.remote(num_cpus=1)(write_unit)
+    pending = {task.remote(out, cfg.input, u.name, u.index, last, drops_ref, kept_schema, rej_schema, fmt, comp,
+                           level, cfg.output.shard_bytes): u.index for u in units}
+    summaries: dict[int, dict[str, Any]] = {}
+    with tqdm(total=len(units), desc="write shards", unit="unit", disable=not cfg.progress, leave=False) as bar:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=min(len(pending), 64), timeout=1.0)
+            for ref in ready:
+                summaries[pending.pop(ref)] = ray.get(ref)
+                bar.update(1)
+    ordered = [summaries[u.index] for u in units]
+    shards = [s for x in ordered for s in x["shards"]]
+    rejected_shards = [s for x in ordered for s in x["rejected"]]
+    if not shards:  # an empty run still has one (empty) shard with the schema
+        ext = "parquet" if fmt == "parquet" else "arrow"
+        shards = [write_shard(out, kept_schema.empty_table(), [f"part-000000-000.{ext}"], fmt, comp, level)]
+    # 3. Shards of an earlier run at this path that this run did not write.
+    written = {s["path"] for s in shards} | {s["path"] for s in rejected_shards}
+    for name in out.ls():
+        if name.startswith("part-") and name not in written:
+            out.rm(name)
+    for name in out.ls(REJECTED):
+        if f"{REJECTED}/{name}" not in written:
+            out.rm(REJECTED, name)
 
-    stage_stats = _stage_stats(out, units, last, stages, global_stats)
+    stage_stats = _stage_stats([p for x in ordered for p in x["stats"]], stages, global_stats)
     rows_out = sum(s["rows"] for s in shards)
     rows_rej = sum(s["rows"] for s in rejected_shards)
     rows_in = stage_stats[0]["docs_in"] if stage_stats else 0
@@ -512,6 +397,7 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
         "accounting": {"ok": not problems, "problems": problems,
                        "rule": "per stage docs_in = docs_kept + docs_rejected; input rows = kept + rejected"},
         "write_seconds": time.perf_counter() - started,
+        **_timing(timing, time.perf_counter() - started),
         # the config (secrets redacted, no output path), library versions, start/end (UTC)
         "run": run_record(cfg, started_at=started_at),
     }
@@ -521,25 +407,37 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     return manifest
 
 
-def _stage_stats(out: OutFS, units: list[WorkUnit], last: int, stages: list[Stage],
+def _timing(timing: tuple[dict[str, float], float, float] | None, write_s: float) -> dict[str, Any]:
+    """Wall seconds per phase, and the driver's own CPU seconds and peak memory (scale figures)."""
+    if timing is None:
+        return {}
+    import resource
+
+    phases, started, cpu_started = timing
+    wall = time.perf_counter() - started
+    return {"phases": {**{k: round(v, 3) for k, v in phases.items()}, "write": round(write_s, 3)},
+            "driver": {"wall_s": round(wall, 3), "cpu_s": round(time.process_time() - cpu_started, 3),
+                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}
+
+
+def _stage_stats(pieces: list[dict[str, Any]], stages: list[Stage],
                  global_stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-stage counters summed over every unit's (and phase's) stats pieces."""
     merged: dict[str, dict[str, Any]] = {}
-    for k in range(last + 1):
-        for u in units:
-            for piece in load_unit_stats(out, k, u.name):
-                for name, s in piece["stages"].items():
-                    if name.endswith(":prepare"):
-                        prep = merged.setdefault(name, {"seconds": 0.0})
-                        prep["seconds"] += s["seconds"]
-                        continue
-                    m = merged.setdefault(name, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
-                                                 "bytes_out": 0, "seconds": 0.0, "reasons": {}})
-                    for key in ("docs_in", "docs_kept", "docs_rejected", "bytes_in", "bytes_out", "seconds"):
-                        m[key] += s[key]
-                    for r, n in s["reasons"].items():
-                        m["reasons"][r] = m["reasons"].get(r, 0) + n
-                    for c, n in s.get("counts", {}).items():
-                        m.setdefault("counts", {})[c] = m.get("counts", {}).get(c, 0) + n
+    for piece in pieces:
+        for name, s in piece["stages"].items():
+            if name.endswith(":prepare"):
+                prep = merged.setdefault(name, {"seconds": 0.0})
+                prep["seconds"] += s["seconds"]
+                continue
+            m = merged.setdefault(name, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
+                                         "bytes_out": 0, "seconds": 0.0, "reasons": {}})
+            for key in ("docs_in", "docs_kept", "docs_rejected", "bytes_in", "bytes_out", "seconds"):
+                m[key] += s[key]
+            for r, n in s["reasons"].items():
+                m["reasons"][r] = m["reasons"].get(r, 0) + n
+            for c, n in s.get("counts", {}).items():
+                m.setdefault("counts", {})[c] = m.get("counts", {}).get(c, 0) + n
     for name, g in global_stats.items():
         merged[name] = {**g, "seconds": g["seconds"] + merged.pop(f"{name}:prepare", {"seconds": 0.0})["seconds"]}
     order = [READ_STAGE] + [s.name for s in stages]

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -198,8 +199,11 @@ def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
             with fs.open(shard, "rb") as f:
                 total += pq.read_table(f).num_rows
         assert total == 40
-        with fs.open("curation/out/rejected/part-00000.parquet", "rb") as f:
-            rej = pq.read_table(f)
+        rej = []
+        for shard in sorted(fs.glob("curation/out/rejected/part-*.parquet")):
+            with fs.open(shard, "rb") as f:
+                rej.append(pq.read_table(f))
+        rej = pa.concat_tables(rej)
         assert sorted(rej.column("source_line").to_pylist()) == [3, 5, 7]
         assert set(rej.column("source_file").to_pylist()) == {"s3://curation/in/docs.jsonl"}
     finally:
