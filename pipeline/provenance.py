@@ -84,7 +84,11 @@ def versions(stage_specs: list[Any] | None = None) -> dict[str, Any]:
 def langid_model(options: dict[str, Any]) -> dict[str, Any]:
     """Which language-ID model a ``langid`` stage uses: the package version, or the file's digest."""
     path = options.get("model_path")
-    if path is None and options.get("backend", "lingua") == "lingua":
+    backend = options.get("backend", "py3langid")
+    if path is None and backend in ("py3langid", "cld2"):
+        package = {"py3langid": "py3langid", "cld2": "pycld2"}[backend]
+        return {"backend": backend, "package": package, "version": _version(package)}
+    if path is None and backend == "lingua":
         return {"backend": "lingua", "package": "lingua-language-detector",
                 "version": _version("lingua-language-detector"),
                 "low_accuracy": bool(options.get("low_accuracy", True))}

@@ -129,8 +129,11 @@ def test_normalize_repairs():
     assert res.kept.column("text")[0].as_py() == "Caf\u00e9\nlinetwo"
 
 
-def test_langid_lingua_offline():
-    stage = LangId(LangId.Config(languages=["en", "de"]))
+@pytest.mark.parametrize("backend", ["py3langid", "lingua", "cld2"])
+def test_langid_offline(backend):
+    if backend == "cld2":
+        pytest.importorskip("pycld2")
+    stage = LangId(LangId.Config(languages=["en", "de"], backend=backend))
     t = pa.table({"id": ["en", "de", "fr"], "text": [GOOD, "Der Ausschuss hat am Dienstag den Haushalt und den "
                   "Zeitplan für das kommende Jahr geprüft und beschlossen, ihn zu veröffentlichen.",
                   "Le comité s'est réuni mardi pour examiner le budget et le calendrier de l'année prochaine."]})

@@ -48,8 +48,11 @@ def test_run_record_has_config_versions_times_and_no_secret_or_path(tmp_path):
     assert v["python"] == platform.python_version()
     for pkg in ("ray", "pyarrow", "tokenizers"):
         assert v[pkg] == metadata.version(pkg)
-    assert v["langid_model"] == {"backend": "lingua", "package": "lingua-language-detector",
-                                 "version": metadata.version("lingua-language-detector"), "low_accuracy": True}
+    assert v["langid_model"] == {"backend": "py3langid", "package": "py3langid",
+                                 "version": metadata.version("py3langid")}
+    assert langid_model({"backend": "lingua"}) == {"backend": "lingua", "package": "lingua-language-detector",
+                                                   "version": metadata.version("lingua-language-detector"),
+                                                   "low_accuracy": True}
     assert dt.datetime.fromisoformat(rec["finished_at"]) >= dt.datetime.fromisoformat(rec["started_at"])
 
 
