@@ -185,12 +185,24 @@ def bench_prune(args) -> None:
         if ref is None:
             ref = merges
         else:
-            same_prefix = next((i for i, (a, b) in enumerate(zip(ref, merges)) if a != b), min(len(ref), len(merges)))
-            sa, sb = {tuple(m) for m in ref}, {tuple(m) for m in merges}
-            rec.update(identical_prefix=same_prefix, merge_overlap=round(len(sa & sb) / len(sa), 4),
-                       first_1000_overlap=round(len({tuple(m) for m in ref[:1000]} & {tuple(m) for m in merges[:1000]})
-                                                / 1000, 4))
+            rec.update(merge_stats(ref, merges))
         emit(args.out, rec)
+
+
+def merge_stats(ref: list, merges: list, kind: str = "trinity") -> dict:
+    """How far ``merges`` is from ``ref``, over the learned merges only (the forced
+    digit merges that come first in every tokenizer are skipped): the identical
+    prefix, and the overlap of the first 1k / 10k and of all learned merges."""
+    from tokenizer.train import forced_merges
+
+    skip = len(forced_merges(kind))
+    a, b = [tuple(m) for m in ref[skip:]], [tuple(m) for m in merges[skip:]]
+    prefix = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    out = {"learned_merges": len(a), "identical_prefix": prefix}
+    for n in (1000, 10_000, len(a)):
+        key = "overlap_all" if n == len(a) else f"overlap_first_{n // 1000}k"
+        out[key] = round(len(set(a[:n]) & set(b[:n])) / max(1, min(n, len(a))), 4)
+    return out
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@ distinct pre-tokens kept for training, not the input size:
 
 1. **count**: the driver reads the documents (the same sampling, held-out split and
    ``max_bytes`` as every route) and cuts them into units of about ``unit_bytes``;
-   worker processes count each unit's byte-level pre-tokens and write them,
+   worker processes (or Ray tasks, ``backend="ray"``) count each unit's byte-level pre-tokens and write them,
    sorted, to ``runs/u000123.tsv`` (one ``piece<TAB>count`` line each) plus a
    ``.json`` marker. A unit whose marker exists (and matches what the driver
    re-reads) is not counted again, so a run killed with ``kill -9`` resumes where
@@ -218,11 +218,58 @@ def _open_work_dir(work: Path, fp: str) -> Path:
     return runs
 
 
-def count_to_runs(texts: Iterable[str], kind: str, runs: Path, p: Plan, progress: bool) -> dict:
-    """Phase 1: every unit counted into a sorted run file (resuming finished ones)."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+class _RayPool:
+    """The few ``ProcessPoolExecutor`` calls :func:`count_to_runs` uses, as Ray tasks on
+    the current cluster (started locally for this call if there is none). The run
+    files are written by the tasks: on several machines ``work_dir`` must be a
+    shared file system."""
 
+    def __init__(self, workers: int):
+        import ray
+
+        self.ray = ray
+        self.started_here = not ray.is_initialized()
+        if self.started_here:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        self.task = ray.remote(count_unit)
+
+    def submit(self, fn, *args):
+        return self.task.remote(*args)
+
+    def wait_one(self, pending: set) -> tuple[list, set]:
+        done, rest = self.ray.wait(list(pending), num_returns=1)
+        return [self.ray.get(r) for r in done], set(rest)
+
+    def close(self) -> None:
+        if self.started_here:
+            self.ray.shutdown()
+
+
+class _ProcessPool:
+    def __init__(self, workers: int):
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a forked worker would inherit the driver's heap (and Ray's or the
+        # trainer's threads); a worker that dies raises BrokenProcessPool, never hangs.
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    def wait_one(self, pending: set) -> tuple[list, set]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, rest = wait(pending, return_when=FIRST_COMPLETED)
+        return [f.result() for f in done], rest
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def count_to_runs(texts: Iterable[str], kind: str, runs: Path, p: Plan, progress: bool,
+                  backend: str = "processes") -> dict:
+    """Phase 1: every unit counted into a sorted run file (resuming finished ones)."""
     from tqdm import tqdm
 
     counted = resumed = 0
@@ -235,9 +282,8 @@ def count_to_runs(texts: Iterable[str], kind: str, runs: Path, p: Plan, progress
         bar.update(meta["bytes"])
         bar.set_postfix(units=counted + resumed, resumed=resumed)
 
-    # spawn: a forked worker would inherit the driver's heap (and Ray's or the
-    # trainer's threads); a worker that dies raises BrokenProcessPool, never hangs.
-    with ProcessPoolExecutor(max_workers=p.workers, mp_context=mp.get_context("spawn")) as pool:
+    pool = _RayPool(p.workers) if backend == "ray" else _ProcessPool(p.workers)
+    try:
         pending: set = set()
         for i, unit, meta in _units(texts, p.unit_bytes):
             if _done(runs, meta):
@@ -247,12 +293,16 @@ def count_to_runs(texts: Iterable[str], kind: str, runs: Path, p: Plan, progress
                 continue
             pending.add(pool.submit(count_unit, unit, kind, str(runs / f"u{i:06d}.tsv"), meta))
             del unit
-            if len(pending) > p.workers:  # bounded window: at most workers + 1 units in flight
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    finish(f.result())
-        for f in pending:
-            finish(f.result())
+            while len(pending) > p.workers:  # bounded window: at most workers + 1 units in flight
+                done, pending = pool.wait_one(pending)
+                for meta_done in done:
+                    finish(meta_done)
+        while pending:
+            done, pending = pool.wait_one(pending)
+            for meta_done in done:
+                finish(meta_done)
+    finally:
+        pool.close()
     bar.close()
     return {"units": counted + resumed, "units_counted": counted, "units_resumed": resumed,
             "count_s": round(time.perf_counter() - started, 2)}
@@ -370,6 +420,8 @@ def kept_summary(hist: dict[int, list[int]], threshold: tuple[int, int]) -> dict
     pieces = sum(v[0] for c, v in hist.items() if c > count) + ties
     mass = sum(c * v[0] for c, v in hist.items() if c > count) + count * ties
     chars = sum(v[1] for c, v in hist.items() if c > count)
+    if ties and count in hist:  # the tied pieces' share of their level's characters
+        chars += round(hist[count][1] * ties / hist[count][0])
     return {"kept_distinct": pieces, "kept_mass": mass, "kept_chars_approx": chars}
 
 
@@ -401,7 +453,7 @@ def train_sharded(cfg: TrainConfig, texts: Iterable[str], trainer, *, out_dir: s
     try:
         runs = _open_work_dir(work, fp)
         report: dict = {"plan": p.as_dict(), "work_dir": str(work)}
-        report.update(count_to_runs(texts, cfg.pretokenizer, runs, p, progress))
+        report.update(count_to_runs(texts, cfg.pretokenizer, runs, p, progress, cfg.backend))
         files = sorted(runs.glob("u*.tsv"))[: report["units"]]
         merged = merge_runs(files, work / "merged.tsv", progress)
         hist = merged.pop("hist")

@@ -84,6 +84,14 @@ def test_sharded_route_matches_direct(demo_corpus):
     assert c["run_lines"] > c["distinct"] > 0
 
 
+def test_sharded_route_on_ray(demo_corpus, ray_cluster):
+    direct = tokenizer.train(_cfg(demo_corpus, max_bytes=200_000)).tokenizer
+    res = tokenizer.train(_cfg(demo_corpus, max_bytes=200_000, route="sharded", backend="ray", workers=2,
+                               unit_bytes=40_000))
+    assert res.report["counts"]["units_counted"] >= 3
+    assert res.tokenizer.to_str() == direct.to_str()
+
+
 def test_sharded_pruning_reports_kept_mass(demo_corpus):
     res = tokenizer.train(_cfg(demo_corpus, route="sharded", workers=1, unit_bytes=100_000, min_count=2,
                                max_words=4000))
