@@ -181,8 +181,9 @@ def run_real(tokens: int, pool: int, batches: int, rounds: int) -> None:
     restored()
     t_restore = time.perf_counter() - t0
     rates = {"restored": [], "fresh": []}
-    for _ in range(rounds):
-        for name, make in (("restored", restored), ("fresh", fresh)):
+    for i in range(rounds):
+        order = (("restored", restored), ("fresh", fresh))
+        for name, make in order if i % 2 == 0 else order[::-1]:  # alternate, so neither always goes first
             loader = make()
             next(loader)  # start-up (first pool) excluded: steady-state throughput
             t0 = time.process_time()  # CPU seconds: the shared VM's load stretches wall time
@@ -205,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-ranks", type=int, default=1536)
     p.add_argument("--pool", type=int, default=4096)
     p.add_argument("--tokens", type=int, default=40_000_000, help="real corpus size")
-    p.add_argument("--batches", type=int, default=30)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--batches", type=int, default=600)
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process: one synthetic size
     a = p.parse_args(argv)
     if a.one:
