@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "rsdb"))
 import rsdb  # noqa: E402
+from rsdb.remote import RemoteContext  # noqa: E402
 from remote_testutil import BUCKET, S3, Proxy  # noqa: E402
 
 
@@ -160,6 +161,8 @@ def main() -> None:
         emit(rows, "local", **run({"web": local}, a.steps, **kw))
         for lat in a.latency_ms:
             opts = store.options[lat]
+            # s3fs's client set-up (about a second, once per process and endpoint) is not the store's latency
+            RemoteContext({"cache_dir": str(tmp / "warmup")}, opts).open_shards(uri)
             for depth in a.prefetch:
                 cache = tmp / f"cache-{lat:g}-{depth}"
                 r = run({"web": uri}, a.steps, storage_options=opts, cache_dir=cache,

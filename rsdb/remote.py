@@ -51,7 +51,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .cache import CacheFull, Pin, ShardCache
-from .errors import ConfigError, LoaderError, ShardError
+from .errors import ConfigError, ShardError
 from .manifest import MANIFEST
 from .manifest import _check as _check_manifest
 from .shards import TokenShards, verify_mode
@@ -80,7 +80,7 @@ class RemoteOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     cache_dir: Optional[str] = Field(None, description="local cache folder; default ~/.cache/rsdb")
     max_cache_bytes: Optional[int] = Field(None, ge=1, description="bound on the cache folder; None: unbounded")
-    prefetch_shards: int = Field(4, ge=0, description="background downloads in flight (0: fetch on demand only)")
+    prefetch_shards: int = Field(8, ge=0, description="background downloads in flight (0: fetch on demand only)")
     chunk_bytes: int = Field(16 << 20, ge=1 << 16, description="bytes per ranged read")
     timeout_s: float = Field(60.0, gt=0, description="connect/read timeout of one request (where the store allows)")
     retries: int = Field(4, ge=0, description="retries of a failed request (transient errors only)")
@@ -134,7 +134,8 @@ class Fetcher:
                 raise ShardError(what, f"not found or not readable in the store: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - any store error other than the above may be transient
                 if attempt + 1 == attempts:
-                    raise ShardError(what, f"fetch failed after {attempts} attempts in {time.monotonic() - start:.1f} s "
+                    took = time.monotonic() - start
+                    raise ShardError(what, f"fetch failed after {attempts} attempts in {took:.1f} s "
                                            f"(retries={self.opts.retries}, timeout_s={self.opts.timeout_s:g}): "
                                            f"{type(exc).__name__}: {exc}") from None
                 delay = self.opts.backoff_s * (2**attempt) * (0.5 + random.random())
