@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["rsdb", "rsdb.shards", "rsdb.loader", "rsdb.torch"]
+MODULES = ["rsdb", "rsdb.shards", "rsdb.loader", "rsdb.torch", "rsdb.schedule"]
 
 
 @pytest.mark.parametrize("name", MODULES)
