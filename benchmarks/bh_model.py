@@ -146,7 +146,9 @@ def batch_loss(model: TinyGPT, batch: dict, device: torch.device) -> tuple[torch
 
     Inputs are ``tokens[:, :-1]``, labels ``tokens[:, 1:]``; :func:`rsdb.label_mask`
     drops padding and the labels that start a new segment (a document's first token is
-    not predictable from the previous document). Returns (loss tensor, number of loss tokens).
+    not predictable from the previous document). Returns (loss tensor, number of label tokens
+    that are not padding): the count is what the step processed, for tokens/s and tokens seen;
+    the loss averages over the masked labels only.
     """
     t = {k: torch.as_tensor(batch[k]).to(device, non_blocking=True)
          for k in ("tokens", "loss_mask", "position_ids", "doc_ids")}
@@ -155,6 +157,5 @@ def batch_loss(model: TinyGPT, batch: dict, device: torch.device) -> tuple[torch
     mask = rsdb.label_mask(t)
     logits = model(inp, t["position_ids"][:, :-1].long(), t["doc_ids"][:, :-1])
     per_tok = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), reduction="none")
-    n = int(mask.sum())
-    loss = (per_tok * mask.reshape(-1)).sum() / max(1, n)
-    return loss, n
+    loss = (per_tok * mask.reshape(-1)).sum() / max(1, int(mask.sum()))
+    return loss, int(t["loss_mask"][:, 1:].sum())

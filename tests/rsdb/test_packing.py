@@ -148,5 +148,15 @@ def test_bh_model_loss_skips_labels_that_start_a_segment():
         "position_ids": np.array([[0, 1, 2, 3, 0, 1, 2, 0, 1]], np.int32),
         "doc_ids": np.array([[0, 0, 0, 0, 1, 1, 1, 2, 2]], np.int32),
     }
-    _, n = batch_loss(model, batch, torch.device("cpu"))
-    assert n == 8 - 2  # two labels start a document
+    loss, n = batch_loss(model, batch, torch.device("cpu"))
+    assert n == 8  # labels processed (no padding here)
+    with torch.no_grad():
+        base = float(batch_loss(model, batch, torch.device("cpu"))[0])
+    # a label at a segment start is excluded: the mean equals the mean over the 6 in-document labels
+    with torch.no_grad():
+        logits = model(torch.as_tensor(batch["tokens"][:, :-1]).long(),
+                       torch.as_tensor(batch["position_ids"][:, :-1]).long(), torch.as_tensor(batch["doc_ids"][:, :-1]))
+    per = torch.nn.functional.cross_entropy(logits[0].float(), torch.as_tensor(batch["tokens"][0, 1:]).long(),
+                                            reduction="none")
+    keep = torch.tensor([True, True, True, False, True, True, False, True])
+    assert abs(float(per[keep].mean()) - base) < 1e-5 and abs(float(loss) - base) < 1e-5
