@@ -69,12 +69,47 @@ def _spacy(code: str):
     return spacy.blank(code, config=config) if config else spacy.blank(code)
 
 
+#: segmenters that look across spaces (jieba; pyvi joins syllables into words): whole text at once
+_WHOLE_TEXT = {"zh", "vi"}
+_CHUNK_CACHE_MAX = 1 << 18  # whitespace chunks per language; emptied when full
+
+
 def _spacy_words(code: str) -> Splitter:
+    if code in _WHOLE_TEXT:
+        def split_whole(text: str) -> list[str]:
+            nlp = _spacy(code)
+            nlp.max_length = len(text) + 10
+            with nlp.memory_zone():
+                return _strip(t.text for t in nlp.make_doc(text))
+        return split_whole
+
+    cache: dict[str, tuple[str, ...]] = {}
+
     def split(text: str) -> list[str]:
-        nlp = _spacy(code)
-        nlp.max_length = len(text) + 10
-        with nlp.memory_zone():
-            return _strip(t.text for t in nlp.make_doc(text))
+        # spaCy's rule tokenizer splits each whitespace chunk on its own, so a chunk's tokens
+        # are cached and only chunks not seen before are tokenized, in one call (joined by
+        # newlines, then regrouped by offset). Documents repeat most of their chunks.
+        chunks = text.split()
+        new = [c for c in dict.fromkeys(chunks) if c not in cache]
+        if new:
+            if len(cache) + len(new) > _CHUNK_CACHE_MAX:
+                cache.clear()
+            nlp = _spacy(code)
+            joined = "\n".join(new)
+            nlp.max_length = len(joined) + 10
+            starts = [0]
+            for c in new[:-1]:
+                starts.append(starts[-1] + len(c) + 1)
+            got: list[list[str]] = [[] for _ in new]
+            k = 0
+            with nlp.memory_zone():
+                for t in nlp.make_doc(joined):
+                    while k + 1 < len(starts) and t.idx >= starts[k + 1]:
+                        k += 1
+                    got[k].append(t.text)
+            for c, toks in zip(new, got):
+                cache[c] = tuple(_strip(toks))
+        return [t for c in chunks for t in cache[c]]
     return split
 
 

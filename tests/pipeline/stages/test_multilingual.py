@@ -161,3 +161,15 @@ def test_pickle_round_trip_keeps_decisions(stage, samples):
     for code in ("ja", "zh", "de"):
         d = samples[code][0]
         assert clone.evaluate(d["text"], code) == stage.evaluate(d["text"], code)
+
+
+@pytest.mark.parametrize("code", ["de", "fr", "ru", "ar", "pl", "tr", "es", "vi", "zh", "ja", "ko"])
+def test_words_equal_datatrove_tokenizer(stage, samples, code):
+    """Word for word, not only the decision: our splitter (with its chunk cache) vs DataTrove's."""
+    from datatrove.utils.word_tokenizers import KiwiTokenizer, load_word_tokenizer
+
+    lang = fineweb2_data()["languages"][code]["fineweb2_config"]
+    theirs = KiwiTokenizer(model_type="cong") if code == "ko" else load_word_tokenizer(lang)
+    ours = splitter(*stage.rules[code].splitter)
+    for d in samples[code][:2]:
+        assert ours(d["text"]) == theirs.word_tokenize(d["text"]), (code, d["id"])
