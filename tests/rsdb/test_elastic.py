@@ -183,3 +183,18 @@ def test_refill_rule_of_the_paper_is_expressible(tmp_path):
     assert sum(seen) == sum(len(d) for ds in docs.values() for d in ds)
     # while the sources last, the pool holds between the visible size and twice that
     assert max(live) == 16 and min(live[:10]) >= 8
+
+
+def test_megatron_and_shard_sources_reshard_exactly_once(tmp_path):
+    rng = np.random.default_rng(5)
+    mdocs = [rng.integers(0, 60000, int(n)).tolist() for n in rng.integers(1, 70, 40)]
+    rsdb.write_megatron(tmp_path / "m" / "code_text_document", mdocs)
+    paths, docs = make_corpus(tmp_path, {"web": rng.integers(1, 50, 30).tolist()}, shard_tokens=300)
+    paths = {**paths, "code": str(tmp_path / "m" / "code_text_document")}
+    docs = {**docs, "code": mdocs}
+    kw = dict(seq_len=20, buffer_docs=5, max_chunk=8, seed=6, epochs=1)
+    out: dict = defaultdict(list)
+    g = rsdb.gather_state(run_topology(paths, dict(kw, batch_size=2), 3, 2, 0.4, None, out).states)
+    res = run_topology(paths, dict(kw, batch_size=3), 2, 3, None, g, out)
+    assert len(set(res.lengths)) == 1
+    assert dict(out) == {(s, i): d for s, ds in docs.items() for i, d in enumerate(ds) if d}
