@@ -401,10 +401,31 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
         # the config (secrets redacted, no output path), library versions, start/end (UTC)
         "run": run_record(cfg, started_at=started_at),
     }
+    out.write_bytes(dataset_card(manifest).encode(), CARD)
     out.write_json(manifest, MANIFEST)
     if problems:
         raise PipelineError("row accounting failed: " + "; ".join(problems))
     return manifest
+
+
+CARD = "README.md"
+
+
+def dataset_card(manifest: dict[str, Any]) -> str:
+    """A Hugging Face dataset card whose ``configs:`` make ``load_dataset(OUT)`` load the kept rows.
+
+    Without it ``datasets`` would read every Parquet file under the folder, rejected rows and
+    work files included; with it ``load_dataset(OUT)`` is exactly the kept rows and
+    ``load_dataset(OUT, "rejected")`` the rejected ones.
+    """
+    ext = "parquet" if manifest["format"] == "parquet" else "arrow"
+    stages = ", ".join(s["stage"] for s in manifest["stages"])
+    return (f"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"part-*.{ext}\"\n"
+            f"- config_name: rejected\n  data_files:\n  - split: train\n    path: \"rejected/part-*.parquet\"\n---\n"
+            f"# Curated corpus\n\n{manifest['rows']:,} kept documents in {len(manifest['shards'])} shard(s) "
+            f"(config `default`); {manifest['rejected']['rows']:,} rejected, each with its stage and reason "
+            f"(config `rejected`). Stages: {stages}. Written by trinity-data {manifest['code_version']}; "
+            f"per-stage figures in `manifest.json`.\n")
 
 
 def _timing(timing: tuple[dict[str, float], float, float] | None, write_s: float) -> dict[str, Any]:

@@ -80,14 +80,16 @@ def _data_file_in_folder(rel: str) -> bool:
     """Whether a file found inside an input folder is training data.
 
     Skips side outputs of a curation run: ``rejected/`` rows, ``_work/``-style
-    folders and files starting with ``_`` or ``.``, and ``.json`` files (manifests;
-    JSON Lines data is ``.jsonl``). A ``.json`` file named directly still reads as
-    JSON Lines.
+    folders and files starting with ``_`` or ``.``, the ``README.md`` dataset card,
+    and ``.json`` files (manifests; JSON Lines data is ``.jsonl``). A ``.json`` file
+    named directly still reads as JSON Lines.
     """
     parts = PurePosixPath(rel).parts
     if any(p.startswith((".", "_")) or p == "rejected" for p in parts):
         return False
     name = parts[-1].lower() if parts else ""
+    if name == "readme.md":  # a dataset card (curated output folders have one)
+        return False
     return bool(_kind(rel)) and not name.endswith((".json", ".json.zst", ".json.gz"))
 
 

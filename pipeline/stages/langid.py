@@ -41,7 +41,8 @@ class LangIdConfig(FilterConfig):
 #: import name, PyPI name of the optional backends (models ship inside the wheels)
 _PACKAGES = {"py3langid": ("py3langid", "py3langid"), "cld2": ("pycld2", "pycld2")}
 #: varieties some models report, folded to the ISO 639-1 macrolanguage the other backends use
-_MACRO = {"wuu": "zh", "yue": "zh", "cmn": "zh", "ary": "ar", "arz": "ar", "zh-Hant": "zh"}
+#: (and "no" to Bokmål, "nb", as lingua writes it and the multilingual_quality table expects)
+_MACRO = {"wuu": "zh", "yue": "zh", "cmn": "zh", "ary": "ar", "arz": "ar", "zh-Hant": "zh", "no": "nb"}
 
 
 @register_stage

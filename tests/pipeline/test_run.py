@@ -73,6 +73,9 @@ def test_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     assert len(ds) == m["rows"] and isinstance(ds[0]["text"], str)
+    # The folder itself: its dataset card's configs name the kept and the rejected shards.
+    assert len(datasets.load_dataset(str(out), split="train")) == m["rows"]
+    assert len(datasets.load_dataset(str(out), "rejected", split="train")) == m["rejected"]["rows"]
     rej = pq.read_table(sorted(glob.glob(str(out / "rejected" / "*.parquet"))))
     assert rej.num_rows == m["rejected"]["rows"]
     read_rej = [r for r in rej.to_pylist() if r["reject_stage"] == "read"]

@@ -1,0 +1,327 @@
+"""Curation at scale on a real 2-node loopback Ray cluster, submitted with ``ray job submit``.
+
+    .venv/bin/python benchmarks/curation_scale_bench.py [--scales 1,8] [--base-docs 0] [--workers 1,2]
+
+For each scale S the corpus is the demo corpus (or its first ``--base-docs`` documents)
+written S times: copy 0 is the original; in copies 1..S-1 most documents are *distinct*
+(30% of their words replaced by other words of the same document, so 5-gram MinHash
+similarity is ~0.1) and every tenth document is a *planted near-duplicate* (1% of its words
+replaced), whose ground truth is "drop it, keep the original". The corpus is written as a
+multi-frame ``.jsonl.zst`` (one zstd frame per 4 MB), so every work unit decodes only its
+own frame.
+
+The cluster: ``ray start --head`` (1 CPU, job server on 127.0.0.1) plus one
+``ray start --address`` worker node (1 CPU, its own object store), each in its own
+process group under its own ``--temp-dir``, stopped by signalling those groups (never
+``ray stop``). Token auth is off for this loopback cluster (``RAY_AUTH_MODE=disabled``).
+Each run is ``ray job submit -- python -m jobs.curate --config ...`` with
+``ray.workers`` = 1 or 2; stages: normalize, langid, quality (all four rule sets, on prose sources),
+exact_dedup, minhash_dedup.
+
+Reported per run (one JSON line): wall time of the job, wall time per phase (plan, map,
+each dedup, write) from the manifest, the serial fraction (driver CPU seconds / wall: work
+the driver does itself, which no worker count speeds up), driver peak RSS, object-store
+peak (``ray status`` sampled every second), the Amdahl projection to 100 and 1,000 workers
+from the serial fraction, and planted near-duplicate precision and recall; then the
+growth from the smallest to the largest scale (wall, driver RSS) and the speed-up of 2
+workers over 1. The load average is printed with every line: on a shared machine the
+figures are only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = Path(os.environ.get("TRINITY_SHARED", REPO.parent / "shared")) / "corpus" / "demo.jsonl.zst"
+RAY = str(Path(sys.executable).parent / "ray")
+FRAME_BYTES = 4 << 20
+PLANT_EVERY = 10
+# All four rule sets (Gopher quality + repetition, C4, FineWeb) on prose; code passes to dedup.
+STAGES = ["normalize", {"langid": {"prefix_chars": 500}}, {"quality": {"only": {"source": ["web-docs", "docs-rst"]}}},
+          "exact_dedup", "minhash_dedup"]
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def emit(**kw) -> None:
+    kw["loadavg"] = loadavg()
+    print(json.dumps(kw), flush=True)
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def load_demo(limit: int) -> list[dict]:
+    import zstandard
+
+    rows = []
+    with open(DEMO, "rb") as f:
+        for line in io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8"):
+            rows.append(json.loads(line))
+            if limit and len(rows) >= limit:
+                break
+    return rows
+
+
+def perturb(text: str, share: float, rng: random.Random) -> str:
+    """Replace ``share`` of the words by other words of the same text (keeps its language and length)."""
+    words = text.split(" ")
+    if len(words) < 2:
+        return text + f" {rng.random():.6f}"
+    for i in rng.sample(range(len(words)), max(1, int(len(words) * share))):
+        words[i] = rng.choice(words)
+    return " ".join(words)
+
+
+def build_corpus(rows: list[dict], scale: int, path: Path) -> set[str]:
+    """Write the corpus; returns the ids of the planted near-duplicates."""
+    import zstandard
+
+    rng = random.Random(scale)
+    planted: set[str] = set()
+    cctx = zstandard.ZstdCompressor(level=3)
+    buf = bytearray()
+    with open(path, "wb") as f:
+        for copy in range(scale):
+            for i, r in enumerate(rows):
+                rec = dict(r)
+                if copy:
+                    near = i % PLANT_EVERY == 0
+                    rec["id"] = f"{r['id']}~c{copy}"
+                    rec["text"] = perturb(r["text"], 0.01 if near else 0.30, rng)
+                    if near:
+                        planted.add(rec["id"])
+                buf += json.dumps(rec, ensure_ascii=False).encode() + b"\n"
+                if len(buf) >= FRAME_BYTES:
+                    f.write(cctx.compress(bytes(buf)))
+                    buf.clear()
+        if buf:
+            f.write(cctx.compress(bytes(buf)))
+    return planted
+
+
+# ----------------------------------------------------------------------------- cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LoopbackCluster:
+    """A head node and one worker node on 127.0.0.1, each ``num_cpus`` CPUs, stopped by process group."""
+
+    def __init__(self, work: Path, num_cpus: int = 1, object_store: int = 400_000_000):
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        self.env.update(RAY_AUTH_MODE="disabled", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                        PYTHONPATH=str(REPO),
+                        # a busy machine starts a raylet slowly; Ray's default wait is 10 s
+                        RAY_raylet_start_wait_time_s="300")
+        self.port, self.dash = free_port(), free_port()
+        self.dash_url = f"http://127.0.0.1:{self.dash}"
+        self.gcs = f"127.0.0.1:{self.port}"
+        self.procs: list[subprocess.Popen] = []
+        self.temps = [tempfile.mkdtemp(prefix="tcs-h-"), tempfile.mkdtemp(prefix="tcs-w-")]
+        self.logs = [open(work / "head.log", "w"), open(work / "worker.log", "w")]
+        common = ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
+                  f"--object-store-memory={object_store}", "--disable-usage-stats"]
+
+        def ports() -> list[str]:  # fixed default ports would clash with other clusters on the host
+            return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                    f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+                    f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
+
+        self._start([RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=true",
+                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
+                     f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temps[0]}", *common, *ports()], 0)
+        self._wait(lambda: subprocess.run([RAY, "job", "list", "--address", self.dash_url], env=self.env,
+                                          capture_output=True).returncode == 0, "head")
+        self._start([RAY, "start", f"--address={self.gcs}", f"--temp-dir={self.temps[1]}", *common, *ports()], 1)
+        self._wait(lambda: self.status().get("cpu_total", 0) >= 2 * num_cpus, "worker node")
+
+    def _start(self, cmd: list[str], i: int) -> None:
+        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=self.logs[i], stderr=subprocess.STDOUT,
+                                           start_new_session=True))
+
+    def _wait(self, ok, what: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+
+        def ready() -> bool:
+            try:
+                return ok()
+            except subprocess.SubprocessError:  # `ray status` timed out: not ready yet
+                return False
+
+        while not ready():
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                self.stop()
+                raise RuntimeError(f"Ray {what} did not come up (see head.log / worker.log)")
+            time.sleep(1)
+
+    def status(self) -> dict[str, float]:
+        """CPUs and object-store use from ``ray status`` (``0.0/2.0 CPU``, ``12.3MiB/762.9MiB object_store_memory``)."""
+        res = subprocess.run([RAY, "status", f"--address={self.gcs}"], env=self.env, capture_output=True, text=True,
+                             timeout=60)
+        out: dict[str, float] = {}
+        m = re.search(r"([\d.]+)/([\d.]+) CPU", res.stdout)
+        if m:
+            out["cpu_total"] = float(m.group(2))
+        m = re.search(r"([\d.]+)([KMGT]?i?B)/([\d.]+)([KMGT]?i?B) object_store_memory", res.stdout)
+        if m:
+            unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+            out["object_store_used"] = float(m.group(1)) * unit.get(m.group(2), 1)
+        return out
+
+    def submit(self, config: Path, work: Path) -> tuple[float, str, float]:
+        """``ray job submit`` the curate job; (wall seconds, its output, object-store peak in bytes)."""
+        peak = [0.0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(1.0):
+                try:
+                    peak[0] = max(peak[0], self.status().get("object_store_used", 0.0))
+                except subprocess.SubprocessError:
+                    pass
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        started = time.perf_counter()
+        res = subprocess.run([RAY, "job", "submit", "--address", self.dash_url,
+                              "--submission-id", f"curate-scale-{secrets.token_hex(4)}",
+                              "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(REPO)}}),
+                              "--", sys.executable, "-m", "jobs.curate", "--config", str(config)],
+                             env=self.env, capture_output=True, text=True, cwd=REPO)
+        wall = time.perf_counter() - started
+        stop.set()
+        t.join()
+        if res.returncode != 0:
+            raise RuntimeError(f"curate job failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+        return wall, res.stdout, peak[0]
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(p.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    continue
+        for log in self.logs:
+            log.close()
+        for t in self.temps:
+            shutil.rmtree(t, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+def precision_recall(out: Path, planted: set[str]) -> dict[str, float | int]:
+    import pyarrow.parquet as pq
+
+    rejected = pq.read_table(sorted(out.glob("rejected/*.parquet")), columns=["id", "reject_stage"]).to_pylist()
+    reached = {r["id"] for r in pq.read_table(sorted(out.glob("part-*.parquet")), columns=["id"]).to_pylist()}
+    dropped = {r["id"] for r in rejected if r["reject_stage"] in ("exact_dedup", "minhash_dedup")}
+    reached |= dropped  # every row that got to the dedup stages
+    copies = {i for i in reached | dropped if "~c" in i}
+    tp = len(dropped & planted)
+    wrong = len(dropped & (copies - planted))  # a heavily perturbed (distinct) copy dropped
+    return {"planted_reaching_dedup": len(planted & reached), "dropped": len(dropped), "planted_dropped": tp,
+            "distinct_copies_dropped": wrong,
+            "recall": round(tp / max(1, len(planted & reached)), 4),
+            "precision": round(tp / max(1, tp + wrong), 4)}
+
+
+def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[str], scale: int,
+             workers: int, mb: float) -> dict:
+    import yaml
+
+    out = work / f"out-{scale}x-{workers}w"
+    shutil.rmtree(out, ignore_errors=True)
+    config = work / f"curate-{scale}x-{workers}w.yaml"
+    config.write_text(yaml.safe_dump({
+        "input": {"paths": [str(corpus)], "rename": {"lang": "lang_label"}, "unit_rows": 1000},
+        "stages": STAGES, "output": {"path": str(out)}, "ray": {"workers": workers}, "progress": False}))
+    wall, _, store_peak = cluster.submit(config, work)
+    m = json.loads((out / "manifest.json").read_text())
+    driver = m.get("driver", {})
+    serial = driver.get("cpu_s", 0.0) / max(driver.get("wall_s", wall), 1e-9)
+    amdahl = {n: round(1 / (serial + (1 - serial) / n), 1) for n in (100, 1000)}
+    row = {"name": "curation_scale", "scale": scale, "workers": workers, "nodes": 2, "input_mb": round(mb, 1),
+           "docs_in": m["input"]["rows"], "docs_kept": m["rows"], "job_wall_s": round(wall, 2),
+           "run_wall_s": round(driver.get("wall_s", 0.0), 2), "mb_per_s": round(mb / wall, 3),
+           "phases_s": m.get("phases", {}), "serial_fraction": round(serial, 4),
+           "driver_cpu_s": round(driver.get("cpu_s", 0.0), 2), "driver_peak_rss_mb": driver.get("peak_rss_mb"),
+           "object_store_peak_mb": round(store_peak / 1e6, 1), "amdahl_speedup": amdahl,
+           **precision_recall(out, planted)}
+    emit(**row)
+    shutil.rmtree(out, ignore_errors=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", default="1,8", help="corpus sizes in copies of the base corpus")
+    ap.add_argument("--workers", default="1,2", help="ray.workers values to run at every scale")
+    ap.add_argument("--base-docs", type=int, default=0, help="first N demo documents as the base (0: all 3,344)")
+    ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    args = ap.parse_args()
+    scales = [int(x) for x in args.scales.split(",")]
+    worker_counts = [int(x) for x in args.workers.split(",")]
+    work = Path(args.work or tempfile.mkdtemp(prefix="curation-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    base = load_demo(args.base_docs)
+    corpora = {}
+    for s in scales:
+        path = work / f"corpus-{s}x.jsonl.zst"
+        planted = build_corpus(base, s, path)
+        mb = sum(len(json.dumps(r, ensure_ascii=False).encode()) + 1 for r in base) * s / 1e6
+        corpora[s] = (path, planted, mb)
+        emit(name="curation_scale/corpus", scale=s, docs=len(base) * s, mb=round(mb, 1), planted=len(planted),
+             file_mb=round(path.stat().st_size / 1e6, 1))
+    cluster = LoopbackCluster(work)
+    rows = []
+    try:
+        for s in scales:
+            for w in worker_counts:
+                rows.append(run_once(cluster, work, *corpora[s][:2], s, w, corpora[s][2]))
+    finally:
+        cluster.stop()
+    by = {(r["scale"], r["workers"]): r for r in rows}
+    lo, hi = min(scales), max(scales)
+    for w in worker_counts:
+        a, b = by[(lo, w)], by[(hi, w)]
+        emit(name="curation_scale/growth", workers=w, scales=[lo, hi], wall_ratio=round(b["job_wall_s"] / a["job_wall_s"], 2),
+             input_ratio=hi / lo, driver_rss_mb=[a["driver_peak_rss_mb"], b["driver_peak_rss_mb"]])
+    if 1 in worker_counts and 2 in worker_counts:
+        for s in scales:
+            emit(name="curation_scale/speedup", scale=s,
+                 two_over_one=round(by[(s, 1)]["job_wall_s"] / by[(s, 2)]["job_wall_s"], 2))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
