@@ -54,7 +54,7 @@ def check_available(kind: str, code: str) -> None:
     missing = [pkg for mod, pkg in needs if importlib.util.find_spec(mod) is None]
     if missing:
         raise ConfigError(f"the {code!r} word splitter ({kind}) needs: pip install {' '.join(missing)}"
-                          " (or the 'multilingual' extra)")
+                          " (or the 'multilingual' extra; or leave the language out with `languages:`)")
 
 
 def _strip(tokens) -> list[str]:
