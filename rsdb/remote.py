@@ -549,6 +549,11 @@ def prefetch_plan(loader: Any, ctx: RemoteContext) -> Iterator[tuple[RemoteToken
     Unweighted sources are not prefetched. Lazy: the walk runs in the prefetch thread.
     """
     where = {s.shard_uri(i): (s, i) for s in ctx.sources for i in range(s.num_shards)}
+    if loader.config.epochs is not None:
+        # Finite mode opens every shard, in order, before the first batch (to count each
+        # stream's tokens), so that is the order of need.
+        yield from (where[u.path] for u in loader._units if u.path in where)
+        return
     by_source: dict[int, list[int]] = {}
     for vid, u in enumerate(loader._units):
         if u.path in where:

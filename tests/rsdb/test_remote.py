@@ -347,3 +347,20 @@ def test_prefetch_plan_is_the_order_of_first_use(rank, corpus, tmp_path):
     web = len(rsdb.open_shards(corpus["web"]).shards)
     assert sorted(plan) == sorted(f"{uris['web']}/shard-{i:05d}.arrow" for i in range(web))  # code: weight 0
     assert len(asked) == web and asked == plan
+
+
+def test_dataloader_workers_share_the_cache(s3, corpus, tmp_path):
+    """rsdb.torch workers (separate processes) read s3:// sources through one cache folder."""
+    torch = pytest.importorskip("torch")
+    from rsdb.torch import RSDBIterableDataset
+
+    uris = upload(s3, corpus, "workers")
+    kw = dict(KW, epochs=1)
+    ds = RSDBIterableDataset(uris, storage_options=s3.options(), cache_dir=str(tmp_path / "cache"), remote=FAST, **kw)
+    got = [b["tokens"].numpy().copy() for b in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)]
+    # the DataLoader's round robin over the two workers' local loaders
+    per_worker = [tokens_of(rsdb.RSDBLoader(corpus, worker_id=w, num_workers=2, **kw)) for w in range(2)]
+    ref = [per_worker[i % 2][i // 2] for i in range(sum(len(t) for t in per_worker))]
+    assert len(got) == len(ref) > 3 and all(np.array_equal(a, b) for a, b in zip(ref, got))
+    files = [p for p in (tmp_path / "cache").rglob("shard-*.arrow")]
+    assert len(files) == shard_count(corpus) and not list((tmp_path / "cache").rglob("*.part"))

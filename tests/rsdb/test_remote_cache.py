@@ -32,7 +32,7 @@ def _bytes(root: Path) -> int:
 ops = st.lists(st.tuples(st.sampled_from(["need", "release", "fail"]), st.integers(0, 7)), min_size=1, max_size=40)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(ops=ops, bound=st.integers(300, 2000), sizes=st.lists(st.integers(50, 400), min_size=8, max_size=8))
 def test_bound_pins_and_lru(ops, bound, sizes):
     with tempfile.TemporaryDirectory() as d:
