@@ -172,7 +172,7 @@ def main() -> None:
             emit(rows, "warm", latency_ms=lat, **r)
             for depth in a.prefetch:
                 shutil.rmtree(tmp / f"cache-{lat:g}-{depth}", ignore_errors=True)
-        for n in a.startup_shards:
+        for n in (n for n in a.startup_shards if n > 0):  # --startup-shards 0 skips this part
             # small shards (ten 200-token documents, ~8 KB each): the cost is per shard, not per byte
             d = tmp / f"many-{n}"
             docs = np.random.default_rng(n).integers(0, 50_000, size=(n * 10, 200), dtype=np.uint32)
