@@ -16,7 +16,7 @@ DEPS_STAMP  := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
 CSRC := $(wildcard rsdb/csrc/*.cpp rsdb/csrc/*.hpp rsdb/csrc/*.h)
 
-.PHONY: demo test test-asan bench venv clean
+.PHONY: demo test test-asan bench fuzz venv clean
 
 $(DEPS_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench: $(BUILD_STAMP)
 	$(PIP) 'transformers>=5' 'numpy>=2.2' 'xxhash>=4' 'tokenizers>=0.22'
 	$(BIN)/python -m pip uninstall -y -q torchvision || true
 	$(BIN)/python benchmarks/loader_bench.py --repeat 3
+
+# Mutation fuzzing of token shards and Megatron files (each case in a worker process):
+# counts per outcome; fails unless every case is a ShardError or exact output.
+fuzz: $(BUILD_STAMP)
+	$(BIN)/python benchmarks/fuzz_shards.py --arrow 2000 --megatron 1000 --seed 0 --json-out out/fuzz/fuzz.json
 
 demo: $(BUILD_STAMP)
 	$(BIN)/python -m jobs.demo --shared $(SHARED) --out $(OUT)

@@ -407,9 +407,9 @@ def run_case(pristine: Path, case: dict, ref: dict[str, str]) -> tuple[str, str]
         shutil.rmtree(work, ignore_errors=True)
 
 
-def worker_main(pristine: Path) -> None:
+def worker_main(pristine: Path, cases_file: Path) -> None:
     ref = json.loads((pristine / "ref.json").read_text())
-    for line in sys.stdin:
+    for line in cases_file.read_text().splitlines():
         case = json.loads(line)
         print(json.dumps({"id": case["id"], "start": True}), flush=True)
         outcome, detail = run_case(pristine, case, ref)
@@ -443,11 +443,13 @@ def run_batch(pristine: Path, cases: list[dict], timeout: float, results: dict, 
     """Feed ``cases`` to workers; a crash or hang ends that worker, the next one resumes after it."""
     todo = list(cases)
     while todo:
-        proc = subprocess.Popen([sys.executable, __file__, "--worker", str(pristine)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert proc.stdin and proc.stdout
-        proc.stdin.write("".join(json.dumps(c) + "\n" for c in todo))
-        proc.stdin.close()
+        # Cases go through a file, not stdin: a pipe both ways would deadlock once both fill.
+        fd, name = tempfile.mkstemp(prefix="cases-", suffix=".jsonl", dir=pristine)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(json.dumps(c) + "\n" for c in todo))
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", str(pristine), "--cases", name],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert proc.stdout
         current, deadline = None, time.monotonic() + timeout + 30  # first case also pays the imports
         by_id = {c["id"]: c for c in todo}
         while True:
@@ -496,9 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", type=Path, default=None, help="also write the summary here")
     ap.add_argument("--show", type=int, default=5, help="print this many non-passing cases")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--cases", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker is not None:
-        worker_main(args.worker)
+        worker_main(args.worker, args.cases)
         return 0
     from concurrent.futures import ThreadPoolExecutor
 

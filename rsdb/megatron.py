@@ -119,7 +119,8 @@ def _read_sidecar(side: Path) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ShardError(str(side), f"checksum sidecar is not valid JSON: {exc}") from None
     keys = {"bin_bytes": int, "idx_bytes": int, "bin_xxh64": str, "idx_xxh64": str}
-    if not isinstance(d, dict) or d.get("format") != SIDECAR_FORMAT or d.get("version") != 1:
+    if not isinstance(d, dict) or d.get("format") != SIDECAR_FORMAT or type(d.get("version")) is not int \
+            or d["version"] != 1:
         raise ShardError(str(side), f"not an RSDB checksum sidecar (format {SIDECAR_FORMAT!r}, version 1)")
     for k, t in keys.items():
         if type(d.get(k)) is not t:
