@@ -16,7 +16,9 @@ Detection comes from maintained libraries, not our own regexes:
 Code is full of strings that look like PII (``1.2.3.4`` version numbers, hex digests,
 ``0x`` constants), so by default an IP counts only when it is a public address
 (``ipaddress.is_global``, as FineWeb 2's PII step does) and is not a version number
-(preceded by ``v``, ``version`` or a pin such as ``==``). ``benchmarks/pii_bench.py`` measures
+(preceded by ``v``, ``version`` or a pin such as ``==``), a section number (every part 20 or
+less: ``Section 12.2.2.2``; public resolvers such as ``8.8.8.8`` go with them, being no
+one's personal address) or a heading number at a line's start. ``benchmarks/pii_bench.py`` measures
 precision/recall on a planted set and false positives on the demo corpus' code.
 
 ``action: redact`` (default) replaces every found span with its kind's token
@@ -49,6 +51,9 @@ _SKIP_SECRET_PLUGINS = {"IPPublicDetector"}
 _PEM = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
                   re.DOTALL)
 _PHONE_CANDIDATE = re.compile(r"[+(]?\d[\d \t().\-/]{5,}\d")
+#: an IPv4 whose four parts are all this small reads as a section or version number; a random
+#: public address has that shape with probability (21/256)^4, about 5e-5
+_SMALL_OCTET = 20
 _DECIMAL = re.compile(r"^\d+\.\d+$")
 _DATE = re.compile(r"(?:19|20)\d\d-[01]\d-[0-3]\d|\b[0-3]?\d[./-][01]?\d[./-](?:19|20)\d\d\b")
 _DOTTED_QUAD = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
@@ -170,6 +175,11 @@ class Detector:
             before, after = text[max(0, start - 24):start], text[end:end + 2]
             if _VERSIONISH.search(before) or re.match(r"\.\d|\d", after) or before.endswith("."):
                 return False
+            if all(int(x) <= _SMALL_OCTET for x in value.split(".")):
+                return False  # "Section 12.2.2.2", "1.3.3.1": outline numbers (and 8.8.8.8, no one's address)
+            line_start = text.rfind("\n", 0, start) + 1
+            if not text[line_start:start].strip() and re.match(r"\.\s", text[end:end + 2] + " "):
+                return False  # "11.1.3.1. Virtual domains": a section number heading a line
         return True
 
     def _keep_phone(self, text: str, start: int, end: int) -> bool:
