@@ -518,6 +518,13 @@ class TokenShards:
     def shard_path(self, i: int) -> Path:
         return self.dir / self.shards[i]["file"]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Opened views (memory maps), pending checks and the lock stay with this process.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_views", "_checks", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _views={}, _checks={}, _lock=threading.Lock())
+
     def prefetch(self, i: int) -> None:
         """Start checking shard ``i``'s size and checksum in the background (no-op if started or off)."""
         self._check_future(i)

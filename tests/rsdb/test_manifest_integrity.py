@@ -299,3 +299,13 @@ def test_megatron_sidecar_recorded_on_first_open(tmp_path):
     side.write_text('{"format": "rsdb-megatron-checksums", "version": 1, "bin_bytes": "12"}')
     with pytest.raises(ShardError, match="bin_bytes"):
         rsdb.open_megatron(tmp_path / "m")
+
+
+def test_token_shards_pickle_without_their_maps_and_checks(tmp_path):
+    import pickle
+
+    docs = _corpus(tmp_path, n_docs=12, shard_tokens=100)
+    s = rsdb.open_shards(tmp_path)
+    s.view(0)
+    t = pickle.loads(pickle.dumps(s))
+    assert t.verify == "checksum" and not t._views and [d.tolist() for d in t] == docs
