@@ -65,3 +65,28 @@ def test_demo_mixture_weights_sum_to_one_after_dropping_a_sliver(tmp_path):
     for phase in m.phases:
         assert abs(sum(phase.weights.values()) - 1.0) < 1e-6, phase.weights
     assert not [w for w in plan_mixture(m).warnings if "sum to" in w]
+
+
+def test_endless_mode_without_phases_mixes_in_proportion_to_tokens(tmp_path):
+    """Natural mixing: no source runs ahead in epochs, however small it is or short its documents."""
+    import numpy as np
+
+    import rsdb
+
+    rng = np.random.default_rng(0)
+    sizes = {"web": rng.integers(100, 900, 120).tolist(), "code": rng.integers(300, 2000, 40).tolist(),
+             "tiny": [30]}  # one short document: 0.03% of the tokens
+    paths = {}
+    for name, lengths in sizes.items():
+        rsdb.write_shards(tmp_path / name, [rng.integers(0, 1000, n) for n in lengths], source=name, vocab_size=1000)
+        paths[name] = str(tmp_path / name)
+    loader = rsdb.RSDBLoader(paths, seq_len=127, batch_size=8, buffer_docs=16, fields=("tokens",))
+    for _, _batch in zip(range(600), loader):  # ~5.6 epochs of the corpus
+        pass
+    stats = loader.stats()
+    emitted = stats["tokens_per_phase"]["all"]
+    total_emitted, total = sum(emitted.values()), sum(loader.tokens_per_source)
+    for name, tokens in zip(loader.source_names, loader.tokens_per_source):
+        assert abs(emitted.get(name, 0) / total_emitted - tokens / total) < 0.02, (name, emitted)
+    epochs = stats["epochs"]
+    assert max(epochs.values()) - min(epochs.values()) <= 1.0, epochs  # before: tiny 282 epochs, others 5.6
