@@ -56,7 +56,7 @@ _PHONE_CANDIDATE = re.compile(r"[+(]?\d[\d \t().\-/]{5,}\d")
 _SMALL_OCTET = 20
 _DECIMAL = re.compile(r"^\d+\.\d+$")
 _DATE = re.compile(r"(?:19|20)\d\d-[01]\d-[0-3]\d|\b[0-3]?\d[./-][01]?\d[./-](?:19|20)\d\d\b")
-_DOTTED_QUAD = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _VERSIONISH = re.compile(r"(?:\bv|version\w*[\s=:\"'(]*|[=<>~!]=\s*|\bpython\s*)$", re.IGNORECASE)
 
 
@@ -195,7 +195,7 @@ class Detector:
             return False
         if after[:1] == "." and after[1:2].isdigit():
             return False
-        if _DECIMAL.match(value) or _DOTTED_QUAD.match(value) or _DATE.search(value):  # constants, IPs, dates
+        if _DECIMAL.match(value) or _DOTTED_QUAD.search(value) or _DATE.search(value):  # constants, IPs/CIDRs, dates
             return False
         return value.startswith("+") or any(ch in value for ch in " -.()/")
 
