@@ -97,6 +97,7 @@ def shipped_rules() -> dict[str, LanguageRules]:
     return out
 
 
+@lru_cache(1)
 def _aliases() -> dict[str, str]:
     """FineWeb 2 config names (``deu_Latn``) -> ISO 639-1 code."""
     return {e["fineweb2_config"].lower(): code for code, e in fineweb2_data()["languages"].items()}
