@@ -103,3 +103,17 @@ def test_non_byte_level_tokenizer_json(tmp_path):
     assert cand.token_lengths(["héllo world 12"]) == [[6, 6, 3]]  # spaces count with the next token
     res = evaluate([cand], [Doc("héllo world 12", "en", "web")])
     assert res["overall"]["bytes_per_token"]["words"] == round(15 / 3, 4)
+
+
+def test_cli_train_sharded_with_budget(tmp_path, demo_corpus):
+    out = tmp_path / "tok"
+    r = runner.invoke(app, ["tokenizer", "train", "--input", str(demo_corpus), "--out", str(out), "--vocab-size", "3000",
+                            "--max-bytes", "200000", "--route", "sharded", "--workers", "1", "--max-memory", "1.5GB",
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "sharded:" in r.output and "budget 1.5 GB kept" in r.output
+    report = json.loads((out / "train_report.json").read_text())
+    assert report["counts"]["within_budget"] is True and not (out / "_counts").exists()
+    r = runner.invoke(app, ["tokenizer", "train", "--input", str(demo_corpus), "--out", str(tmp_path / "t2"),
+                            "--route", "sharded", "--max-memory", "lots"])
+    assert r.exit_code == 2 and "max_memory" in r.output

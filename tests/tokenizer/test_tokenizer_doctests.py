@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["pretokenize", "counts", "train", "evaluate", "config"])
+@pytest.mark.parametrize("name", ["pretokenize", "counts", "train", "evaluate", "config", "sharded", "memory"])
 def test_doctests(name):
     # import_module: `tokenizer.train` the attribute is the function, not the module.
     module = importlib.import_module(f"tokenizer.{name}")
