@@ -82,7 +82,7 @@ JOB = Job(
     load=_load,
     output=lambda cfg: cfg.output,
     run=_run,
-    uses_ray=lambda cfg: cfg.route == "counts" and cfg.backend == "ray",
+    uses_ray=lambda cfg: cfg.route in ("counts", "sharded") and cfg.backend == "ray",
 )
 
 
