@@ -4,9 +4,9 @@
 
 For each scale S the corpus is the demo corpus (or its first ``--base-docs`` documents)
 written S times: copy 0 is the original; in copies 1..S-1 most documents are *distinct*
-(30% of their words replaced by other words of the same document, so 5-gram MinHash
-similarity is ~0.1) and every tenth document is a *planted near-duplicate* (1% of its words
-replaced), whose ground truth is "drop it, keep the original". The corpus is written as a
+(30% of their words replaced by random letter words, so 5-gram MinHash similarity is ~0.1)
+and every tenth document is a *planted near-duplicate* (1% of its words replaced), whose
+ground truth is "drop it, keep the original". The corpus is written as a
 multi-frame ``.jsonl.zst`` (one zstd frame per 4 MB), so every work unit decodes only its
 own frame.
 
@@ -82,13 +82,22 @@ def load_demo(limit: int) -> list[dict]:
 
 
 def perturb(text: str, share: float, rng: random.Random) -> str:
-    """Replace ``share`` of the words by other words of the same text (keeps its language and length)."""
-    words = text.split(" ")
-    if len(words) < 2:
-        return text + f" {rng.random():.6f}"
-    for i in rng.sample(range(len(words)), max(1, int(len(words) * share))):
-        words[i] = rng.choice(words)
-    return " ".join(words)
+    """Replace ``share`` of the words (whitespace kept) by fresh random letter words.
+
+    Fresh words always differ from the ones they replace (a word drawn from the same text
+    would often be the same one, e.g. in code, and leave the copy an exact duplicate).
+    """
+    parts = re.split(r"(\s+)", text)
+    words = [i for i, p in enumerate(parts) if p and not p.isspace()]
+    if not words:
+        return text + " " + _fresh(rng)
+    for i in rng.sample(words, max(1, int(len(words) * share))):
+        parts[i] = _fresh(rng)
+    return "".join(parts)
+
+
+def _fresh(rng: random.Random) -> str:
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
 
 
 def build_corpus(rows: list[dict], scale: int, path: Path) -> set[str]:
