@@ -27,7 +27,13 @@ from typing import Any, Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import _core
+try:
+    from . import _core
+except ImportError as e:  # a source checkout whose extension was never built
+    raise ImportError(
+        "rsdb's compiled core (rsdb._core) is not built; build it with "
+        "`pip install --no-build-isolation -e .` from the repository root"
+    ) from e
 from .errors import ConfigError, LoaderError, ShardError
 from .schedule import ScheduleEntry, StepClock, coerce_schedule
 
