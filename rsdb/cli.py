@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -20,6 +19,8 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from .naming import source_dir_name
 
 app = typer.Typer(help="Token shards and the RSDB loader.", no_args_is_help=True)
 console = Console()
@@ -31,13 +32,6 @@ BYTE_BOS, BYTE_EOS, BYTE_VOCAB = 256, 257, 258
 def _fail(exc: Exception, code: int = 2) -> None:
     console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
     raise typer.Exit(code)
-
-
-def _safe(name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    if not safe or safe.startswith((".", "_")):
-        safe = "s" + safe
-    return safe
 
 
 @app.command()
@@ -131,7 +125,7 @@ def write_jsonl(
             src = str(src)
             w = writers.get(src)
             if w is None:
-                w = writers[src] = rsdb.ShardWriter(out / _safe(src), source=src, shard_tokens=shard_tokens,
+                w = writers[src] = rsdb.ShardWriter(out / source_dir_name(src), source=src, shard_tokens=shard_tokens,
                                                     tokenizer="bytes", vocab_size=BYTE_VOCAB)
                 docs[src] = 0
             body = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -151,7 +145,7 @@ def write_jsonl(
         table.add_column(col, justify="left" if col in ("source", "dir") else "right")
     for src in sorted(manifests):
         m = manifests[src]
-        table.add_row(src, _safe(src), f"{m['num_docs']:,}", f"{m['num_tokens']:,}", str(len(m["shards"])))
+        table.add_row(src, source_dir_name(src), f"{m['num_docs']:,}", f"{m['num_tokens']:,}", str(len(m["shards"])))
     console.print(table)
     total = sum(m["num_tokens"] for m in manifests.values())
     console.print(f"{rows:,} rows, {sum(docs.values()):,} documents, {total:,} tokens "

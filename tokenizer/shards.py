@@ -42,6 +42,7 @@ import pyarrow as pa
 
 from rsdb.errors import ConfigError, TrinityError
 from rsdb.manifest import dump_manifest
+from rsdb.naming import source_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -293,10 +294,10 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
             src = str(sources[r])
             if src not in writers:
                 if spec.format == "megatron":
-                    writers[src] = _MegatronPart(out / _safe(src) / "parts" / unit, worker.vocab_size)
+                    writers[src] = _MegatronPart(out / source_dir_name(src) / "parts" / unit, worker.vocab_size)
                 else:
                     writers[src] = rsdb.ShardWriter(
-                        out / _safe(src) / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
+                        out / source_dir_name(src) / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
                         tokenizer=worker.name, vocab_size=worker.vocab_size,
                     )
                 counts[src] = {"docs": 0, "tokens": 0, "tokens_per_lang": {}}
@@ -357,13 +358,6 @@ def _reject_reason(text: Any, source: Any) -> str | None:
     return None
 
 
-def _safe(name: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-    if not safe or safe.startswith((".", "_")):
-        safe = "s" + safe
-    return safe
-
-
 def _write_rejected(path: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow.parquet as pq
 
@@ -402,7 +396,7 @@ def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpe
     for src, agg in merged.items():
         agg["tokens_per_source"] = {src: agg["num_tokens"]}
         # Sealed after the last edit: the digest covers the merged shard list and totals.
-        merged[src] = dump_manifest(out / _safe(src), agg)
+        merged[src] = dump_manifest(out / source_dir_name(src), agg)
     return merged
 
 
@@ -422,7 +416,7 @@ def _merge_megatron(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec
             per_src.setdefault(src, []).append((res["unit"], info))
     merged: dict[str, dict[str, Any]] = {}
     for src, parts in per_src.items():
-        folder = out / _safe(src)
+        folder = out / source_dir_name(src)
         meta_path = folder / "megatron.json"
         if not (folder / "parts").exists() and meta_path.exists():
             merged[src] = json.loads(meta_path.read_text())

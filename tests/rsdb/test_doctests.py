@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["rsdb", "rsdb.shards", "rsdb.loader", "rsdb.torch", "rsdb.schedule"]
+MODULES = ["rsdb", "rsdb.shards", "rsdb.loader", "rsdb.torch", "rsdb.schedule", "rsdb.naming"]
 
 
 @pytest.mark.parametrize("name", MODULES)
