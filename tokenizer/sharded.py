@@ -35,8 +35,10 @@ count multiplied: on Zipf-distributed text that is a small fraction of them.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
+import operator
 import os
 import re
 import shutil
@@ -330,33 +332,26 @@ def merge_runs(runs: list[Path], out: Path, progress: bool) -> dict:
     total = sum(r.stat().st_size for r in runs)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="2/4 merge", disable=not progress)
     started = time.perf_counter()
+    seen = 0
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
-        cur, acc, seen, approx = None, 0, 0, 0
-        for piece, count in heapq.merge(*(_read_run(r) for r in runs)):
-            seen += 1
-            approx += len(piece) + 4  # about the line's bytes, for the bar
-            if piece != cur:
-                if cur is not None:
-                    f.write(f"{cur}\t{acc}\n")
-                    h = hist.setdefault(acc, [0, 0])
-                    h[0] += 1
-                    h[1] += len(cur)
-                    distinct += 1
-                    mass += acc
-                cur, acc = piece, count
-            else:
+        approx = 0
+        merged = heapq.merge(*(_read_run(r) for r in runs))
+        for piece, group in itertools.groupby(merged, key=operator.itemgetter(0)):
+            acc = 0
+            for _, count in group:
                 acc += count
-            if seen % 65536 == 0:
-                bar.update(min(approx, total - bar.n))
-                approx = 0
-        if cur is not None:
-            f.write(f"{cur}\t{acc}\n")
+                seen += 1
+                approx += len(piece) + 4  # about the line's bytes, for the bar
+            f.write(f"{piece}\t{acc}\n")
             h = hist.setdefault(acc, [0, 0])
             h[0] += 1
-            h[1] += len(cur)
+            h[1] += len(piece)
             distinct += 1
             mass += acc
+            if approx >= 1 << 20:
+                bar.update(min(approx, total - bar.n))
+                approx = 0
     os.replace(tmp, out)
     bar.update(total - bar.n)
     bar.close()
