@@ -1,11 +1,45 @@
 """RSDB compiled core (private; import rsdb instead)"""
 
 from collections.abc import Sequence
+import enum
+from typing import Annotated
+
+from numpy.typing import NDArray
 
 
 def core_version() -> int: ...
 
-def populate(addr: int, nbytes: int) -> int: ...
+class Status(enum.Enum):
+    """What fill() returned (error_* say where a problem is)"""
+
+    OK = 0
+    """batch complete"""
+
+    NEED_VIEW = 1
+    """register error_view with set_view, then call fill again"""
+
+    BAD_DOC = 2
+    """a document's offsets are out of range"""
+
+    BAD_TOKEN = 3
+    """a token id is >= the view's bound"""
+
+    EMPTY_SOURCE = 4
+    """a weighted source has no tokens in this stream"""
+
+class DType(enum.Enum):
+    """Token dtype of a shard view"""
+
+    U32 = 0
+
+    I32 = 1
+
+    U16 = 2
+
+def populate(array: Annotated[NDArray, dict(shape=(None,), order='C', device='cpu', writable=False)], begin: int, count: int) -> int:
+    """
+    Map elements [begin, begin + count) of a (memory-mapped) array into the page table; returns 0 on success.
+    """
 
 def permute(i: int, n: int, keys: Sequence[int]) -> int: ...
 
@@ -24,11 +58,11 @@ class Core:
 
     def reshape(self, batch_size: int, seq_len1: int) -> None: ...
 
-    def set_view(self, view: int, offsets: int, n_docs: int, tokens: int, n_tokens: int, dtype: int, bound: int) -> None: ...
+    def set_view(self, view: int, offsets: Annotated[NDArray, dict(shape=(None,), order='C', device='cpu', writable=False)], tokens: Annotated[NDArray, dict(shape=(None,), order='C', device='cpu', writable=False)], dtype: DType, bound: int) -> None: ...
 
     def set_weights(self, weights: Sequence[float]) -> None: ...
 
-    def fill(self, tokens: int, position_ids: int, doc_ids: int, source_ids: int, loss_mask: int, cu_seqlens: int, n_segments: int, phase: int, phase_tokens_left: int = -1, doc_ids_64: bool = False) -> int: ...
+    def fill(self, tokens: int, position_ids: int, doc_ids: int, source_ids: int, loss_mask: int, cu_seqlens: int, n_segments: int, phase: int, phase_tokens_left: int = -1, doc_ids_64: bool = False) -> Status: ...
 
     def get_state(self) -> dict: ...
 

@@ -42,8 +42,9 @@ __all__ = ["Phase", "RSDBLoader", "FIELDS"]
 log = logging.getLogger(__name__)
 
 FIELDS = ("tokens", "loss_mask", "position_ids", "doc_ids", "source_ids", "cu_seqlens")
-_DTYPE_CODE = {np.dtype(np.uint32): 0, np.dtype(np.int32): 1, np.dtype(np.uint16): 2}
-_STATUS_OK, _NEED_VIEW, _BAD_DOC, _BAD_TOKEN, _EMPTY_SOURCE = 0, 1, 2, 3, 4
+_DTYPE_CODE = {np.dtype(np.uint32): _core.DType.U32, np.dtype(np.int32): _core.DType.I32,
+               np.dtype(np.uint16): _core.DType.U16}
+_Status = _core.Status
 STATE_FORMAT = "rsdb-loader-state"
 _FILL_ORDER = ("tokens", "position_ids", "doc_ids", "source_ids", "loss_mask", "_cu", "_n_segments")
 # doc_ids are int32 unless a source holds more documents than that can number.
@@ -485,16 +486,14 @@ class RSDBLoader:
         vocab = getattr(view, "vocab_size", None) or self._vocab[u.source]
         limit = 2**16 if tokens.dtype == np.uint16 else 2**31
         bound = min(vocab, limit) if vocab else limit
-        self._core.set_view(vid, offsets.ctypes.data, u.num_docs, tokens.ctypes.data if tokens.size else 0,
-                            int(tokens.shape[0]), _DTYPE_CODE[tokens.dtype], int(bound))
+        self._core.set_view(vid, offsets, tokens, _DTYPE_CODE[tokens.dtype], int(bound))
         self._registered.add(vid)
         begin, end = self._unit_ranges[vid]
         if self._populate and end > begin and tokens.size:
             lo, hi = int(offsets[begin]), int(offsets[end])
             if 0 <= lo < hi <= tokens.shape[0]:
-                item = tokens.dtype.itemsize
-                _core.populate(tokens.ctypes.data + lo * item, (hi - lo) * item)
-                _core.populate(offsets.ctypes.data + 8 * begin, 8 * (end - begin + 1))
+                _core.populate(tokens, lo, hi - lo)
+                _core.populate(offsets, begin, end - begin + 1)
 
     def _finite_batches(self) -> int:
         """Batches every stream yields in finite mode: the max over all streams (no token scan)."""
@@ -673,9 +672,9 @@ class RSDBLoader:
             bufs, addr = self._buffers()
         while True:
             st = self._core.fill(*addr, phase, left, self._doc_ids_64)
-            if st == _STATUS_OK:
+            if st is _Status.OK:
                 break
-            if st == _NEED_VIEW:
+            if st is _Status.NEED_VIEW:
                 try:
                     self._register(self._core.error_view)
                 except Exception as exc:
@@ -684,7 +683,7 @@ class RSDBLoader:
                 continue
             self._broken = self._error(st)
             unit = self._units[self._core.error_view] if self._core.error_view >= 0 else None
-            if st in (_BAD_DOC, _BAD_TOKEN) and unit is not None:
+            if st in (_Status.BAD_DOC, _Status.BAD_TOKEN) and unit is not None:
                 raise ShardError(unit.path, self._broken)
             raise LoaderError(self._broken)
         self._batches += 1
@@ -700,16 +699,16 @@ class RSDBLoader:
         """Segments (chunks) per row of the last batch, padding not counted."""
         return self._nseg.copy()
 
-    def _error(self, st: int) -> str:
+    def _error(self, st: _core.Status) -> str:
         c = self._core
-        if st == _BAD_DOC:
+        if st is _Status.BAD_DOC:
             return f"document {c.error_doc}: offsets out of range (value {c.error_value}); the shard is corrupt"
-        if st == _BAD_TOKEN:
+        if st is _Status.BAD_TOKEN:
             u = self._units[c.error_view]
             vocab = self._vocab[u.source]
             return (f"document {c.error_doc}: token id {c.error_value} is out of range"
                     f" (vocab_size {vocab})" if vocab else f"document {c.error_doc}: token id {c.error_value} is out of range")
-        if st == _EMPTY_SOURCE:
+        if st is _Status.EMPTY_SOURCE:
             name = self.source_names[c.error_source]
             return (f"source {name!r} has no tokens in stream {self.stream_index} of {self.num_streams}; "
                     "it cannot be sampled (all its documents here are empty)")
