@@ -298,6 +298,9 @@ def run_worker(name: str, cfg: dict) -> dict:
     torch.set_num_threads(1)
     for mod in PRE_IMPORT.get(name, ()):
         corpus.import_streaming() if mod == "streaming" else __import__(mod)
+        if mod == "rsdb":  # rsdb loads its modules on first use: import them before the clock
+            __import__("rsdb.loader")
+            __import__("rsdb.megatron")
     gc.collect()
     base_rss = _status_kb("VmRSS")
     base_anon = _status_kb("RssAnon")
