@@ -879,11 +879,13 @@ class RSDBLoader:
     def __getstate__(self) -> dict[str, Any]:
         return {"sources": self._sources_given, "kwargs": {**self._kwargs, **self._remote_kwargs},
                 "phases": [[p.tokens, p.weights, p.name] for p in self.phases] if self.phases else None,
+                # phases' batch shapes are already merged into the schedule
+                "schedule": [e.to_json() for e in self.schedule] or None,
                 "state": self.state_dict()}
 
     def __setstate__(self, d: dict[str, Any]) -> None:
         phases = [Phase(*p) for p in d["phases"]] if d["phases"] else None
-        self.__init__(d["sources"], phases=phases, **d["kwargs"])
+        self.__init__(d["sources"], phases=phases, schedule=d.get("schedule"), **d["kwargs"])
         self.load_state_dict(d["state"])
 
     # ---- stats ----------------------------------------------------------------------
