@@ -264,14 +264,14 @@ def precision_recall(out: Path, planted: set[str]) -> dict[str, float | int]:
 
 
 def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[str], scale: int,
-             workers: int, mb: float) -> dict:
+             workers: int, mb: float, unit_rows: int = 1000) -> dict:
     import yaml
 
     out = work / f"out-{scale}x-{workers}w"
     shutil.rmtree(out, ignore_errors=True)
     config = work / f"curate-{scale}x-{workers}w.yaml"
     config.write_text(yaml.safe_dump({
-        "input": {"paths": [str(corpus)], "rename": {"lang": "lang_label"}, "unit_rows": 1000},
+        "input": {"paths": [str(corpus)], "rename": {"lang": "lang_label"}, "unit_rows": unit_rows},
         "stages": STAGES, "output": {"path": str(out)}, "ray": {"workers": workers}, "progress": False}))
     wall, _, store_peak = cluster.submit(config, work)
     m = json.loads((out / "manifest.json").read_text())
@@ -295,6 +295,7 @@ def main() -> None:
     ap.add_argument("--scales", default="1,8", help="corpus sizes in copies of the base corpus")
     ap.add_argument("--workers", default="1,2", help="ray.workers values to run at every scale")
     ap.add_argument("--base-docs", type=int, default=0, help="first N demo documents as the base (0: all 3,344)")
+    ap.add_argument("--unit-rows", type=int, default=1000, help="input.unit_rows: rows per work unit")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = ap.parse_args()
     scales = [int(x) for x in args.scales.split(",")]
@@ -315,7 +316,7 @@ def main() -> None:
     try:
         for s in scales:
             for w in worker_counts:
-                rows.append(run_once(cluster, work, *corpora[s][:2], s, w, corpora[s][2]))
+                rows.append(run_once(cluster, work, *corpora[s][:2], s, w, corpora[s][2], args.unit_rows))
     finally:
         cluster.stop()
     by = {(r["scale"], r["workers"]): r for r in rows}
