@@ -17,24 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from curation_bench import commit  # benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DEMO = Path(os.environ.get("TRINITY_SHARED", REPO.parent / "shared")) / "corpus" / "demo.jsonl.zst"
 FRAME = 4 << 20
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=5).stdout.strip()
-    except OSError:
-        return ""
 
 
 def write(path: Path, size_mb: int, frame: int | None) -> int:

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from pipeline._codecs import DamagedStream, decoded_chunks, sniff
 from pipeline.config import InputConfig, parse_config
-from pipeline.read import BadInputFile, plan_units, read_unit
+from pipeline.read import BadInputFile, plan_units
+
+from pipeline_testutil import read_all
 
 COMPRESS = {
     "gz": gzip.compress,
@@ -40,16 +42,6 @@ def members(codec: str, data: list[bytes], parts: int) -> bytes:
         return COMPRESS[codec](b"")  # an empty document set is still a valid compressed file
     step = max(1, len(data) // parts)
     return b"".join(COMPRESS[codec](b"".join(data[i:i + step])) for i in range(0, len(data), step))
-
-
-def read_all(cfg: InputConfig) -> tuple[pa.Table, pa.Table]:
-    kept, rejected = [], []
-    for unit in plan_units(cfg):
-        k, r = read_unit(unit, cfg)
-        kept.append(k)
-        rejected.append(r)
-    return (pa.concat_tables(kept, promote_options="permissive"),
-            pa.concat_tables(rejected, promote_options="permissive"))
 
 
 PLAIN = b"".join(lines(5))

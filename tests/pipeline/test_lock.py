@@ -21,6 +21,8 @@ import yaml
 
 from pipeline._lock import LOCK_NAME, OutputLock, OutputLocked, stale_reason
 
+from pipeline_testutil import moto_bucket
+
 REPO = Path(__file__).resolve().parents[2]
 
 HOLD = textwrap.dedent("""
@@ -102,25 +104,14 @@ def test_heartbeat_refreshes_the_lock(tmp_path):
 
 
 def test_lock_on_s3_uses_an_exclusive_create(tmp_path):
-    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("moto.server")
     pytest.importorskip("s3fs")
-    import boto3
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        opts = {"key": "testing", "secret": "testing",
-                "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}}
-        boto3.client("s3", endpoint_url=f"http://{host}:{port}", aws_access_key_id="testing",
-                     aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="locks")
+    with moto_bucket("locks") as opts:
         first = OutputLock("s3://locks/run", opts, job="curate").acquire()
         with pytest.raises(OutputLocked, match=r"s3://locks/run is in use by another curate"):
             OutputLock("s3://locks/run", opts).acquire()
         first.release()
         OutputLock("s3://locks/run", opts).acquire().release()
-    finally:
-        server.stop()
 
 
 def test_two_curate_runs_on_one_folder(tmp_path, corpus_rows, jsonl_writer):

@@ -16,18 +16,9 @@ import zstandard
 
 from pipeline.config import InputConfig, parse_config
 from pipeline.errors import ConfigError
-from pipeline.read import plan_units, read_unit
+from pipeline.read import plan_units
 
-
-
-def read_all(cfg: InputConfig) -> tuple[pa.Table, pa.Table]:
-    kept, rejected = [], []
-    for unit in plan_units(cfg):
-        k, r = read_unit(unit, cfg)
-        kept.append(k)
-        rejected.append(r)
-    return (pa.concat_tables(kept, promote_options="permissive"),
-            pa.concat_tables(rejected, promote_options="permissive"))
+from pipeline_testutil import read_all
 
 
 def test_bad_records_are_rejected_with_file_and_line(tmp_path, corpus_rows, jsonl_writer):

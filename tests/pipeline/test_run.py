@@ -23,6 +23,8 @@ import yaml
 from pipeline.config import parse_config
 from pipeline.runner import run_pipeline
 
+from pipeline_testutil import moto_bucket
+
 REPO = Path(__file__).resolve().parents[2]
 
 STAGES = [
@@ -174,19 +176,10 @@ def test_kill_and_resume(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
 
 
 def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
-    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("moto.server")
     s3fs = pytest.importorskip("s3fs")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        opts = {"key": "testing", "secret": "testing",
-                "client_kwargs": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}}
+    with moto_bucket("curation") as opts:
         fs = s3fs.S3FileSystem(**opts)
-        import boto3
-
-        boto3.client("s3", endpoint_url=f"http://{host}:{port}", aws_access_key_id="testing",
-                     aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="curation")
         local = jsonl_writer(tmp_path / "docs.jsonl", corpus_rows[:40])
         fs.put(str(local), "curation/in/docs.jsonl")
         cfg = config("s3://curation/in/docs.jsonl", "s3://curation/out", stages=["normalize", "exact_dedup"],
@@ -209,5 +202,3 @@ def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
         rej = pa.concat_tables(rej)
         assert sorted(rej.column("source_line").to_pylist()) == [3, 5, 7]
         assert set(rej.column("source_file").to_pylist()) == {"s3://curation/in/docs.jsonl"}
-    finally:
-        server.stop()
