@@ -43,6 +43,11 @@ def populate(array: Annotated[NDArray, dict(shape=(None,), order='C', device='cp
 
 def permute(i: int, n: int, keys: Sequence[int]) -> int: ...
 
+def epoch_keys(seed: int, source: int, stream: int, epoch: int) -> list[int]:
+    """
+    The Feistel keys of a source's per-epoch order in one stream (what the loader permutes with).
+    """
+
 class Core:
     def __init__(self, seq_len1: int, batch_size: int, buffer_docs: int, max_chunk: int, refill_batch: int, seed: int, stream_index: int, num_streams: int, epochs: int, n_sources: int, n_phases: int, prefetch: bool = True, populate_window: int = 0) -> None: ...
 

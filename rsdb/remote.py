@@ -467,31 +467,6 @@ class RemoteContext:
             s.close()
 
 
-_M64 = (1 << 64) - 1
-_GAMMA = 0x9E3779B97F4A7C15
-
-
-def _mix64(z: int) -> int:
-    """splitmix64's output function, as the core's ``mix64``."""
-    z &= _M64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
-
-
-def epoch_keys(seed: int, source: int, stream: int, epoch: int) -> list[int]:
-    """The Feistel keys of (source, stream, epoch): the core's ``Core::epoch_keys``.
-
-    Kept in step with the core by ``tests/rsdb/test_remote.py``, which checks that the
-    predicted order of first use is the order in which the loader asks for shards.
-    """
-    h = _mix64(seed ^ 0x4645495354454C21)
-    h = _mix64(h ^ ((source * _GAMMA) & _M64))
-    h = _mix64(h ^ ((stream * 0xD1B54A32D192ED03) & _M64))
-    h = _mix64(h ^ ((epoch * 0x8CB92BA72F3D8DD7) & _M64))
-    return [_mix64(h + (k + 1) * _GAMMA) for k in range(4)]
-
-
 # Permutation steps walked per source to find its shards' first use; past it (a source
 # with very many documents per shard stream), the rest follow in manifest order.
 _PLAN_WALK = 2_000_000
@@ -519,7 +494,7 @@ def _first_use(loader: Any, source: int, vids: list[int]) -> Iterator[tuple[int,
     if not ranges:
         return
     starts = [r[0] for r in ranges]
-    keys = epoch_keys(cfg.seed, source, k, 0)
+    keys = _core.epoch_keys(cfg.seed, source, k, 0)
     seen: set[int] = set()
     for c in range(min(n_local, _PLAN_WALK)):
         vid = ranges[bisect.bisect_right(starts, _core.permute(c, n_local, keys)) - 1][1]

@@ -75,6 +75,15 @@ NB_MODULE(_core, m) {
         return rsdb::permute(i, n, keys.data());
       },
       "i"_a, "n"_a, "keys"_a);
+  m.def(
+      "epoch_keys",
+      [](uint64_t seed, int32_t source, int64_t stream, uint64_t epoch) {
+        uint64_t keys[4];
+        rsdb::epoch_keys(seed, source, stream, epoch, keys);
+        return std::vector<uint64_t>(keys, keys + 4);
+      },
+      "seed"_a, "source"_a, "stream"_a, "epoch"_a,
+      "The Feistel keys of a source's per-epoch order in one stream (what the loader permutes with).");
 
   nb::class_<rsdb::Core>(m, "Core")
       .def(

@@ -337,12 +337,16 @@ void Core::set_weights(const std::vector<double>& w) {
   }
 }
 
-void Core::epoch_keys(int32_t idx, int64_t stream, uint64_t epoch, uint64_t keys[4]) const {
-  uint64_t h = mix64(cfg_.seed ^ 0x4645495354454c21ULL);
+void epoch_keys(uint64_t seed, int32_t idx, int64_t stream, uint64_t epoch, uint64_t keys[4]) {
+  uint64_t h = mix64(seed ^ 0x4645495354454c21ULL);
   h = mix64(h ^ (static_cast<uint64_t>(idx) * kGamma));
   h = mix64(h ^ (static_cast<uint64_t>(stream) * 0xd1b54a32d192ed03ULL));
   h = mix64(h ^ (epoch * 0x8cb92ba72f3d8dd7ULL));
   for (int k = 0; k < 4; ++k) keys[k] = mix64(h + static_cast<uint64_t>(k + 1) * kGamma);
+}
+
+void Core::epoch_keys(int32_t idx, int64_t stream, uint64_t epoch, uint64_t keys[4]) const {
+  rsdb::epoch_keys(cfg_.seed, idx, stream, epoch, keys);
 }
 
 void Core::start_epoch(SourceState& s, int32_t idx) {

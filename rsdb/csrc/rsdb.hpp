@@ -298,5 +298,7 @@ bool resident(const void* addr, int64_t nbytes);
 
 // Exposed for tests: the per-epoch permutation of [0, n).
 uint64_t permute(uint64_t i, uint64_t n, const uint64_t keys[4]);
+// The Feistel keys of (source, stream, epoch) under ``seed``: every stream's per-epoch order.
+void epoch_keys(uint64_t seed, int32_t source, int64_t stream, uint64_t epoch, uint64_t keys[4]);
 
 }  // namespace rsdb
