@@ -248,8 +248,8 @@ def test_dockerfile_is_pinned_and_non_root():
     args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
     bases = [args.get(b.strip("${}"), b) for b in re.findall(r"^FROM (\S+)", text, re.M)]
     assert bases and all(
-        "@sha256:" in b or re.search(r":\d+\.\d+\.\d+-", b) for b in bases
-    ), f"base images must be pinned by digest or exact version tag: {bases}"
+        re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+-[\w.-]+@sha256:[0-9a-f]{64}", b) for b in bases
+    ), f"base images must be pinned by exact version tag and digest: {bases}"
     assert all(b.startswith("nvidia/cuda:") for b in bases)
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in ("0", "root")
