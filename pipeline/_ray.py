@@ -128,10 +128,11 @@ class UnitLoader:
     """Loads one unit's input for a map phase: raw records (phase 0) or the previous phase's live rows.
 
     Rows dropped by the previous segment's global stages become rejected rows here,
-    carrying the global stage's name, reason and the id of the duplicate kept.
+    carrying the global stage's name, reason and the id of the duplicate kept. ``drops``
+    are :class:`pipeline._drops.DropSet` values: each unit reads only its own drop files.
     """
 
-    def __init__(self, out: OutFS, input_cfg: InputConfig, phase: int, drops: list[tuple[str, pa.Table]]):
+    def __init__(self, out: OutFS, input_cfg: InputConfig, phase: int, drops: list[Any]):
         self.out, self.input_cfg, self.phase, self.drops = out, input_cfg, phase, drops
 
     def load(self, unit: WorkUnit, stats: StageStats) -> pa.Table:
@@ -141,16 +142,17 @@ class UnitLoader:
             stats.record(unit.name, READ_STAGE, concat([kept, rejected]), kept, rejected,
                          time.perf_counter() - started)
             return concat([kept, rejected])
-        return self.survivors(load_unit_rows(self.out, self.phase - 1, unit.name))
+        return self.survivors(load_unit_rows(self.out, self.phase - 1, unit.name), unit.index)
 
-    def survivors(self, prev: pa.Table) -> pa.Table:
+    def survivors(self, prev: pa.Table, unit_index: int) -> pa.Table:
         """The live rows of a previous phase's unit table, those the global stages dropped now rejected."""
         live, _ = _split_live(prev)
         if DUP_OF in live.column_names:
             live = live.drop_columns([DUP_OF])
         keys = row_keys(live) if live.num_rows else pa.array([], pa.int64())
         parts = []
-        for name, drops in self.drops:
+        for drop_set in self.drops:
+            name, drops = drop_set.stage, drop_set.for_unit(unit_index)
             hit = pc.is_in(keys, value_set=drops.column(ROW_KEY))
             gone = live.filter(hit)
             if gone.num_rows:

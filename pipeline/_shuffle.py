@@ -2,16 +2,67 @@
 
 Global stages use it to bring equal keys (text hashes, MinHash band keys) together
 across the cluster: every map task splits its table by ``key % P`` with one vectorised
-pass, and each reduce task sees all rows of its partition. Reducers return small
-tables (the duplicate candidates), which the driver combines.
+pass, and each reduce task sees all rows of its partition. The reducers' results stay
+in the object store (the driver holds only their references) and feed the next
+distributed step: the connected components of the duplicate graph, then the per-unit
+drop files (``pipeline.stages.dedup._components``, ``pipeline._drops``).
+
+Tasks are started through a small executor, :class:`RayTasks` on a cluster or
+:class:`LocalTasks` in one process, so the same code path runs under property tests
+that try thousands of graphs without paying Ray's per-task cost.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+
+def _call(fn: Callable[..., Sequence[Any]], num_returns: int, *args: Any) -> Any:
+    result = fn(*args)
+    if len(result) != num_returns:
+        raise ValueError(f"{getattr(fn, '__name__', fn)} returned {len(result)} results, expected {num_returns}")
+    return result[0] if num_returns == 1 else tuple(result)
+
+
+class RayTasks:
+    """Runs each call as a Ray task (1 CPU); results are object references.
+
+    A task function returns a sequence of exactly ``num_returns`` results, each of
+    which becomes its own object (so a reducer fetches only its own partition).
+    """
+
+    def __init__(self) -> None:
+        import ray
+
+        self._ray = ray
+        self._remote: dict[int, Any] = {}
+
+    def run(self, fn: Callable[..., Sequence[Any]], *args: Any, num_returns: int = 1) -> list[Any]:
+        """Start ``fn(*args)``; always a list of ``num_returns`` references."""
+        remote = self._remote.get(num_returns)
+        if remote is None:
+            remote = self._ray.remote(num_cpus=1)(_call).options(num_returns=num_returns)
+            self._remote[num_returns] = remote
+        refs = remote.remote(fn, num_returns, *args)
+        return list(refs) if num_returns > 1 else [refs]
+
+    def get(self, refs: list[Any]) -> list[Any]:
+        return self._ray.get(list(refs))
+
+
+class LocalTasks:
+    """Runs each call at once in this process (tests); results are the values themselves."""
+
+    def run(self, fn: Callable[..., Sequence[Any]], *args: Any, num_returns: int = 1) -> list[Any]:
+        result = _call(fn, num_returns, *args)
+        return list(result) if num_returns > 1 else [result]
+
+    def get(self, refs: list[Any]) -> list[Any]:
+        return list(refs)
 
 
 def _split(table: pa.Table, map_fn: Callable[[pa.Table], pa.Table], key: str, parts: int) -> list[pa.Table]:
@@ -23,30 +74,29 @@ def _split(table: pa.Table, map_fn: Callable[[pa.Table], pa.Table], key: str, pa
     return [table.filter(pc.equal(bucket, i)) for i in range(parts)]
 
 
-def _reduce(reduce_fn: Callable[[pa.Table], pa.Table], *tables: pa.Table) -> pa.Table:
+def _reduce(reduce_fn: Callable[[pa.Table], Sequence[Any]], *tables: pa.Table) -> Sequence[Any]:
     tables = tuple(t for t in tables if t.num_rows)
     if not tables:
         return reduce_fn(pa.table({}))
     return reduce_fn(pa.concat_tables(tables, promote_options="permissive"))
 
 
-def shuffle_reduce(inputs: Sequence[Any], map_fn: Callable[[pa.Table], pa.Table], key: str,
-                   reduce_fn: Callable[[pa.Table], pa.Table], parts: int) -> list[pa.Table]:
-    """Run ``reduce_fn`` on each hash partition of ``map_fn(input)`` over all inputs.
+def shuffle(inputs: Sequence[Any], map_fn: Callable[[pa.Table], pa.Table], key: str,
+            reduce_fn: Callable[[pa.Table], Sequence[Any]], parts: int, *, tasks: RayTasks | LocalTasks,
+            num_returns: int = 1) -> list[list[Any]]:
+    """Start ``reduce_fn`` on each hash partition of ``map_fn(input)`` over all inputs.
 
     Args:
-        inputs: Ray object refs of tables (or tables).
+        inputs: Ray object refs of tables (or tables, with :class:`LocalTasks`).
         map_fn: per input table, returns rows with an integer ``key`` column.
-        key: the column to partition on.
-        reduce_fn: per partition (all rows whose key falls in it), returns a result table.
+        key: the column to partition on (already a hash: its low 32 bits pick the partition).
+        reduce_fn: per partition (all rows whose key falls in it), returns a sequence of
+            ``num_returns`` results.
         parts: number of partitions (reduce tasks).
-    """
-    import ray
+        tasks: the executor.
 
-    split = ray.remote(num_cpus=1)(_split).options(num_returns=parts)
-    reduce = ray.remote(num_cpus=1)(_reduce)
-    mapped = [split.remote(t, map_fn, key, parts) for t in inputs]
-    if parts == 1:
-        mapped = [[m] for m in mapped]
-    results = [reduce.remote(reduce_fn, *[m[p] for m in mapped]) for p in range(parts)]
-    return ray.get(results)
+    Returns:
+        per partition, the list of its ``num_returns`` result references (not fetched).
+    """
+    mapped = [tasks.run(_split, t, map_fn, key, parts, num_returns=parts) for t in inputs]
+    return [tasks.run(_reduce, reduce_fn, *[m[p] for m in mapped], num_returns=num_returns) for p in range(parts)]

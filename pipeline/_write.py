@@ -30,7 +30,7 @@ from pipeline._fs import OutFS
 from pipeline._ray import UnitLoader, concat, load_unit_rows, load_unit_stats, unit_dir
 from pipeline.config import InputConfig
 from pipeline.read import ROW
-from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY
+from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE
 
 KEPT_BASE = ("id", "text", "source", "lang", "lang_score", "source_file", "source_line")
 REJECTED = "rejected"
@@ -139,7 +139,7 @@ def unit_schemas(out: OutFS, unit: str, last: int) -> tuple[list[pa.Schema], lis
 
 
 def write_unit(out: OutFS, input_cfg: InputConfig, unit: str, index: int, last: int,
-               drops: list[tuple[str, pa.Table]], kept_schema: pa.Schema, rej_schema: pa.Schema,
+               drops: list[Any], kept_schema: pa.Schema, rej_schema: pa.Schema,
                fmt: str, compression: str, level: int | None, shard_bytes: int) -> dict[str, Any]:
     """Ray task: load the unit's rows once per phase, write its kept and rejected shards.
 
@@ -153,9 +153,8 @@ def write_unit(out: OutFS, input_cfg: InputConfig, unit: str, index: int, last: 
             continue
         rejected.append(rows.filter(pc.is_valid(rows.column(REJECT_STAGE))))
         if k == last:
-            # Only this unit's drops matter: a row key is (unit index << 32 | row).
-            mine = [(name, d.filter(pc.equal(pc.shift_right(d.column(ROW_KEY), 32), index))) for name, d in drops]
-            table = UnitLoader(out, input_cfg, last + 1, mine).survivors(rows)
+            # ``drops`` are DropSets (pipeline._drops): this task reads only this unit's drop files.
+            table = UnitLoader(out, input_cfg, last + 1, drops).survivors(rows, index)
             if table.num_rows:
                 if REJECT_STAGE in table.column_names:
                     dead = pc.is_valid(table.column(REJECT_STAGE))

@@ -8,7 +8,8 @@ Phases and what makes each resumable:
    (and the ``prepare`` part of its global stages); each unit commits one atomic file
    of its rows, kept and rejected, then a ``.done`` marker.
 3. **global k.j**: a global stage (dedup) decides over all live rows of map k, as a
-   distributed Ray job; its drop list is committed atomically as one file.
+   distributed Ray job (components included); its tasks write one drop file per unit
+   that lost rows, and a stats file written last commits the phase.
 4. **write**: one Ray task per unit writes its kept rows as zstd Parquet (or Arrow)
    shards ``part-<unit>-<piece>`` and its rejected rows to ``rejected/``
    (``pipeline._write``); the driver merges the tasks' small summaries into
@@ -29,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline._drops import DropSet
 from pipeline._fs import OutFS
 from pipeline._lock import LOCK_NAME, OutputLock
 from pipeline._ray import (
@@ -156,18 +158,18 @@ def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
 
     segs = segments_of(stages)
     skipped = 0
-    prev_drops: list[tuple[str, pa.Table]] = []
+    prev_drops: list[DropSet] = []
     global_stats: dict[str, dict[str, Any]] = {}
     for k, seg in enumerate(segs):
         tick = time.perf_counter()
         skipped += _map_phase(cfg, out, units, k, seg, prev_drops)
         phases[f"map{k}"] = time.perf_counter() - tick
-        drops_here: list[tuple[str, pa.Table]] = []
+        drops_here: list[DropSet] = []
         for j, g in enumerate(seg.globals):
             tick = time.perf_counter()
-            table, stats = _global_phase(cfg, out, units, k, j, g, drops_here)
+            drops, stats = _global_phase(cfg, out, units, k, j, g, drops_here)
             phases[f"global{k}-{j}-{g.name}"] = time.perf_counter() - tick
-            drops_here.append((g.name, table))
+            drops_here.append(drops)
             global_stats[g.name] = stats
         prev_drops = drops_here
     manifest = _write_final(cfg, out, units, len(segs) - 1, prev_drops, stages, global_stats, chash,
@@ -200,7 +202,7 @@ def _is_done(out: OutFS, k: int, unit: WorkUnit) -> bool:
 
 
 def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, seg: Segment,
-               prev_drops: list[tuple[str, pa.Table]]) -> int:
+               prev_drops: list[DropSet]) -> int:
     import ray
 
     done = set(out.ls(f"_work/map{k}"))
@@ -270,46 +272,54 @@ def _expected_rows(out: OutFS, unit: WorkUnit, k: int, prev_drops: list) -> int:
     return int(pc.sum(pc.is_null(prev.column(REJECT_STAGE))).as_py() or 0) if prev.num_rows else 0
 
 
-def _load_keys(out: OutFS, k: int, unit: str, columns: list[str], prior: list[pa.Array]) -> pa.Table:
-    table = load_unit_rows(out, k, unit)
+def _load_keys(out: OutFS, k: int, unit: WorkUnit, columns: list[str], prior: list[DropSet]) -> pa.Table:
+    """Ray task: a unit's live rows after the segment's earlier global stages (their drop files for this unit)."""
+    table = load_unit_rows(out, k, unit.name)
     if not table.num_rows:
         return pa.table({})
     table = table.filter(pc.is_null(table.column(REJECT_STAGE)))
     keys = row_keys(table)
     table = table.append_column(ROW_KEY, keys)
     for drops in prior:
-        table = table.filter(pc.invert(pc.is_in(table.column(ROW_KEY), value_set=drops)))
+        gone = drops.for_unit(unit.index).column(ROW_KEY)
+        table = table.filter(pc.invert(pc.is_in(table.column(ROW_KEY), value_set=gone)))
     nbytes = pc.binary_length(table.column("text"))
     return table.select(["id", ROW_KEY, *columns]).append_column("_nbytes", nbytes)
 
 
 def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, j: int, g: GlobalStage,
-                  prior: list[tuple[str, pa.Table]]) -> tuple[pa.Table, dict[str, Any]]:
+                  prior: list[DropSet]) -> tuple[DropSet, dict[str, Any]]:
+    """One global stage over all live rows of map k, on the cluster.
+
+    The stage's tasks write each unit's drops as its own file (``pipeline._drops``); the
+    driver holds only object references and per-task counters, never rows, edges or drops.
+    The stats file, written last, is the phase's commit: a phase killed before it starts over.
+    """
     import ray
 
     name = f"global{k}-{j}-{g.name}"
-    if out.exists("_work", f"_{name}.parquet") and out.exists("_work", f"{name}.json"):
+    drops = DropSet(out, g.name, f"_{name}")
+    if out.exists("_work", f"{name}.json"):
         log.info("%s: already done", name)
-        return out.read_parquet("_work", f"_{name}.parquet"), out.read_json("_work", f"{name}.json")
+        return drops, out.read_json("_work", f"{name}.json")
+    drops.clear()
     started = time.perf_counter()
     load = ray.remote(num_cpus=1)(_load_keys)
-    prior_keys = [d.column(ROW_KEY) for _, d in prior]
-    refs = [load.remote(out, k, u.name, list(g.key_columns), prior_keys) for u in units]
+    refs = [load.remote(out, k, u, list(g.key_columns), prior) for u in units]
     nbytes = ray.get([ray.remote(_sizes).remote(r) for r in refs])
-    drops = g.run_distributed(refs, num_partitions=max(2, _workers(cfg)))
-    drops = drops.sort_by([(ROW_KEY, "ascending")])
+    parts = max(2, _workers(cfg))
+    summary = g.run_distributed(refs, num_partitions=parts, sink=drops)
     docs_in = sum(n for n, _ in nbytes)
     bytes_in = sum(b for _, b in nbytes)
-    dropped_bytes = sum(ray.get([ray.remote(_dropped_bytes).remote(r, drops.column(ROW_KEY)) for r in refs]))
-    reasons: dict[str, int] = {}
-    for r in drops.column(REJECT_REASON).to_pylist():
-        reasons[r] = reasons.get(r, 0) + 1
-    stats = {"docs_in": docs_in, "docs_kept": docs_in - drops.num_rows, "docs_rejected": drops.num_rows,
+    dropped_bytes = sum(ray.get([ray.remote(_dropped_bytes).remote(r, drops, u.index) for r, u in zip(refs, units)]))
+    stats = {"docs_in": docs_in, "docs_kept": docs_in - summary["rows"], "docs_rejected": summary["rows"],
              "bytes_in": bytes_in, "bytes_out": bytes_in - dropped_bytes,
-             "seconds": time.perf_counter() - started, "reasons": reasons}
-    out.write_parquet(drops, "_work", f"_{name}.parquet")
+             "seconds": time.perf_counter() - started, "reasons": summary["reasons"],
+             # how the decision was computed: hash partitions and star rounds of the components
+             "partitions": parts, "component_rounds": summary.get("rounds", 0)}
     out.write_json(stats, "_work", f"{name}.json")
-    log.info("%s: %d of %d rows dropped", name, drops.num_rows, docs_in)
+    log.info("%s: %d of %d rows dropped (%d component rounds)", name, summary["rows"], docs_in,
+             stats["component_rounds"])
     return drops, stats
 
 
@@ -319,10 +329,10 @@ def _sizes(t: pa.Table) -> tuple[int, int]:
     return t.num_rows, int(pc.sum(t.column("_nbytes")).as_py() or 0)
 
 
-def _dropped_bytes(t: pa.Table, keys: pa.Array) -> int:
+def _dropped_bytes(t: pa.Table, drops: DropSet, unit_index: int) -> int:
     if not t.num_rows:
         return 0
-    hit = pc.is_in(t.column(ROW_KEY), value_set=keys)
+    hit = pc.is_in(t.column(ROW_KEY), value_set=drops.for_unit(unit_index).column(ROW_KEY))
     return int(pc.sum(pc.filter(t.column("_nbytes"), hit)).as_py() or 0)
 
 
@@ -330,7 +340,7 @@ def _dropped_bytes(t: pa.Table, keys: pa.Array) -> int:
 
 
 def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: int,
-                 last_drops: list[tuple[str, pa.Table]], stages: list[Stage],
+                 last_drops: list[DropSet], stages: list[Stage],
                  global_stats: dict[str, dict[str, Any]], chash: str, *,
                  started_at: str | None = None,
                  timing: tuple[dict[str, float], float, float] | None = None) -> dict[str, Any]:

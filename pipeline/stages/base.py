@@ -262,15 +262,20 @@ class GlobalStage(Stage):
             a table with columns ``ROW_KEY`` (int64), ``reject_reason`` (string), ``dup_of`` (string).
         """
 
-    def run_distributed(self, key_tables: Sequence[Any], *, num_partitions: int) -> pa.Table:
-        """Decide over a cluster; ``key_tables`` are Ray object refs (or tables) of key columns.
+    def run_distributed(self, key_tables: Sequence[Any], *, num_partitions: int, sink: Any) -> dict[str, Any]:
+        """Decide over a cluster and store the drops per unit; ``key_tables`` are Ray object refs of key columns.
 
-        The default gathers everything and calls :meth:`find_drops`; dedup stages override it.
+        ``sink`` is a :class:`pipeline._drops.DropSet`: the drops of unit u go to
+        ``sink.write(u, table)``. Returns ``{"rows": n, "reasons": {reason: n}}``. The
+        default gathers everything in the driver and calls :meth:`find_drops`; the dedup
+        stages override it with a fully distributed version.
         """
         import ray
 
+        from pipeline._drops import write_unit_drops
+
         tables = [t if isinstance(t, pa.Table) else ray.get(t) for t in key_tables]
-        return self.find_drops(pa.concat_tables(tables, promote_options="permissive"))
+        return write_unit_drops(sink, self.find_drops(pa.concat_tables(tables, promote_options="permissive")))
 
     def process(self, table: pa.Table) -> StageResult:
         table = self.prepare(table)

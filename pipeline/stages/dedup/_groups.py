@@ -2,6 +2,8 @@
 
 The survivor of a cluster is always the row with the smallest ``(id, row key)``,
 so the choice does not depend on partitioning, worker count or arrival order.
+:func:`components_to_drops` is the one-process union-find (``GlobalStage.process``,
+and the reference the distributed components in ``_components`` are tested against).
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def group_edges(rows: pa.Table, key: str) -> pa.Table:
         "b_key": rks.take(pa.array(anchor[dup])),
         "b_id": ids.take(pa.array(anchor[dup])),
     })
+
+
+def group_drops(rows: pa.Table, key: str, reason: str) -> pa.Table:
+    """Every row of a group of equal ``key`` but its smallest (id, row key) dropped, with ``dup_of`` that one.
+
+    When each row has one key (exact dedup) a group is a whole component, so this is
+    the answer without any component step.
+    """
+    edges = group_edges(rows, key)
+    return pa.table({ROW_KEY: edges.column("a_key"),
+                     REJECT_REASON: pa.array([reason] * edges.num_rows, pa.string()),
+                     DUP_OF: edges.column("b_id")})
 
 
 def components_to_drops(edges: pa.Table, reason: str) -> pa.Table:

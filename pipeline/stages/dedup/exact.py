@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import pyarrow as pa
 import xxhash
 from pydantic import Field
 
-from pipeline.stages.base import GlobalStage, StageConfig, register_stage
-from pipeline.stages.dedup._groups import components_to_drops, group_edges
+from pipeline.stages.base import GlobalStage, StageConfig, empty_drops, register_stage
+from pipeline.stages.dedup._groups import components_to_drops, group_drops, group_edges
 
 _WS = re.compile(r"\s+")
 HASH = "_exact_hash"
@@ -47,13 +48,24 @@ class ExactDedup(GlobalStage):
     def find_drops(self, keys: pa.Table) -> pa.Table:
         return components_to_drops(group_edges(keys, HASH), "exact_duplicate")
 
-    def run_distributed(self, key_tables, *, num_partitions: int) -> pa.Table:
-        from pipeline._ray import concat
-        from pipeline._shuffle import shuffle_reduce
+    def run_distributed(self, key_tables, *, num_partitions: int, sink) -> dict:
+        """Hash-partition text hashes; each reducer's groups are whole components, cut by unit and written.
 
-        edges = shuffle_reduce(key_tables, _key, HASH, _edges, num_partitions)
-        return components_to_drops(concat(edges), "exact_duplicate")
+        No component step is needed (a row has one hash), and no row or drop reaches the driver.
+        """
+        from pipeline._shuffle import RayTasks, shuffle
+        from pipeline.stages.dedup._components import write_drops
+
+        tasks = RayTasks()
+        drops = shuffle(key_tables, _key, HASH, partial(_drops, num_partitions), num_partitions, tasks=tasks,
+                        num_returns=num_partitions)
+        return {**write_drops(tasks, drops, sink), "rounds": 0}
 
 
-def _edges(rows: pa.Table) -> pa.Table:
-    return group_edges(rows, HASH) if rows.num_rows else group_edges(pa.table({}), HASH)
+def _drops(parts: int, rows: pa.Table) -> list[pa.Table]:
+    """Reducer: this partition's duplicates, cut into ``parts`` tables by unit."""
+    from pipeline._drops import split_by_unit
+
+    if not rows.num_rows:
+        return split_by_unit(empty_drops(), parts)
+    return split_by_unit(group_drops(rows, HASH, "exact_duplicate"), parts)

@@ -2,8 +2,8 @@
 
 Signatures are computed per document in the parallel map phase and reduced to one
 64-bit key per band; only band keys cross the cluster. Documents sharing any band key
-are duplicate candidates; candidates are merged into connected components (union-find)
-and the smallest ``(id, row key)`` of each component is kept.
+are duplicate candidates; candidates are merged into connected components (on the
+cluster, ``_components``) and the smallest ``(id, row key)`` of each component is kept.
 
 Defaults follow DataTrove's MinHash config (5-gram shingles, 14 bands x 8 rows = 112
 hashes): a pair with Jaccard similarity s becomes a candidate with probability
@@ -110,14 +110,16 @@ class MinHashDedup(GlobalStage):
         return table.append_column(BANDS, pa.array(bands, pa.list_(pa.int64())))
 
     def find_drops(self, keys: pa.Table) -> pa.Table:
-        return components_to_drops(_edges(_explode(keys)), "near_duplicate")
+        return components_to_drops(group_edges(_explode(keys), "_band"), "near_duplicate")
 
-    def run_distributed(self, key_tables, *, num_partitions: int) -> pa.Table:
-        from pipeline._ray import concat
-        from pipeline._shuffle import shuffle_reduce
+    def run_distributed(self, key_tables, *, num_partitions: int, sink) -> dict:
+        """Band keys hash-partitioned into duplicate edges, components and drops on the cluster."""
+        from pipeline._shuffle import RayTasks, shuffle
+        from pipeline.stages.dedup._components import drops_from_edges
 
-        edges = shuffle_reduce(key_tables, _explode, "_band", _edges, num_partitions)
-        return components_to_drops(concat(edges), "near_duplicate")
+        tasks = RayTasks()
+        edges = shuffle(key_tables, _explode, "_band", _edges, num_partitions, tasks=tasks)
+        return drops_from_edges(tasks, [e[0] for e in edges], "near_duplicate", num_partitions, sink)
 
 
 def _explode(table: pa.Table) -> pa.Table:
@@ -133,5 +135,6 @@ def _explode(table: pa.Table) -> pa.Table:
     })
 
 
-def _edges(rows: pa.Table) -> pa.Table:
-    return group_edges(rows, "_band") if rows.num_rows else group_edges(pa.table({}), "_band")
+def _edges(rows: pa.Table) -> list[pa.Table]:
+    """Reducer: one partition's band groups as duplicate edges."""
+    return [group_edges(rows, "_band")]
