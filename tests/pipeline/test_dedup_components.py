@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import random
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
@@ -91,7 +92,7 @@ def graphs(draw) -> tuple[list[tuple[int, int]], dict[int, str]]:
         hi = draw(st.integers(lo + 2, n))
         part = list(order[lo:hi])
         if kind == "chain":
-            pairs += list(zip(part, part[1:]))
+            pairs += list(pairwise(part))
         elif kind == "star":
             pairs += [(part[0], x) for x in part[1:]]
         elif kind == "cycle":
@@ -120,7 +121,7 @@ def test_long_paths_need_log_rounds(n, layout):
     elif layout == "shuffled":
         random.Random(n).shuffle(keys)
     ids = {k: f"doc-{k % 1000:04d}" for k in keys}
-    summary = assert_same(edge_table(list(zip(keys, keys[1:])), ids), parts=4)
+    summary = assert_same(edge_table(list(pairwise(keys)), ids), parts=4)
     assert summary["rows"] == n - 1
     assert summary["rounds"] <= 2 * max(1, n.bit_length())
 
@@ -144,7 +145,7 @@ def test_on_ray_with_drop_files(tmp_path, ray_cluster):
     rng = random.Random(3)
     keys = [(rng.randrange(5) << 32) | i for i in range(400)]
     ids = {k: f"doc-{rng.randrange(300):03d}" for k in keys}
-    pairs = list(zip(keys[:300], keys[1:300])) + [(keys[300], k) for k in keys[301:]]
+    pairs = list(pairwise(keys[:300])) + [(keys[300], k) for k in keys[301:]]
     edges = edge_table(pairs, ids)
     sink = DropSet(OutFS(str(tmp_path)), "minhash_dedup", "_drops")
     tasks = RayTasks()
