@@ -40,9 +40,10 @@ import time
 import traceback
 from typing import Any, Callable
 
-import yaml
-
-from rsdb.errors import ConfigError, TrinityError
+from common.cluster import connect_ray
+from common.config import load_mapping, read_text, validation_message  # noqa: F401 (read_text: kept importable here)
+from common.errors import ConfigError, TrinityError
+from common.fs import atomic_write
 
 log = logging.getLogger("jobs")
 
@@ -142,61 +143,9 @@ def build_parser(job: Job) -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- config
 
 
-def read_text(uri: str) -> str:
-    """The text at a local path or fsspec URI; errors name the URI."""
-    import fsspec
-
-    try:
-        with fsspec.open(uri, "rt", encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{uri}: config file not found") from None
-    except (OSError, ValueError, ImportError) as e:
-        raise ConfigError(f"{uri}: cannot read config: {type(e).__name__}: {e}") from None
-
-
-def load_mapping(uri: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read YAML at ``uri`` into a mapping and apply ``KEY=VALUE`` overrides (dotted keys)."""
-    text = read_text(uri)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{uri}: not valid YAML: {e}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{uri}: expected a mapping at the top level, got {type(raw).__name__}")
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        node = raw
-        *parents, leaf = key.split(".")
-        for i, part in enumerate(parents):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(parents[: i + 1])} is not a mapping")
-        try:
-            node[leaf] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {key}: value is not YAML: {e}") from None
-    return raw
-
-
-def validation_message(exc: Exception) -> str:
-    """A pydantic ``ValidationError`` as ``key.path: message; ...``; other errors as text."""
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            parts = []
-            for err in errors():
-                loc = ".".join(str(x) for x in err.get("loc", ()))
-                msg = str(err.get("msg", "")).removeprefix("Value error, ")
-                parts.append(f"{loc}: {msg}" if loc else msg)
-            return "; ".join(parts)
-        except Exception:  # not pydantic after all
-            pass
-    return str(exc)
+# read_text, load_mapping (YAML from any URI plus the --set rule: VALUE read as YAML) and
+# validation_message (pydantic errors as key.path: message) are the shared ones in
+# common.config, imported above and kept importable from here.
 
 
 # ----------------------------------------------------------------------------- output
@@ -208,23 +157,8 @@ def join(uri: str, name: str) -> str:
 
 
 def write_json(uri: str, doc: dict[str, Any]) -> None:
-    """Write ``doc`` at a local path or fsspec URI (local writes are atomic)."""
-    import fsspec
-    from fsspec.implementations.local import LocalFileSystem
-
-    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
-    fs, path = fsspec.core.url_to_fs(uri)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    if isinstance(fs, LocalFileSystem):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    else:
-        with fs.open(path, "w") as f:
-            f.write(text)
+    """Write ``doc`` at a local path or fsspec URI, atomically (see :mod:`common.fs`)."""
+    atomic_write(uri, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -255,16 +189,12 @@ def summary_line(job: str, status: str, elapsed: float, fields: dict[str, Any]) 
 def _connect_ray(args: argparse.Namespace, defaults: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     import ray
 
-    if ray.is_initialized():
-        return False, dict(ray.cluster_resources())
+    # --address, then RAY_ADDRESS (as ray job submit sets it), then the config's own address
     address = args.ray_address or os.environ.get("RAY_ADDRESS") or defaults.get("address")
-    kwargs: dict[str, Any] = {"log_to_driver": True, "configure_logging": False}
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs.update(num_cpus=args.num_cpus or defaults.get("num_cpus"), include_dashboard=False)
-    ray.init(**kwargs)
+    owns = connect_ray(address, num_cpus=args.num_cpus or defaults.get("num_cpus"), log_to_driver=True)
     res = dict(ray.cluster_resources())
+    if not owns:
+        return False, res
     log.info("ray: %s, resources %s", address or "local cluster", {k: res[k] for k in sorted(res) if "node:" not in k})
     return True, res
 

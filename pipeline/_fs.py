@@ -1,14 +1,15 @@
-"""Small fsspec helpers: one output filesystem, atomic writes (tmp name, then rename)."""
+"""The curation output location: one fsspec filesystem, every write atomic (see :mod:`common.fs`)."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import uuid
 from typing import Any
 
 import pyarrow as pa
+
+from common.fs import atomic_write, is_local, url_to_fs
 
 
 class OutFS:
@@ -21,13 +22,10 @@ class OutFS:
     """
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
-        import fsspec
-
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
-        proto = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        self.local = proto in ("file", "local")
+        self.fs, self.root, _ = url_to_fs(self.url, self.storage_options)
+        self.local = is_local(self.fs)
         self.root = self.root.rstrip("/")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -72,21 +70,8 @@ class OutFS:
         except FileNotFoundError:
             pass
 
-    def _commit(self, tmp: str, final: str) -> None:
-        if self.local:
-            os.replace(tmp, final)
-        else:
-            self.fs.mv(tmp, final)
-
     def write_bytes(self, data: bytes, *parts: str) -> None:
-        final = self.path(*parts)
-        folder, name = final.rsplit("/", 1)
-        if self.local:
-            os.makedirs(folder, exist_ok=True)
-        tmp = f"{folder}/.tmp-{uuid.uuid4().hex[:8]}-{name}"
-        with self.fs.open(tmp, "wb") as f:
-            f.write(data)
-        self._commit(tmp, final)
+        atomic_write(self.path(*parts), data, fs=self.fs)
 
     def write_json(self, obj: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(obj, indent=2, sort_keys=True).encode(), *parts)

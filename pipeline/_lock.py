@@ -40,7 +40,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from rsdb.errors import TrinityError
+from common.errors import TrinityError
+from common.fs import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -267,10 +268,7 @@ class OutputLock:
             content = {**current, "heartbeat": time.time()}
             data = json.dumps(content, indent=2).encode()
             if self.local:  # atomic replace: a reader never sees half a lock
-                tmp = f"{self.path}.{self.token[:8]}.tmp"
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, self.path)
+                atomic_write(self.path, data)
             else:
                 with self.fs.open(self.path, "wb") as f:
                     f.write(data)

@@ -240,12 +240,20 @@ def unit_rows_expected(table: pa.Table) -> int:
 
 
 class StageUDF:
-    """Actor/task body for a stage with its own ``ray_map_kwargs`` (e.g. a GPU model)."""
+    """Actor/task body for a stage with its own ``ray_map_kwargs`` (e.g. a GPU model).
 
-    def __init__(self, stage: Stage, out: OutFS, phase: int):
+    The one adapter from a stage to ``map_batches``: the live rows go through the stage,
+    rejected rows pass through. With ``out``, the per-unit stats of each batch are
+    written beside the unit's rows (the curate runner); without, only rows come back
+    (the standalone rephrase job, :mod:`pipeline.rephrase._ray`).
+    """
+
+    def __init__(self, stage: Stage, out: OutFS | None = None, phase: int = 0):
         self.stage, self.out, self.phase = stage, out, phase
 
     def __call__(self, table: pa.Table) -> pa.Table:
+        if self.out is None:
+            return apply_stage(self.stage, table)
         stats = StageStats()
         result = apply_stage(self.stage, table, stats)
         if table.num_rows:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -13,25 +12,13 @@ import typer
 app = typer.Typer(help="Curation pipeline: validate configs, list stages, inspect runs.", no_args_is_help=True)
 
 
-def _overrides(items: list[str] | None) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def _load(config: Path, sets: list[str] | None):
+    from common.config import parse_overrides
     from pipeline.config import load_config
     from pipeline.errors import TrinityError
 
-    try:
-        return load_config(config, _overrides(sets))
+    try:  # --set VALUE is read as YAML, as in the job entrypoints (common.config)
+        return load_config(config, parse_overrides(sets))
     except TrinityError as e:
         typer.secho(f"config error: {e}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -39,7 +26,7 @@ def _load(config: Path, sets: list[str] | None):
 
 def curate(
     config: Path = typer.Option(..., "--config", "-c", help="curate YAML config"),
-    sets: Optional[List[str]] = typer.Option(None, "--set", help="override a key, e.g. --set output.path=out/x"),
+    sets: Optional[List[str]] = typer.Option(None, "--set", help="override a key, dotted; VALUE is read as YAML, e.g. --set output.path=out/x"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace a run of another config at output.path"),
     address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
                                           help="Ray cluster to join (default: RAY_ADDRESS, else ray.address "

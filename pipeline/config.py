@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.config import load_mapping, validation_message
 from pipeline.errors import ConfigError
 from pipeline.stages.base import STAGES, Stage
 
@@ -136,7 +136,7 @@ class PipelineConfig(_Model):
             try:
                 cls.Config.model_validate(spec.options)
             except ValidationError as e:
-                raise ValueError(f"stages[{i}].{spec.name}: " + _errors(e)) from None
+                raise ValueError(f"stages[{i}].{spec.name}: " + validation_message(e)) from None
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stages: a stage name appears twice in {names}; stats are kept per name")
@@ -153,15 +153,6 @@ class PipelineConfig(_Model):
                                                     "output": {"path", "storage_options"},
                                                     "input": {"storage_options"}})
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-
-
-def _errors(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
 
 
 def load_stage_plugins() -> None:
@@ -185,28 +176,14 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Pi
     """Read and validate a YAML curate config.
 
     Args:
-        path: the YAML file.
+        path: the YAML file (a local path or any fsspec URI).
         overrides: dotted keys to replace, e.g. ``{"output.path": "out/x"}``.
 
     Raises:
         ConfigError: the file is missing, not YAML, or fails validation (the message names the key).
     """
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
-    for key, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return parse_config(raw, origin=str(p))
+    raw = load_mapping(str(path), overrides)  # the one YAML + dotted-override rule (common.config)
+    return parse_config(raw, origin=str(path))
 
 
 def parse_config(raw: dict[str, Any], origin: str = "config") -> PipelineConfig:
@@ -214,4 +191,4 @@ def parse_config(raw: dict[str, Any], origin: str = "config") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{origin}: {_errors(e)}") from None
+        raise ConfigError(f"{origin}: {validation_message(e)}") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rsdb.errors import ConfigError, TrinityError
+from common.errors import ConfigError, TrinityError
 
 __all__ = ["ConfigError", "PipelineError", "StageError", "TrinityError"]
 

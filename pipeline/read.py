@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import xxhash
 
+from common.fs import has_glob, list_files, url_to_fs
 from pipeline.config import InputConfig
 from pipeline.errors import ConfigError
 from pipeline._codecs import MAGIC, DamagedStream, decoded_chunks, sniff
@@ -83,12 +84,11 @@ class WorkUnit:
 
 
 def _fs(url: str, storage_options: dict[str, Any]):
-    import fsspec
+    return url_to_fs(url, storage_options)
 
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    prefix = "" if proto in ("file", "local") else f"{proto}://"
-    return fs, path, prefix
+
+def _visible_name(rel: str) -> bool:
+    return not PurePosixPath(rel).name.startswith((".", "_"))
 
 
 def list_inputs(cfg: InputConfig) -> list[tuple[str, str]]:
@@ -100,19 +100,16 @@ def list_inputs(cfg: InputConfig) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for item in cfg.paths:
         fs, path, prefix = _fs(item, cfg.storage_options)
-        if any(ch in path for ch in "*?["):
-            files = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            if cfg.format == "hf" and cfg.hf_builder is None or fs.exists(f"{path}/state.json"):
-                found.extend(("hf", prefix + f) for f in _hf_saved_files(fs, path))
-                continue
-            files = sorted(p for p in fs.find(path) if not PurePosixPath(p).name.startswith((".", "_")))
-        elif fs.exists(path):
-            files = [path]
-            if not prefix:  # a local file named directly keeps the name the user gave
-                prefix, files = "", [item.removeprefix("file://")]
-        else:
-            raise ConfigError(f"input.paths: {item} not found")
+        if not has_glob(path) and fs.isdir(path) and (
+                cfg.format == "hf" and cfg.hf_builder is None or fs.exists(f"{path}/state.json")):
+            found.extend(("hf", prefix + f) for f in _hf_saved_files(fs, path))
+            continue
+        try:  # the shared lister; in folders, hidden and "_" names (temp files, work state) are skipped
+            files = list_files(item, cfg.storage_options, keep=_visible_name).paths
+        except FileNotFoundError:
+            raise ConfigError(f"input.paths: {item} not found") from None
+        if files == [path] and not prefix:  # a local file named directly keeps the name the user gave
+            files = [item.removeprefix("file://")]
         for f in files:
             fmt = cfg.format if cfg.format != "auto" else detect_format(f)
             if cfg.hf_builder is not None:

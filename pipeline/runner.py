@@ -104,15 +104,9 @@ def code_version() -> str:
 
 
 def _ensure_ray(cfg: PipelineConfig) -> None:
-    import ray
+    from common.cluster import connect_ray
 
-    if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-        if cfg.ray.address:
-            kwargs["address"] = cfg.ray.address
-        elif cfg.ray.num_cpus:
-            kwargs["num_cpus"] = cfg.ray.num_cpus
-        ray.init(**kwargs)
+    connect_ray(cfg.ray.address, num_cpus=cfg.ray.num_cpus)
 
 
 def _workers(cfg: PipelineConfig) -> int:

@@ -1,19 +1,15 @@
-"""Error types shared by every trinity-data package.
+"""Errors of the token-shard format and the loader.
 
-Every error the project raises on purpose subclasses :class:`TrinityError`, so a
-caller can catch "our errors" in one clause. ``ConfigError`` fires when a config
-is loaded, never mid-run; ``ShardError`` names the file and what is wrong with it.
+The roots, :class:`TrinityError` and :class:`ConfigError`, live in :mod:`common.errors`
+and are re-exported here (``from rsdb.errors import ConfigError`` keeps working).
+``ShardError`` names the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
+from common.errors import ConfigError, TrinityError
 
-class TrinityError(Exception):
-    """Base class of every error trinity-data raises on purpose."""
-
-
-class ConfigError(TrinityError, ValueError):
-    """A config file or argument is invalid; raised before any work starts."""
+__all__ = ["ConfigError", "LoaderError", "ShardError", "TrinityError"]
 
 
 class ShardError(TrinityError):

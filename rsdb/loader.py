@@ -34,6 +34,8 @@ except ImportError as e:  # a source checkout whose extension was never built
         "rsdb's compiled core (rsdb._core) is not built; build it with "
         "`pip install --no-build-isolation -e .` from the repository root"
     ) from e
+from common.config import validation_message
+
 from .errors import ConfigError, LoaderError, ShardError
 from .schedule import ScheduleEntry, StepClock, coerce_schedule
 
@@ -328,8 +330,8 @@ class RSDBLoader:
         try:
             cfg = LoaderConfig(**self._kwargs)
         except ValidationError as exc:
-            lines = [f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError("invalid RSDBLoader arguments:\n  " + "\n  ".join(lines)) from None
+            raise ConfigError("invalid RSDBLoader arguments:\n  "
+                              + validation_message(exc, root="config", sep="\n  ")) from None
         self.config = cfg
         if not isinstance(sources, Mapping) or not sources:
             raise ConfigError("sources must be a non-empty mapping of source name -> path(s)")

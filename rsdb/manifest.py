@@ -23,6 +23,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
+from common.fs import atomic_write
+from common.config import validation_message
+
 from .errors import ShardError
 
 __all__ = ["MANIFEST", "Manifest", "ShardEntry", "dump_manifest", "load_manifest", "manifest_digest", "seal"]
@@ -103,20 +106,12 @@ def dump_manifest(directory: str | os.PathLike, data: dict[str, Any]) -> dict[st
     """Seal ``data`` and write it atomically as ``directory/manifest.json``; returns it."""
     sealed = seal(data)
     path = Path(directory) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(sealed, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(sealed, indent=2))
     return sealed
 
 
 def _problem(exc: ValidationError) -> str:
-    parts = []
-    for e in exc.errors()[:3]:
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".") or "manifest"
-        parts.append(f"{loc}: {e['msg']} (got {e.get('input')!r:.60})")
-    more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-    return "; ".join(parts) + more
+    return validation_message(exc, root="manifest", limit=3, show_input=True)
 
 
 def _check(mpath: Path, data: Any, require_digest: bool) -> Manifest:

@@ -53,6 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.fs import atomic_write
+
 from .errors import ConfigError, ShardError
 from .shards import DEFAULT_VERIFY, DocumentSequence, Verify, _verifier, _xxh64_file, verify_mode
 
@@ -105,9 +107,7 @@ def write_sidecar(prefix: str | os.PathLike) -> dict:
     _, bin_path, idx_path = _paths(prefix)
     sums = _sums(bin_path, idx_path)
     side = sidecar_path(prefix)
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(json.dumps(sums, indent=2))
-    os.replace(tmp, side)
+    atomic_write(side, json.dumps(sums, indent=2))
     return sums
 
 

@@ -33,6 +33,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.config import validation_message
+
 from .errors import ConfigError
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12, "P": 10**15}
@@ -208,8 +210,7 @@ def load_mixture(path: str | Path) -> Mixture:
     try:
         mixture = Mixture.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path}: invalid mixture:\n  " + "\n  ".join(lines)) from None
+        raise ConfigError(f"{path}: invalid mixture:\n  " + validation_message(exc, root="<root>", sep="\n  ")) from None
     base = None if "://" in path else Path(path).resolve().parent
     for spec in mixture.sources.values():
         spec.path = _resolve(base, spec.path)

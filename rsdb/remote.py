@@ -50,6 +50,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.config import validation_message
+
 from .cache import CacheFull, Pin, ShardCache
 from .errors import ConfigError, ShardError
 from .manifest import MANIFEST
@@ -312,8 +314,7 @@ class RemoteContext:
             try:
                 options = RemoteOptions(**dict(options or {}))
             except ValidationError as exc:
-                lines = [f"{'.'.join(str(p) for p in e['loc']) or 'remote'}: {e['msg']}" for e in exc.errors()]
-                raise ConfigError("invalid remote options:\n  " + "\n  ".join(lines)) from None
+                raise ConfigError("invalid remote options:\n  " + validation_message(exc, root="remote", sep="\n  ")) from None
         self.options = options
         self.storage_options = dict(storage_options or {})
         self.cache = ShardCache(options.cache_dir or default_cache_dir(), options.max_cache_bytes,

@@ -45,6 +45,8 @@ from typing import Any, Literal, Union
 import numpy as np
 import pyarrow as pa
 
+from common.fs import atomic_path
+
 from .errors import ConfigError, ShardError
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, dump_manifest, load_manifest
 
@@ -254,10 +256,9 @@ class ShardWriter:
         batch = batch.replace_schema_metadata(_SCHEMA_META)
         name = f"shard-{len(self._shards):05d}.arrow"
         path = self.out_dir / name
-        tmp = self.out_dir / f".{name}.tmp"
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, \
+                pa.ipc.new_file(sink, batch.schema) as writer:
             writer.write_batch(batch)
-        os.replace(tmp, path)
         self._shards.append({
             "file": name,
             "num_docs": len(self._docs),

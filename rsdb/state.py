@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from common.fs import atomic_write
+
 from .errors import LoaderError
 from .schedule import StepClock, coerce_schedule
 
@@ -400,11 +402,7 @@ def core_state(state: Mapping[str, Any], share: Mapping[str, Any], epochs: int |
 # ---- files -----------------------------------------------------------------------------
 def save_state(state: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Write a (global or per-stream) state as JSON, atomically (temporary file + rename)."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, separators=(",", ":"))
-    os.replace(tmp, path)
+    atomic_write(os.fspath(path), json.dumps(state, separators=(",", ":")))
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

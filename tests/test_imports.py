@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-PACKAGES = ["pipeline", "tokenizer", "jobs", "rsdb"]
+PACKAGES = ["common", "pipeline", "tokenizer", "jobs", "rsdb"]
 
 # The modules that legitimately need the compiled core when imported, and why.
 NEEDS_CORE = {
@@ -81,8 +81,38 @@ def test_pure_python_modules_import_without_the_compiled_core():
     # the list above is exact: a module that no longer needs the core leaves it
     assert set(out["failed"]) == set(NEEDS_CORE), sorted(out["failed"])
     # the walk reached every package, deep modules included
-    for name in ("pipeline.errors", "tokenizer.pretokenize", "jobs._entry", "rsdb.errors", "rsdb.shards"):
+    for name in ("common.errors", "common.fs", "common.config", "common.cluster", "pipeline.errors",
+                 "tokenizer.pretokenize", "jobs._entry", "rsdb.errors", "rsdb.shards"):
         assert name in out["imported"]
     assert len(out["imported"]) > 50
     # using the loader without the core says what is missing and how to build it
     assert "rsdb._core" in out["loader_error"] and "pip install" in out["loader_error"]
+
+
+def test_the_shared_base_imports_none_of_the_packages_and_not_ray():
+    """``common`` sits under every package: importing all of it loads no package of ours, no Ray."""
+    code = textwrap.dedent(
+        """
+        import importlib, json, pkgutil, sys
+        import common
+        for info in pkgutil.walk_packages(common.__path__, "common."):
+            importlib.import_module(info.name)
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
+                                ("pipeline", "tokenizer", "rsdb", "jobs", "ray"))))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=True)
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_packages_share_one_error_root():
+    import common.errors
+    import pipeline.errors
+    import rsdb.errors
+
+    assert rsdb.errors.TrinityError is common.errors.TrinityError is pipeline.errors.TrinityError
+    assert rsdb.errors.ConfigError is common.errors.ConfigError is pipeline.errors.ConfigError
+    for cls in (pipeline.errors.PipelineError, pipeline.errors.StageError, rsdb.errors.ShardError,
+                rsdb.errors.LoaderError):
+        assert issubclass(cls, common.errors.TrinityError)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rsdb.errors import ConfigError, TrinityError
+from common.errors import ConfigError, TrinityError
 
 from ._bytes import to_bytes as _to_bytes
 from .config import CorpusConfig, TrainConfig

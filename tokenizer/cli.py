@@ -75,7 +75,7 @@ def train(
     progress: bool = typer.Option(True, help="progress bars"),
 ) -> None:
     """Train a byte-level BPE tokenizer and write it to OUT."""
-    from rsdb.errors import TrinityError
+    from common.errors import TrinityError
 
     from . import TrainConfig
     from . import train as run_train
@@ -142,7 +142,7 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the result as one JSON object"),
 ) -> None:
     """Bytes per token and place-aligned digit groups, side by side."""
-    from rsdb.errors import TrinityError
+    from common.errors import TrinityError
 
     from .config import CorpusConfig
     from .corpus import ReadStats, iter_docs
@@ -210,7 +210,7 @@ def encode(
     ids_only: bool = typer.Option(False, "--ids", help="print only the ids, space-separated"),
 ) -> None:
     """Show how TEXT (or a file, or stdin) is tokenized: ids and the bytes of each token."""
-    from rsdb.errors import TrinityError
+    from common.errors import TrinityError
 
     from . import decode_bytes, encode_bytes, load
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rsdb.errors import ConfigError
+from common.errors import ConfigError
+from common.config import validation_message
 
 from .pretokenize import SPECIAL_TOKENS, forced_digit_strings, uses_digit_groups
 
@@ -149,8 +150,4 @@ class TrainConfig(CorpusConfig):
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{key}: {err['msg']}")
-    return "invalid tokenizer config: " + "; ".join(parts)
+    return "invalid tokenizer config: " + validation_message(exc, root="config")

@@ -102,22 +102,15 @@ def list_files(inputs: Iterable[str]) -> list[str]:
     Raises:
         ConfigError: an input does not exist or holds no readable file.
     """
-    import fsspec
+    from common.fs import list_files as expand
 
     out: list[str] = []
     for item in inputs:
-        fs, path = fsspec.core.url_to_fs(item)
-        proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        prefix = "" if proto in ("file", "local") else f"{proto}://"
-        if any(ch in path for ch in "*?["):
-            found = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            root = path.rstrip("/") + "/"
-            found = sorted(p for p in fs.find(path) if _data_file_in_folder(p[len(root):] if p.startswith(root) else p))
-        elif fs.exists(path):
-            found = [path]
-        else:
-            raise ConfigError(f"input not found: {item}")
+        try:
+            listing = expand(item, keep=_data_file_in_folder)
+        except FileNotFoundError:
+            raise ConfigError(f"input not found: {item}") from None
+        prefix, found = listing.prefix, listing.paths
         if not found:
             raise ConfigError(f"no Parquet/Arrow/JSONL/text files under {item}")
         for p in found:

@@ -150,9 +150,10 @@ def _count_in_processes(batches, kind: str, workers: int, merge) -> None:
 def _count_on_ray(batches, kind: str, workers: int, merge) -> None:
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:  # no cluster to join: a local one for this call only
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    from common.cluster import connect_ray
+
+    # not yet connected: RAY_ADDRESS's cluster, else a local one, for this call only
+    started_here = connect_ray(num_cpus=workers)
     try:
         task = ray.remote(count_batch)
         pending = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Iterable
 
-from rsdb.errors import ConfigError
+from common.errors import ConfigError
 
 from .pretokenize import SPECIAL_TOKENS
 

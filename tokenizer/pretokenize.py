@@ -263,7 +263,7 @@ def uses_digit_groups(kind: str) -> bool:
 def main_pattern(kind: str = "trinity") -> str:
     """Step 1 regex of ``kind``."""
     if kind not in PRETOKENIZERS:
-        from rsdb.errors import ConfigError
+        from common.errors import ConfigError
 
         raise ConfigError(f"unknown pre-tokenizer {kind!r}; expected one of {PRETOKENIZERS}")
     return {"trinity": MAIN_PATTERN, "trinity_strict": STRICT_PATTERN, "gpt4o": GPT4O_PATTERN}[kind]
@@ -289,7 +289,7 @@ def kind_of(tok) -> str:
     for kind in PRETOKENIZERS:
         if json.dumps(main_pattern(kind))[1:-1] in blob:
             return kind
-    from rsdb.errors import ConfigError
+    from common.errors import ConfigError
 
     raise ConfigError("the tokenizer's pre-tokenizer is none of " + ", ".join(PRETOKENIZERS))
 

@@ -51,6 +51,7 @@ from typing import Iterable, Iterator
 
 import xxhash
 
+from common.fs import atomic_path
 from rsdb.errors import ConfigError
 
 from .config import TrainConfig
@@ -141,12 +142,10 @@ def count_chunked(texts: Iterable[str], kind: str) -> Counter:
 
 
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def count_unit(texts: list[str], kind: str, run_path: str, meta: dict) -> dict:
@@ -230,9 +229,9 @@ class _RayPool:
         import ray
 
         self.ray = ray
-        self.started_here = not ray.is_initialized()
-        if self.started_here:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        from common.cluster import connect_ray
+
+        self.started_here = connect_ray(num_cpus=workers)
         self.task = ray.remote(count_unit)
 
     def submit(self, fn, *args):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 
+from common.fs import atomic_path, atomic_write
 from rsdb.errors import ConfigError, TrinityError
 from rsdb.manifest import dump_manifest
 from rsdb.naming import source_dir_name
@@ -361,17 +361,12 @@ def _reject_reason(text: Any, source: Any) -> str | None:
 def _write_rejected(path: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp, compression="zstd")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec) -> dict[str, dict[str, Any]]:

@@ -30,9 +30,8 @@ def tokenize_command(
                                           help="Ray cluster to join (default: RAY_ADDRESS, else a local one)"),
 ) -> None:
     """Encode curated shards with a trained tokenizer into RSDB token shards (resumable)."""
-    import ray
-
-    from rsdb.errors import TrinityError
+    from common.cluster import connect_ray
+    from common.errors import TrinityError
 
     from .shards import TokenizeSpec, check_tokenizer_dir, tokenize_to_shards
 
@@ -43,7 +42,7 @@ def tokenize_command(
                             text_field=text_field, add_bos=bos, add_eos=eos, shard_tokens=shard_tokens,
                             fast_encode=fast, format=fmt, unit_rows=unit_rows)
         check_tokenizer_dir(tokenizer)  # before Ray starts: a typo should not cost a cluster start
-        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        connect_ray(address)
         summary = tokenize_to_shards(spec, inputs, num_workers=workers, overwrite=overwrite)
     except TrinityError as exc:
         console.print(f"[bold red]error:[/] {exc}")

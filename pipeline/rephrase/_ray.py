@@ -13,25 +13,27 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline._ray import StageUDF
 from pipeline.stages.base import REJECT_REASON, REJECT_STAGE, Stage
 
 
-class StageActor:
-    """A Ray Data actor holding one stage (and so one engine) for its whole life."""
+class StageActor(StageUDF):
+    """A Ray Data actor holding one stage (and so one engine) for its whole life.
+
+    The curate runner's adapter without its stats files; every batch it returns carries
+    the ``reject_stage``/``reject_reason`` columns (null for kept rows), so all blocks
+    of the dataset share one schema.
+    """
 
     def __init__(self, stage: Stage):
-        self.stage = stage
+        super().__init__(stage)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        res = self.stage.process(batch)
-        kept = res.kept
-        n = kept.num_rows
-        kept = kept.append_column(REJECT_STAGE, pa.nulls(n, pa.string())).append_column(
-            REJECT_REASON, pa.nulls(n, pa.string())
-        )
-        if res.rejected.num_rows == 0:
-            return kept
-        return pa.concat_tables([kept, res.rejected], promote_options="permissive")
+        out = super().__call__(batch)
+        for name in (REJECT_STAGE, REJECT_REASON):
+            if name not in out.column_names:
+                out = out.append_column(name, pa.nulls(out.num_rows, pa.string()))
+        return out
 
 
 def map_stage(ds: Any, stage: Stage, **overrides: Any) -> Any:

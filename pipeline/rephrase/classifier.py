@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import xxhash
 
-from rsdb.errors import TrinityError
+from common.errors import TrinityError
 
 logger = logging.getLogger(__name__)
 

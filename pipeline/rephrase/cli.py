@@ -22,7 +22,7 @@ def styles_command(
     show: Optional[str] = typer.Option(None, "--show", help="print one style's full prompt"),
 ) -> None:
     """List the prompt styles (built-in plus --style-file), or --show one."""
-    from rsdb.errors import ConfigError
+    from common.errors import ConfigError
 
     from .styles import StyleLibrary
 

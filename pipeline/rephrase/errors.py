@@ -2,12 +2,12 @@
 
 Every failure an engine can have surfaces as one of these, within the engine's
 timeout: a caller never waits on a dead engine. They subclass
-:class:`rsdb.errors.TrinityError`, so ``except TrinityError`` catches them.
+:class:`common.errors.TrinityError`, so ``except TrinityError`` catches them.
 """
 
 from __future__ import annotations
 
-from rsdb.errors import TrinityError
+from common.errors import TrinityError
 
 
 class EngineError(TrinityError):

@@ -18,6 +18,7 @@ import xxhash
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.stages.base import Stage, StageConfig, StageResult, register_stage
+from pipeline.stages.base import _set_column as _set  # replace-or-append, one copy
 
 from ._resilient import ResilientEngine
 from .chunking import chunk_budget, reassemble, split_by_tokens
@@ -188,11 +189,6 @@ META_FIELDS = [
     ("rephrase_prompt_tokens", pa.int64()),
     ("rephrase_completion_tokens", pa.int64()),
 ]
-
-
-def _set(table: pa.Table, name: str, arr: pa.Array) -> pa.Table:
-    i = table.schema.get_field_index(name)
-    return table.set_column(i, name, arr) if i >= 0 else table.append_column(name, arr)
 
 
 @register_stage
@@ -410,7 +406,7 @@ class QualityClassifierConfig(StageConfig):
     @model_validator(mode="after")
     def _exists(self):
         if not Path(self.model_path).is_file():
-            from rsdb.errors import ConfigError
+            from common.errors import ConfigError
 
             raise ConfigError(f"quality_classifier.model_path: {self.model_path} does not exist")
         return self

@@ -21,7 +21,8 @@ from typing import Iterable, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rsdb.errors import ConfigError
+from common.errors import ConfigError
+from common.config import validation_message
 
 BUILTIN_FILE = Path(__file__).with_name("builtin.yaml")
 
@@ -165,7 +166,7 @@ def load_style_file(path: str | Path) -> list[Style]:
             out.append(Style.model_validate(item))
         except ValidationError as exc:
             name = item.get("name", "?") if isinstance(item, dict) else "?"
-            errs = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<style>'}: {e['msg']}" for e in exc.errors())
+            errs = validation_message(exc, root="<style>")
             raise ConfigError(f"{path}: styles[{i}] ({name}): {errs}") from None
     return out
 
