@@ -119,20 +119,24 @@ def load_mapping(uri: str, overrides: Mapping[str, Any] | Iterable[str] | None =
     return apply_overrides(raw, overrides)
 
 
-def _loc(parts: Iterable[Any]) -> str:
-    """``("stages", 0, "name")`` -> ``stages.0.name``: the spelling ``--set`` takes."""
-    return ".".join(str(p) for p in parts)
+def _loc(parts: Iterable[Any], brackets: bool = False) -> str:
+    """``("stages", 0, "name")`` -> ``stages.0.name`` (the spelling ``--set`` takes), or with
+    ``brackets`` ``stages[0].name`` (how a JSON document's items read)."""
+    if not brackets:
+        return ".".join(str(p) for p in parts)
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
 def validation_lines(exc: Exception, *, root: str = "", limit: int | None = None,
-                     show_input: bool = False) -> list[str]:
+                     show_input: bool = False, brackets: bool = False) -> list[str]:
     """One ``key.path: message`` line per problem of a pydantic ``ValidationError``.
 
     Args:
         exc: the error; anything without pydantic's ``errors()`` gives ``[str(exc)]``.
         root: the name for a problem of the whole object (empty ``loc``); ``""`` omits it.
-        limit: keep the first ``limit`` problems and count the rest (``(+N more)``).
+        limit: keep only the first ``limit`` problems.
         show_input: append the offending value (cut to 60 characters).
+        brackets: list items as ``[i]`` (files such as manifests) instead of ``.i`` (configs).
     """
     errors = getattr(exc, "errors", None)
     if not callable(errors):
@@ -143,19 +147,17 @@ def validation_lines(exc: Exception, *, root: str = "", limit: int | None = None
         return [str(exc)]
     lines = []
     for err in found[:limit]:
-        loc = _loc(err.get("loc", ())) or root
+        loc = _loc(err.get("loc", ()), brackets) or root
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         if show_input and "input" in err:
             msg += f" (got {err['input']!r:.60})"
         lines.append(f"{loc}: {msg}" if loc else msg)
-    if limit is not None and len(found) > limit:
-        lines.append(f"(+{len(found) - limit} more)")
     return lines
 
 
 def validation_message(exc: Exception, *, root: str = "", sep: str = "; ", limit: int | None = None,
-                       show_input: bool = False) -> str:
-    """:func:`validation_lines` joined by ``sep``.
+                       show_input: bool = False, brackets: bool = False) -> str:
+    """:func:`validation_lines` joined by ``sep``; with ``limit``, the rest counted (``(+N more)``).
 
     >>> from pydantic import BaseModel
     >>> class Out(BaseModel):
@@ -168,4 +170,7 @@ def validation_message(exc: Exception, *, root: str = "", sep: str = "; ", limit
     ...     print(validation_message(e))
     output.workers: Input should be a valid integer, unable to parse string as an integer
     """
-    return sep.join(validation_lines(exc, root=root, limit=limit, show_input=show_input))
+    lines = validation_lines(exc, root=root, limit=limit, show_input=show_input, brackets=brackets)
+    count = getattr(exc, "error_count", None)
+    more = count() - len(lines) if callable(count) and limit is not None else 0
+    return sep.join(lines) + (f" (+{more} more)" if more > 0 else "")

@@ -111,7 +111,7 @@ def dump_manifest(directory: str | os.PathLike, data: dict[str, Any]) -> dict[st
 
 
 def _problem(exc: ValidationError) -> str:
-    return validation_message(exc, root="manifest", limit=3, show_input=True)
+    return validation_message(exc, root="manifest", limit=3, show_input=True, brackets=True)
 
 
 def _check(mpath: Path, data: Any, require_digest: bool) -> Manifest:

@@ -113,7 +113,9 @@ def test_the_error_formatter_names_the_field():
     assert validation_message(e) == "; ".join(lines)
     # the first problems, the rest counted, the offending value shown when asked
     short = validation_message(e, limit=1, show_input=True)
-    assert short.startswith("stages.1.batch_size: ") and "(got 'many')" in short and short.endswith("(+2 more)")
+    assert short.startswith("stages.1.batch_size: ") and "(got 'many')" in short and short.endswith("') (+2 more)")
+    # a file's items read as [i] (manifests), a config's as .i (the --set spelling)
+    assert validation_lines(e, brackets=True)[0].startswith("stages[1].batch_size: ")
 
 
 def test_the_error_formatter_names_the_root_and_strips_pydantics_prefix():
