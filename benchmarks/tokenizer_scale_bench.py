@@ -117,7 +117,7 @@ def bench_scale(args) -> None:
             routes.append(("direct", tokenizer.TrainConfig(**base), parse_bytes(args.direct_cap)))
         if "sharded" in args.routes:
             cfg = tokenizer.TrainConfig(**base, route="sharded", workers=args.workers, max_memory=args.max_memory,
-                                        min_count=args.min_count, work_dir=str(scratch / f"counts-{gb}"))
+                                        min_count=args.min_count, max_words=args.max_words, work_dir=str(scratch / f"counts-{gb}"))
             # Safety cap for the shared machine: a little above the budget under test.
             routes.append(("sharded", cfg, parse_bytes(args.max_memory) + 500 * 10**6))
         for name, cfg, cap in routes:
@@ -216,6 +216,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vocab-size", type=int, default=200_000)
     ap.add_argument("--max-memory", default="4GB", help="budget of the sharded route")
     ap.add_argument("--min-count", type=int, default=1)
+    ap.add_argument("--max-words", type=int, default=None, help="top-K pre-tokens kept by the sharded route")
     ap.add_argument("--direct-cap", default="5GB", help="kill plain BpeTrainer above this (shared machine)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3600)
