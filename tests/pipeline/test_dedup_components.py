@@ -191,3 +191,23 @@ def test_pipeline_decisions_equal_one_process_reference(tmp_path, ray_cluster):
     assert stats["docs_rejected"] == len(got) > 40 and stats["component_rounds"] >= 1
     drop_files = glob.glob(str(tmp_path / "**" / "_work" / "_global0-0-minhash_dedup" / "u*.parquet"), recursive=True)
     assert 1 < len(drop_files) <= len(json.loads(next(Path(tmp_path).glob("**/_work/run.json")).read_text())["units"])
+
+
+def test_global_phase_killed_half_way_is_redone_identically(tmp_path, ray_cluster):
+    """A dedup phase without its stats file (killed after some drop files) is redone from scratch: same shards."""
+    rows = chained_corpus(n_chains=3, length=6)
+    inp = tmp_path / "docs.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {"input": {"paths": [str(inp)], "unit_rows": 12}, "output": {"path": str(tmp_path / "out")},
+           "stages": ["exact_dedup", "minhash_dedup"], "ray": {"workers": 2}, "progress": False}
+    first = run_pipeline(parse_config(cfg)).manifest
+    (stats,) = Path(tmp_path).glob("**/_work/global0-1-minhash_dedup.json")
+    (manifest,) = [p for p in Path(tmp_path).glob("**/manifest.json") if "_work" not in str(p)]
+    stats.unlink()
+    manifest.unlink()
+    stale = stats.parent / "_global0-1-minhash_dedup" / "u999999.parquet"
+    stale.write_bytes(b"left by a killed run")
+    again = run_pipeline(parse_config(cfg)).manifest
+    assert not stale.exists()
+    assert [s["sha256"] for s in again["shards"]] == [s["sha256"] for s in first["shards"]]
+    assert [s["sha256"] for s in again["rejected"]["shards"]] == [s["sha256"] for s in first["rejected"]["shards"]]
