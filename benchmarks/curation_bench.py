@@ -186,7 +186,9 @@ def bench_pipeline(corpus: Path, workers_list: list[int]) -> None:
             started = time.perf_counter()
             subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             secs = time.perf_counter() - started
-            m = json.loads((out / "manifest.json").read_text())
+            from pipeline.manifest import load_manifest
+
+            m = load_manifest(str(out)).to_json()
             mb = m["stages"][0]["bytes_in"] / 1e6
             emit(name=f"pipeline/demo_config/workers={workers}", device=f"cpu x{workers}",
                  docs=m["stages"][0]["docs_in"], mb=round(mb, 2), seconds=round(secs, 1),

@@ -250,7 +250,10 @@ class LoopbackCluster:
 def precision_recall(out: Path, planted: set[str]) -> dict[str, float | int]:
     import pyarrow.parquet as pq
 
-    rejected = pq.read_table(sorted(out.glob("rejected/*.parquet")), columns=["id", "reject_stage"]).to_pylist()
+    from pipeline.layout import REJECTED, run_folder
+
+    run = Path(run_folder(str(out)))  # rejected rows sit in the run folder beside the kept shards
+    rejected = pq.read_table(sorted(run.glob(f"{REJECTED}/*.parquet")), columns=["id", "reject_stage"]).to_pylist()
     reached = {r["id"] for r in pq.read_table(sorted(out.glob("part-*.parquet")), columns=["id"]).to_pylist()}
     dropped = {r["id"] for r in rejected if r["reject_stage"] in ("exact_dedup", "minhash_dedup")}
     reached |= dropped  # every row that got to the dedup stages
@@ -269,12 +272,15 @@ def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[st
 
     out = work / f"out-{scale}x-{workers}w"
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(f"{out}.curation", ignore_errors=True)  # its run folder
     config = work / f"curate-{scale}x-{workers}w.yaml"
     config.write_text(yaml.safe_dump({
         "input": {"paths": [str(corpus)], "rename": {"lang": "lang_label"}, "unit_rows": unit_rows},
         "stages": STAGES, "output": {"path": str(out)}, "ray": {"workers": workers}, "progress": False}))
     wall, _, store_peak = cluster.submit(config, work)
-    m = json.loads((out / "manifest.json").read_text())
+    from pipeline.manifest import load_manifest
+
+    m = load_manifest(str(out)).to_json()
     driver = m.get("driver", {})
     serial = driver.get("cpu_s", 0.0) / max(driver.get("wall_s", wall), 1e-9)
     amdahl = {n: round(1 / (serial + (1 - serial) / n), 1) for n in (100, 1000)}

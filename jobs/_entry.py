@@ -99,6 +99,9 @@ class Job:
         preflight: ``config -> None``: checks that need the job's data (a tokenizer folder
             exists...), run after ``--check`` (which validates the config alone, anywhere)
             and before Ray starts; a ``ConfigError`` there exits 2 without starting Ray.
+        stats_folder: ``config -> URI`` of the folder the stats file goes in, when it is not
+            the output folder (curate: the run folder beside it, so the output folder holds
+            only shards).
     """
 
     name: str
@@ -110,6 +113,7 @@ class Job:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     ray_defaults: Callable[[Any], dict[str, Any]] | None = None
     preflight: Callable[[Any], None] | None = None
+    stats_folder: Callable[[Any], str] | None = None
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -235,10 +239,11 @@ def main(job: Job, argv: list[str] | None = None) -> int:
         except Exception as e:  # pydantic ValidationError and friends
             raise ConfigError(f"{args.config}: {validation_message(e)}") from None
         output = job.output(cfg)
+        stats_folder = job.stats_folder(cfg) if job.stats_folder is not None else output
     except TrinityError as e:
         log.error("%s", e)
         return finish("config_error", EXIT_CONFIG, {"config": args.config, "error": str(e)})
-    stats_uri = args.stats or join(output, f"{job.name}.job.json")
+    stats_uri = args.stats or join(stats_folder, f"{job.name}.job.json")
     if args.check:
         return finish("config_ok", EXIT_OK, {"config": args.config, "output": output})
 

@@ -29,6 +29,13 @@ def _stage_summary(manifest: dict[str, Any], names: tuple[str, ...]) -> dict[str
     return out
 
 
+def _run_folder(cfg) -> str:
+    """The stats file goes in the run folder (``OUT.curation``): ``OUT`` holds only shards."""
+    from pipeline.layout import run_folder
+
+    return run_folder(cfg.output.path)
+
+
 def pipeline_job(name: str, description: str, required: tuple[str, ...] = ()) -> Job:
     """A :class:`~jobs._entry.Job` that runs a curate config.
 
@@ -75,6 +82,7 @@ def pipeline_job(name: str, description: str, required: tuple[str, ...] = ()) ->
 
     return Job(
         name=name, description=description, load=load, output=lambda cfg: cfg.output.path, run=run,
+        stats_folder=_run_folder,
         add_arguments=add_arguments, ray_defaults=ray_defaults,
     )
 

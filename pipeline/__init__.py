@@ -3,10 +3,12 @@
 >>> from pipeline import load_config, run_pipeline        # doctest: +SKIP
 >>> result = run_pipeline(load_config("pipeline/configs/demo.yaml"))  # doctest: +SKIP
 >>> result.manifest["rows"]                                # doctest: +SKIP
+>>> load_manifest("out/demo/curated").rows                 # doctest: +SKIP
 """
 
 from pipeline.config import PipelineConfig, load_config, parse_config
 from pipeline.errors import PipelineError, StageError
+from pipeline.manifest import CuratedManifest, ManifestError, load_manifest
 from pipeline.runner import RunResult, run_pipeline
 from pipeline.stages.base import (
     Filter,
@@ -21,10 +23,12 @@ from pipeline.stages.base import (
 )
 
 __all__ = [
+    "CuratedManifest",
     "Filter",
     "FilterConfig",
     "FilterOutput",
     "GlobalStage",
+    "ManifestError",
     "PipelineConfig",
     "PipelineError",
     "RunResult",
@@ -34,6 +38,7 @@ __all__ = [
     "StageResult",
     "Verdict",
     "load_config",
+    "load_manifest",
     "parse_config",
     "register_stage",
     "run_pipeline",

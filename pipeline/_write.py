@@ -6,12 +6,13 @@ task per unit and merges the small summaries the tasks return (shard paths, size
 checksums, per-stage counters) into the manifest. No row passes through the driver, so
 its memory does not grow with the data.
 
-Names come from the unit: unit 12's kept rows are ``part-000012-000.parquet`` (then
+Names come from the unit: unit 12's kept rows are ``OUT/part-000012-000.parquet`` (then
 ``-001`` ... when a unit holds more than ``shard_bytes`` of text), its rejected rows
-``rejected/part-000012-000.parquet``. A unit's shard content depends only on that
-unit's rows and the unified schema, so the same data gives byte-identical shards
-whatever the worker count, and a write killed half-way and rerun rewrites the same
-files. The trade-off: a shard never spans two units, so shards are at most one unit's
+``OUT.curation/rejected/part-000012-000.parquet`` (the run folder, :mod:`pipeline.layout`:
+kept shards are alone in ``OUT`` so that folder readers load exactly them). A unit's
+shard content depends only on that unit's rows and the unified schema, so the same
+data gives byte-identical shards whatever the worker count, and a write killed
+half-way and rerun rewrites the same files. The trade-off: a shard never spans two units, so shards are at most one unit's
 rows (``input.unit_rows``); ``shard_bytes`` only splits a unit that is larger.
 """
 
@@ -29,11 +30,11 @@ import pyarrow.compute as pc
 from pipeline._fs import OutFS
 from pipeline._ray import UnitLoader, concat, load_unit_rows, load_unit_stats, unit_dir
 from pipeline.config import InputConfig
+from pipeline.layout import REJECTED
 from pipeline.read import ROW
 from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE
 
 KEPT_BASE = ("id", "text", "source", "lang", "lang_score", "source_file", "source_line")
-REJECTED = "rejected"
 
 
 def public(table: pa.Table, keep_meta: bool) -> pa.Table:
@@ -138,12 +139,14 @@ def unit_schemas(out: OutFS, unit: str, last: int) -> tuple[list[pa.Schema], lis
     return kept, rejected
 
 
-def write_unit(out: OutFS, input_cfg: InputConfig, unit: str, index: int, last: int,
+def write_unit(out: OutFS, data: OutFS, input_cfg: InputConfig, unit: str, index: int, last: int,
                drops: list[Any], kept_schema: pa.Schema, rej_schema: pa.Schema,
                fmt: str, compression: str, level: int | None, shard_bytes: int) -> dict[str, Any]:
     """Ray task: load the unit's rows once per phase, write its kept and rejected shards.
 
-    Returns the unit's summary: its shards, its rejected shards and its per-stage counters.
+    ``out`` is the run folder (work state in, rejected shards out), ``data`` the output
+    folder that receives the kept shards. Returns the unit's summary: its shards (paths
+    relative to ``data``), its rejected shards (relative to ``out``) and its per-stage counters.
     """
     rejected: list[pa.Table] = []
     kept = pa.table({})
@@ -168,7 +171,7 @@ def write_unit(out: OutFS, input_cfg: InputConfig, unit: str, index: int, last: 
     if kept.num_rows:
         kept = conform(public(kept.sort_by([(ROW, "ascending")]), False), kept_schema)
         for j, piece in enumerate(cut(kept, shard_bytes)):
-            summary["shards"].append(write_shard(out, piece, [f"{stem}-{j:03d}.{ext}"], fmt, compression, level))
+            summary["shards"].append(write_shard(data, piece, [f"{stem}-{j:03d}.{ext}"], fmt, compression, level))
     rej = concat(rejected)
     if rej.num_rows:
         rej = conform(public(rej.sort_by([(ROW, "ascending")]), True), rej_schema)

@@ -96,18 +96,21 @@ def stages() -> None:
 
 
 @app.command("summary")
-def summary(output: str = typer.Argument(..., help="a curated output folder (holds manifest.json)")) -> None:
+def summary(output: str = typer.Argument(..., help="a curated output folder (manifest in OUT.curation/)")) -> None:
     """Print the summary table of a finished run from its manifest."""
-    from pipeline._fs import OutFS
+    from pipeline.errors import PipelineError
+    from pipeline.manifest import load_manifest
     from pipeline.runner import RunResult
     from pipeline.summary import print_summary
 
-    out = OutFS(output)
-    if not out.exists("manifest.json"):
-        typer.secho(f"{output}: no manifest.json (run not finished?)", fg="red", err=True)
+    try:
+        m = load_manifest(output)
+    except PipelineError as e:  # no manifest, or a wrong-typed field: named in the message
+        typer.secho(str(e), fg="red", err=True)
         raise typer.Exit(1)
-    m = out.read_json("manifest.json")
-    print_summary(RunResult(m, 0.0, m["input"]["units"], m["input"]["units"], already_complete=True), output)
+    assert m is not None
+    units = m.input.units
+    print_summary(RunResult(m.to_json(), 0.0, units, units, already_complete=True), output)
 
 
 if __name__ == "__main__":  # pragma: no cover

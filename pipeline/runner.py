@@ -2,8 +2,12 @@
 
 Phases and what makes each resumable:
 
+Work state, rejected rows and the manifest live in the run folder ``OUT.curation`` beside
+the output folder ``OUT``, which receives only the kept shards (:mod:`pipeline.layout`).
+
 1. **plan**: the input is split into work units (``pipeline.read``) and saved with the
-   config hash in ``_work/run.json``; a rerun reuses the plan and refuses a different config.
+   config hash in ``OUT.curation/_work/run.json``; a rerun reuses the plan and refuses a
+   different config.
 2. **map k**: every unit not yet marked done runs through the segment's batch stages
    (and the ``prepare`` part of its global stages); each unit commits one atomic file
    of its rows, kept and rejected, then a ``.done`` marker.
@@ -11,10 +15,11 @@ Phases and what makes each resumable:
    distributed Ray job (components included); its tasks write one drop file per unit
    that lost rows, and a stats file written last commits the phase.
 4. **write**: one Ray task per unit writes its kept rows as zstd Parquet (or Arrow)
-   shards ``part-<unit>-<piece>`` and its rejected rows to ``rejected/``
+   shards ``OUT/part-<unit>-<piece>`` and its rejected rows to ``OUT.curation/rejected/``
    (``pipeline._write``); the driver merges the tasks' small summaries into
-   ``manifest.json``, written last. Names and contents depend only on the data, so an
-   interrupted and an uninterrupted run write byte-identical shards.
+   ``OUT.curation/manifest.json`` (:mod:`pipeline.manifest`), written last. Names and
+   contents depend only on the data, so an interrupted and an uninterrupted run write
+   byte-identical shards.
 
 Stages after a global stage form the next segment and read map k's survivors.
 """
@@ -42,7 +47,9 @@ from pipeline._ray import (
     row_keys,
     unit_dir,
 )
-from pipeline._write import KEPT_BASE, REJECTED, unify, unit_schemas, write_shard, write_unit
+from pipeline._write import KEPT_BASE, unify, unit_schemas, write_shard, write_unit
+from pipeline.layout import CARD, MANIFEST, REJECTED, WORK, is_shard_name, run_folder
+from pipeline.manifest import dump_manifest, load_manifest
 from pipeline.progress import UnitProgress
 from pipeline.provenance import run_record, utc_now
 from pipeline.config import PipelineConfig
@@ -52,8 +59,7 @@ from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, G
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of _work/run.json; 2: the work state moved to the run folder
 
 
 @dataclass
@@ -126,23 +132,24 @@ def run_pipeline(cfg: PipelineConfig, *, overwrite: bool = False) -> RunResult:
         PipelineError: ``output.path`` holds a run of a different config (and not ``overwrite``).
         OutputLocked: another live run is writing ``output.path``.
     """
-    # One writer per output folder: a second run would delete this one's work files.
-    with OutputLock(cfg.output.path, cfg.output.storage_options, job="curate"):
+    # One writer per output folder: a second run would delete this one's work files. The lock
+    # sits in the run folder, so the output folder never holds anything but kept shards.
+    with OutputLock(run_folder(cfg.output.path), cfg.output.storage_options, job="curate"):
         return _run_locked(cfg, overwrite)
 
 
 def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
     started = time.perf_counter()
     started_at = utc_now()  # recorded in the manifest's "run" entry
-    out = OutFS(cfg.output.path, cfg.output.storage_options)
+    out = OutFS(run_folder(cfg.output.path), cfg.output.storage_options)  # work state, rejected rows, manifest
     chash = cfg.config_hash()
     stages = cfg.build_stages()
 
-    if out.exists(MANIFEST) and out.exists("_work", "run.json"):
-        manifest = out.read_json(MANIFEST)
-        if manifest.get("config_hash") == chash and not overwrite:
-            log.info("%s: already complete for this config", out.uri())
-            return RunResult(manifest, 0.0, len(manifest.get("units", [])) or 0, 0, already_complete=True)
+    if not overwrite and out.exists(MANIFEST) and out.exists(WORK, "run.json"):
+        done = load_manifest(cfg.output.path, cfg.output.storage_options)
+        if done is not None and done.config_hash == chash:
+            log.info("%s: already complete for this config", cfg.output.path)
+            return RunResult(done.to_json(), 0.0, done.input.units, 0, already_complete=True)
     cpu_started = time.process_time()  # the driver's own CPU time: the run's serial part
     phases: dict[str, float] = {}  # wall seconds per phase, in the manifest
     tick = time.perf_counter()
@@ -172,23 +179,43 @@ def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
 
 
 def _plan(cfg: PipelineConfig, out: OutFS, chash: str, overwrite: bool) -> list[WorkUnit]:
-    if out.exists("_work", "run.json"):
-        state = out.read_json("_work", "run.json")
+    data = OutFS(cfg.output.path, cfg.output.storage_options)
+    if out.exists(WORK, "run.json"):
+        state = out.read_json(WORK, "run.json")
         if state.get("config_hash") == chash:
             return [WorkUnit.from_json(u) for u in state["units"]]
         if not overwrite:
             raise PipelineError(
-                f"{out.uri()} holds a run of a different config (hash {state.get('config_hash', '?')[:12]}, "
+                f"{data.uri()} holds a run of a different config (hash {state.get('config_hash', '?')[:12]}, "
                 f"this one {chash[:12]}); choose another output.path or pass --overwrite")
     if overwrite:
         for name in out.ls():
             if name != LOCK_NAME:  # ours
                 out.rm(name, recursive=True)
+        for name in data.ls():
+            data.rm(name, recursive=True)
+    else:
+        _refuse_foreign_files(data)
     units = plan_units(cfg.input)
     out.write_json({"config_hash": chash, "format_version": FORMAT_VERSION,
-                    "units": [u.to_json() for u in units]}, "_work", "run.json")
+                    "units": [u.to_json() for u in units]}, WORK, "run.json")
     log.info("planned %d work units", len(units))
     return units
+
+
+def _refuse_foreign_files(data: OutFS) -> None:
+    """A fresh run writes only shards into the output folder: refuse one that holds anything else.
+
+    Such a folder is an output of the earlier layout (``manifest.json``, ``rejected/`` and
+    ``_work/`` inside it) or another dataset; writing shards into it would leave a folder
+    that readers cannot load as one dataset. Hidden names (``.tmp-*`` of a killed write) are
+    removed by the final write.
+    """
+    foreign = [n for n in data.ls() if not is_shard_name(n) and not n.startswith(".")]
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" (+{len(foreign) - 4} more)" if len(foreign) > 4 else "")
+        raise PipelineError(f"{data.uri()} holds files that are not curated shards ({shown}): an output written "
+                            "in the earlier layout, or another dataset; choose another output.path or pass --overwrite")
 
 
 def _is_done(out: OutFS, k: int, unit: WorkUnit) -> bool:
@@ -342,6 +369,7 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     from tqdm import tqdm
 
     started = time.perf_counter()
+    data = OutFS(cfg.output.path, cfg.output.storage_options)  # receives the kept shards, nothing else
     # 1. One schema for all shards, from each unit's Parquet footers (read by tasks).
     schema_task = ray.remote(num_cpus=1)(unit_schemas)
     kept_schemas, rej_schemas = [], []
@@ -355,8 +383,8 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     fmt, comp, level = cfg.output.format, cfg.output.compression, cfg.output.compression_level
     drops_ref = ray.put(last_drops)
     task = ray.remote(num_cpus=1)(write_unit)
-    pending = {task.remote(out, cfg.input, u.name, u.index, last, drops_ref, kept_schema, rej_schema, fmt, comp,
-                           level, cfg.output.shard_bytes): u.index for u in units}
+    pending = {task.remote(out, data, cfg.input, u.name, u.index, last, drops_ref, kept_schema, rej_schema, fmt,
+                           comp, level, cfg.output.shard_bytes): u.index for u in units}
     summaries: dict[int, dict[str, Any]] = {}
     with tqdm(total=len(units), desc="write shards", unit="unit", disable=not cfg.progress, leave=False) as bar:
         while pending:
@@ -369,12 +397,13 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     rejected_shards = [s for x in ordered for s in x["rejected"]]
     if not shards:  # an empty run still has one (empty) shard with the schema
         ext = "parquet" if fmt == "parquet" else "arrow"
-        shards = [write_shard(out, kept_schema.empty_table(), [f"part-000000-000.{ext}"], fmt, comp, level)]
-    # 3. Shards of an earlier run at this path that this run did not write.
+        shards = [write_shard(data, kept_schema.empty_table(), [f"part-000000-000.{ext}"], fmt, comp, level)]
+    # 3. Shards of an earlier run at this path that this run did not write, and temporary
+    # files of a write killed half-way (duckdb's ** glob would count a .tmp-*.parquet).
     written = {s["path"] for s in shards} | {s["path"] for s in rejected_shards}
-    for name in out.ls():
-        if name.startswith("part-") and name not in written:
-            out.rm(name)
+    for name in data.ls():
+        if (is_shard_name(name) and name not in written) or name.startswith(".tmp-"):
+            data.rm(name)
     for name in out.ls(REJECTED):
         if f"{REJECTED}/{name}" not in written:
             out.rm(REJECTED, name)
@@ -385,7 +414,6 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     rows_in = stage_stats[0]["docs_in"] if stage_stats else 0
     problems = _check_accounting(stage_stats, rows_in, rows_out, rows_rej)
     manifest = {
-        "format_version": FORMAT_VERSION,
         "config_hash": chash,
         "code_version": code_version(),
         "format": fmt,
@@ -406,30 +434,27 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
         "run": run_record(cfg, started_at=started_at),
     }
     out.write_bytes(dataset_card(manifest).encode(), CARD)
-    out.write_json(manifest, MANIFEST)
+    manifest = dump_manifest(out, manifest)  # validated against the typed model, written last
     if problems:
         raise PipelineError("row accounting failed: " + "; ".join(problems))
     return manifest
 
 
-CARD = "README.md"
-
-
 def dataset_card(manifest: dict[str, Any]) -> str:
-    """A Hugging Face dataset card whose ``configs:`` make ``load_dataset(OUT)`` load the kept rows.
+    """The run folder's Hugging Face dataset card: ``load_dataset(RUN)`` loads the rejected rows.
 
-    Without it ``datasets`` would read every Parquet file under the folder, rejected rows and
-    work files included; with it ``load_dataset(OUT)`` is exactly the kept rows and
-    ``load_dataset(OUT, "rejected")`` the rejected ones.
+    It sits in ``OUT.curation`` (a card in ``OUT`` would stop ``pyarrow.dataset(OUT)``);
+    ``datasets`` would otherwise read every Parquet file there, work files included.
     """
-    ext = "parquet" if manifest["format"] == "parquet" else "arrow"
     stages = ", ".join(s["stage"] for s in manifest["stages"])
-    return (f"---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: \"part-*.{ext}\"\n"
-            f"- config_name: rejected\n  data_files:\n  - split: train\n    path: \"rejected/part-*.parquet\"\n---\n"
-            f"# Curated corpus\n\n{manifest['rows']:,} kept documents in {len(manifest['shards'])} shard(s) "
-            f"(config `default`); {manifest['rejected']['rows']:,} rejected, each with its stage and reason "
-            f"(config `rejected`). Stages: {stages}. Written by trinity-data {manifest['code_version']}; "
-            f"per-stage figures in `manifest.json`.\n")
+    return (f"---\nconfigs:\n- config_name: rejected\n  default: true\n  data_files:\n  - split: train\n"
+            f"    path: \"{REJECTED}/part-*.parquet\"\n---\n"
+            f"# Curated corpus: run folder\n\n{manifest['rows']:,} kept documents in {len(manifest['shards'])} "
+            f"shard(s) sit in the output folder next to this one (the same path without `.curation`), alone, so "
+            f"`load_dataset(OUT)` loads exactly them. Here: {manifest['rejected']['rows']:,} rejected documents, "
+            f"each with its stage and reason (config `rejected`, `{REJECTED}/`), `manifest.json` (per-stage "
+            f"figures, shard checksums, the run's config and versions) and the resume state (`{WORK}/`). "
+            f"Stages: {stages}. Written by trinity-data {manifest['code_version']}.\n")
 
 
 def _timing(timing: tuple[dict[str, float], float, float] | None, write_s: float) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from pipeline.layout import REJECTED, run_folder
+
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.2f}"
@@ -40,7 +42,7 @@ def print_summary(result: Any, output: str) -> None:
     status = "[green]ok[/green]" if acc["ok"] else f"[red]FAILED: {acc['problems']}[/red]"
     console.print(f"kept {m['rows']:,} docs in {len(m['shards'])} shard(s), {_mb(m['bytes'])} MB on disk "
                   f"({_mb(m['text_bytes'])} MB text); rejected {m['rejected']['rows']:,} "
-                  f"(rejected/); accounting {status}")
+                  f"({run_folder(output)}/{REJECTED}/); accounting {status}")
     if result.already_complete:
         console.print("already complete for this config: nothing to do")
     elif result.seconds:

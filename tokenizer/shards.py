@@ -102,8 +102,9 @@ def check_tokenizer_dir(path: str) -> Path:
 def list_inputs(inputs: str | Iterable[str]) -> list[str]:
     """Expand input URIs (files, folders, globs; any fsspec protocol) to sorted Parquet/Arrow files.
 
-    A folder with a curation ``manifest.json`` contributes exactly the shards it lists;
-    other folders are walked by :func:`tokenizer.corpus.list_files`, which skips
+    A curated output folder ``OUT`` contributes exactly the shards its manifest
+    (``OUT.curation/manifest.json``, read by :func:`pipeline.manifest.kept_shard_uris`)
+    lists; other folders are walked by :func:`tokenizer.corpus.list_files`, which skips
     ``rejected/`` and ``_``/``.``-prefixed paths (work state, temp files).
     """
     from .corpus import list_files
@@ -119,22 +120,16 @@ def list_inputs(inputs: str | Iterable[str]) -> list[str]:
 
 
 def _manifest_shards(item: str) -> list[str]:
-    """The shard files a curation manifest in folder ``item`` lists, or [] when there is none."""
-    import fsspec
+    """The kept shards a curated output folder ``item`` lists in its manifest, or [] when it has none.
 
-    fs, path = fsspec.core.url_to_fs(item)
-    manifest = path.rstrip("/") + "/manifest.json"
-    if any(ch in path for ch in "*?[") or not fs.exists(manifest):
+    Raises:
+        ManifestError: the folder has a manifest but it is unreadable or a field has the wrong type.
+    """
+    from pipeline.manifest import kept_shard_uris
+
+    if any(ch in item for ch in "*?["):
         return []
-    with fs.open(manifest, "rt") as f:
-        try:
-            listed = [s.get("path") for s in json.load(f).get("shards", []) if isinstance(s, dict)]
-        except (json.JSONDecodeError, AttributeError):
-            return []
-    if not listed or not all(isinstance(p, str) for p in listed):
-        return []
-    base = item.rstrip("/")
-    return [f"{base}/{p}" for p in listed]
+    return kept_shard_uris(item) or []
 
 
 def unit_name(index: int, path: str, part: int | None = None) -> str:

@@ -57,8 +57,8 @@ def test_curate_then_train_tokenizer_then_tokenize(ray_cluster, tiny_docs, tmp_p
     assert s["status"] == "succeeded"
     assert (int(s["docs_in"]), int(s["docs_out"]), int(s["rejected"])) == (N_DOCS + N_DUPS, N_DOCS, N_DUPS)
     assert int(s["units"]) == 2 and int(s["shards"]) >= 2
-    manifest = json.loads((curated / "manifest.json").read_text())
-    stats = json.loads((curated / "curate.job.json").read_text())
+    manifest = json.loads((tmp_path / "curated.curation" / "manifest.json").read_text())  # the run folder
+    stats = json.loads((tmp_path / "curated.curation" / "curate.job.json").read_text())
     assert stats["status"] == "succeeded" and stats["stats"]["manifest"] == manifest
     assert stats["ray_resources"]["CPU"] == ray_cluster.cluster_resources()["CPU"]
     reasons = {s["stage"]: s["reasons"] for s in manifest["stages"]}
@@ -133,7 +133,7 @@ def test_model_jobs_on_a_tiny_model(ray_cluster, tiny_docs, tiny_model, tmp_path
     assert code == 0, s
     assert s["status"] == "succeeded" and int(s[f"{name}_in"]) == 6
     assert int(s[f"{name}_kept"]) + int(s[f"{name}_rejected"]) == 6
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / f"{job}.curation" / "manifest.json").read_text())
     assert manifest["accounting"]["ok"]
 
     # a config without the job's model stage is refused before any work

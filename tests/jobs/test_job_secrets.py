@@ -29,11 +29,11 @@ def test_curate_job_files_hold_no_planted_secret(ray_cluster, tiny_docs, tmp_pat
         rc = curate.main(["--config", str(cfg), "--set", f"input.storage_options.password={SECRET}"])
     captured = capsys.readouterr()
     assert rc == 0, captured.out[-2000:]
-    files = [p for p in Path(out).rglob("*") if p.is_file()]
+    files = [p for d in (Path(out), Path(f"{out}.curation")) for p in d.rglob("*") if p.is_file()]
     assert any(p.name == "curate.job.json" for p in files) and any(p.name == "manifest.json" for p in files)
     for p in files:
         assert SECRET.encode() not in p.read_bytes(), f"{p} holds the planted secret"
-    job = (out / "curate.job.json").read_text()
+    job = Path(f"{out}.curation", "curate.job.json").read_text()
     assert '"secret": "***"' in job and "password=***" in job  # redacted, not dropped
     for name, text in (("stdout", captured.out), ("stderr", captured.err),
                        ("log", "\n".join(r.getMessage() for r in caplog.records))):

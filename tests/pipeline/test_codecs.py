@@ -162,11 +162,11 @@ def test_run_rejects_a_bad_file_into_rejected_and_accounts_for_it(tmp_path, ray_
             "ray": {"workers": 2}, "progress": False}
     with pytest.raises(BadInputFile, match="b.jsonl.zst: bad_file: expected zstd"):
         run_pipeline(parse_config({**base, "output": {"path": str(tmp_path / "stop")}}))
-    assert not (tmp_path / "stop" / "_work" / "map0").exists()  # refused before any work
+    assert not (tmp_path / "stop.curation" / "_work" / "map0").exists()  # refused before any work
     base["input"]["on_bad_file"] = "reject"
     m = run_pipeline(parse_config({**base, "output": {"path": str(tmp_path / "out")}})).manifest
     assert m["accounting"]["ok"]
-    rej = pq.read_table(sorted((tmp_path / "out").glob("**/rejected/*.parquet"))).to_pylist()
+    rej = pq.read_table(sorted((tmp_path / "out.curation").glob("**/rejected/*.parquet"))).to_pylist()
     reasons = {r["source_file"].rsplit("/", 1)[-1]: r["reject_reason"] for r in rej}
     assert reasons["b.jsonl.zst"].startswith("bad_file: expected zstd data")
     assert reasons["c.jsonl.gz"].startswith("truncated_or_damaged: the gzip stream ends mid-stream")

@@ -121,7 +121,7 @@ def test_two_curate_runs_on_one_folder(tmp_path, corpus_rows, jsonl_writer):
     cfg = tmp_path / "curate.yaml"
     cfg.write_text(yaml.safe_dump({"input": {"paths": [str(inp)]}, "output": {"path": str(out)},
                                    "stages": ["normalize"], "progress": False, "ray": {"num_cpus": 1}}))
-    holder = _holder(out)  # stands for the first run, mid-way
+    holder = _holder(Path(f"{out}.curation"))  # stands for the first run, mid-way (the lock is in the run folder)
     try:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         started = time.perf_counter()
@@ -132,8 +132,8 @@ def test_two_curate_runs_on_one_folder(tmp_path, corpus_rows, jsonl_writer):
         _kill(holder)
     log = second.stderr.decode() + second.stdout.decode()
     assert second.returncode == 1, log[-2000:]
-    assert f"{out} is in use by another holder (host {socket.gethostname()}, pid {holder.pid}" in log
-    assert not (out / "_work").exists()  # nothing of the holder's folder was touched
+    assert f"{out}.curation is in use by another holder (host {socket.gethostname()}, pid {holder.pid}" in log
+    assert not (tmp_path / "out.curation" / "_work").exists() and not out.exists()  # nothing was touched
     print(f"\nsecond curate run refused after {seconds:.1f}s (incl. interpreter and Ray start)")
 
 

@@ -72,5 +72,5 @@ def test_curated_manifest_records_the_run(tmp_path, ray_cluster, corpus_rows, js
     assert before <= dt.datetime.fromisoformat(run["started_at"]) <= dt.datetime.fromisoformat(run["finished_at"])
     assert run["config"]["stages"][0]["name"] == "normalize"
     assert run["versions"]["pyarrow"] == metadata.version("pyarrow")
-    on_disk = (tmp_path / "out" / "manifest.json").read_text()
+    on_disk = (tmp_path / "out.curation" / "manifest.json").read_text()
     assert "s3cr3t" not in on_disk and "hf_abc" not in on_disk and json.loads(on_disk)["run"] == run

@@ -68,17 +68,17 @@ def test_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     assert {"id", "text", "lang", "source", "lang_score", "gq_words"} <= set(table.column_names)
     assert not any(c.startswith("_") for c in table.column_names)
     assert code["id"] in table.column("id").to_pylist() and "~copy" not in table.column("id").to_pylist()
-    # A folder reader (the tokenize job) sees exactly the kept shards, not rejected/ or _work/.
+    # A folder reader (the tokenize job) sees exactly the kept shards (the output folder holds
+    # nothing else; the four common readers are checked in test_output_readers.py).
     from tokenizer.shards import list_inputs
 
     assert sorted(list_inputs(str(out))) == files
+    assert sorted(p.name for p in out.iterdir()) == [Path(f).name for f in files]
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("parquet", data_files=files, split="train")
     assert len(ds) == m["rows"] and isinstance(ds[0]["text"], str)
-    # The folder itself: its dataset card's configs name the kept and the rejected shards.
-    assert len(datasets.load_dataset(str(out), split="train")) == m["rows"]
-    assert len(datasets.load_dataset(str(out), "rejected", split="train")) == m["rejected"]["rows"]
-    rej = pq.read_table(sorted(glob.glob(str(out / "rejected" / "*.parquet"))))
+    run = Path(f"{out}.curation")  # the run folder: rejected rows, manifest, card, work state
+    rej = pq.read_table(sorted(glob.glob(str(run / "rejected" / "*.parquet"))))
     assert rej.num_rows == m["rejected"]["rows"]
     read_rej = [r for r in rej.to_pylist() if r["reject_stage"] == "read"]
     assert sorted(r["source_line"] for r in read_rej) == [3, 5, 7]
@@ -111,7 +111,7 @@ def test_minhash_planted_near_duplicates(tmp_path, ray_cluster):
     inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = config(inp, tmp_path / "out", stages=["minhash_dedup"], input={"unit_rows": 25, "rename": {}})
     m = run_pipeline(parse_config(cfg)).manifest
-    rej = pq.read_table(glob.glob(str(tmp_path / "out" / "rejected" / "*.parquet")))
+    rej = pq.read_table(glob.glob(str(tmp_path / "out.curation" / "rejected" / "*.parquet")))
     dropped = set(rej.column("id").to_pylist())
     tp = len(dropped & dups)
     precision = tp / len(dropped) if dropped else 0.0
@@ -142,6 +142,7 @@ def _cleanup(proc: subprocess.Popen) -> None:
 def test_kill_and_resume(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     inp = jsonl_writer(tmp_path / "docs.jsonl", corpus_rows)
     killed_out, ref_out = tmp_path / "killed", tmp_path / "ref"
+    killed_run = tmp_path / "killed.curation"  # its run folder: work state and manifest
     cfg = config(inp, killed_out, input={"unit_rows": 10}, ray={"workers": 1, "num_cpus": 1},
                  stages=["normalize", "quality", "exact_dedup"])
     cfg_path = tmp_path / "curate.yaml"
@@ -149,7 +150,7 @@ def test_kill_and_resume(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     proc = _run_cli(cfg_path)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and len(glob.glob(str(killed_out / "_work" / "map0" / "*.done"))) < 2:
+        while time.time() < deadline and len(glob.glob(str(killed_run / "_work" / "map0" / "*.done"))) < 2:
             if proc.poll() is not None:
                 pytest.fail("curate finished before it could be killed: " + proc.stdout.read().decode()[-2000:])
             time.sleep(0.05)
@@ -157,9 +158,9 @@ def test_kill_and_resume(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
         proc.wait(timeout=30)
     finally:
         _cleanup(proc)
-    done_before = len(glob.glob(str(killed_out / "_work" / "map0" / "*.done")))
-    total_units = len(json.loads((killed_out / "_work" / "run.json").read_text())["units"])
-    assert 2 <= done_before < total_units and not (killed_out / "manifest.json").exists()
+    done_before = len(glob.glob(str(killed_run / "_work" / "map0" / "*.done")))
+    total_units = len(json.loads((killed_run / "_work" / "run.json").read_text())["units"])
+    assert 2 <= done_before < total_units and not (killed_run / "manifest.json").exists()
 
     resumed = _run_cli(cfg_path)
     try:
@@ -169,10 +170,12 @@ def test_kill_and_resume(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     assert resumed.returncode == 0, log[-3000:]
     assert "units reused" in log
     reference = run_pipeline(parse_config(dict(cfg, output={**cfg["output"], "path": str(ref_out)}))).manifest
-    resumed_m = json.loads((killed_out / "manifest.json").read_text())
+    resumed_m = json.loads((killed_run / "manifest.json").read_text())
     assert [s["sha256"] for s in resumed_m["shards"]] == [s["sha256"] for s in reference["shards"]]
     assert [s["sha256"] for s in resumed_m["rejected"]["shards"]] == [s["sha256"] for s in reference["rejected"]["shards"]]
     assert resumed_m["config_hash"] == reference["config_hash"]  # output location is not part of the hash
+    # Nothing but kept shards in the output folder, even after a kill mid-run (no .tmp-* left).
+    assert sorted(p.name for p in killed_out.iterdir()) == sorted(s["path"] for s in resumed_m["shards"])
 
 
 def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
@@ -188,7 +191,7 @@ def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
         m = run_pipeline(parse_config(cfg)).manifest
         assert m["accounting"]["ok"] and m["rows"] == 40 and m["rejected"]["rows"] == 3
         fs.invalidate_cache()
-        assert fs.exists("curation/out/manifest.json")
+        assert fs.exists("curation/out.curation/manifest.json") and not fs.exists("curation/out/manifest.json")
         shards = sorted(fs.glob("curation/out/part-*.parquet"))
         total = 0
         for shard in shards:
@@ -196,7 +199,7 @@ def test_s3_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
                 total += pq.read_table(f).num_rows
         assert total == 40
         rej = []
-        for shard in sorted(fs.glob("curation/out/rejected/part-*.parquet")):
+        for shard in sorted(fs.glob("curation/out.curation/rejected/part-*.parquet")):
             with fs.open(shard, "rb") as f:
                 rej.append(pq.read_table(f))
         rej = pa.concat_tables(rej)

@@ -96,15 +96,31 @@ def test_tokenize_rejects_bad_spec(tmp_path):
 
 
 def test_inputs_skip_work_state_and_rejected_rows(tmp_path):
+    from pipeline.manifest import ManifestError
     from tokenizer.shards import list_inputs
 
+    d = tmp_path / "curated"
     for rel in ("part-0.parquet", "sub/part-1.parquet", "_work/map0/u0/part.parquet", "rejected/r.parquet",
                 ".tmp.parquet", "notes.txt"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes(b"x")
-    assert [p.split(str(tmp_path))[-1] for p in list_inputs(str(tmp_path))] == ["/part-0.parquet", "/sub/part-1.parquet"]
-    (tmp_path / "manifest.json").write_text(json.dumps({"shards": [{"path": "sub/part-1.parquet"}]}))
-    assert list_inputs(str(tmp_path)) == [f"{tmp_path}/sub/part-1.parquet"]
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(b"x")
+    assert [p.split(str(d))[-1] for p in list_inputs(str(d))] == ["/part-0.parquet", "/sub/part-1.parquet"]
+    # A curated output's manifest (in its run folder beside it) lists exactly the shards to read.
+    shard = {"path": "sub/part-1.parquet", "rows": 1, "bytes": 1, "text_bytes": 1, "sha256": "0" * 64}
+    manifest = {"manifest": "trinity-curated", "format_version": 2, "config_hash": "h", "code_version": "0",
+                "format": "parquet", "compression": "zstd", "rows": 1, "text_bytes": 1, "bytes": 1,
+                "shards": [shard], "schema": [{"name": "text", "type": "string"}],
+                "rejected": {"rows": 0, "shards": []}, "input": {"rows": 1, "units": 1, "files": ["a.jsonl"]},
+                "stages": [], "accounting": {"ok": True, "problems": [], "rule": "r"}, "write_seconds": 0.1,
+                "run": {"config": {}, "versions": {}, "started_at": None, "finished_at": "t"}}
+    run = tmp_path / "curated.curation"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert list_inputs(str(d)) == [f"{d}/sub/part-1.parquet"]
+    # A wrong-typed field is refused with its name, never read as another set of shards.
+    (run / "manifest.json").write_text(json.dumps(dict(manifest, shards=[dict(shard, rows="1")])))
+    with pytest.raises(ManifestError, match=r"shards\[0\]\.rows"):
+        list_inputs(str(d))
 
 
 def test_resume_with_another_tokenizer_is_refused(ray_cluster, tok_dir, curated, tmp_path):

@@ -134,7 +134,7 @@ def test_curate_on_ray_with_the_new_stages(tmp_path, ray_cluster, corpus_rows, j
     assert by["multilingual_quality"]["docs_rejected"] > 0
     assert by["decontaminate"]["reasons"].get("contaminated:evalset", 0) >= 1
     assert by["pii"]["counts"]["pii_email"] >= 1 and by["pii"]["counts"]["pii_iban"] >= 1
-    rej = pq.read_table(sorted(glob.glob(str(out / "rejected" / "*.parquet")))).to_pylist()
+    rej = pq.read_table(sorted(glob.glob(f"{out}.curation/rejected/*.parquet"))).to_pylist()
     assert all(r["reject_reason"] for r in rej)
     contaminated = {r["id"]: r for r in rej if r["reject_stage"] == "decontaminate"}
     assert "~contaminated" in contaminated
