@@ -11,7 +11,11 @@ import pyarrow as pa
 import pytest
 
 from pipeline.stages.filters._text import split_words
-from pipeline.stages.filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition, Quality
+from pipeline.stages.filters.c4 import C4Quality
+from pipeline.stages.filters.fineweb import FineWebQuality
+from pipeline.stages.filters.gopher_quality import GopherQuality
+from pipeline.stages.filters.gopher_repetition import GopherRepetition
+from pipeline.stages.filters.quality import Quality
 from pipeline.stages.langid import LangId
 from pipeline.stages.normalize import Normalize
 
@@ -170,12 +174,13 @@ SPACY_EN_CASES = [
 
 @pytest.mark.parametrize("text, words", SPACY_EN_CASES)
 def test_word_splitting_matches_spacy_english(text, words):
-    from pipeline.stages.filters._text import clear_caches, count_words
+    from pipeline.stages.filters._text import EnglishWords, count_words
 
-    clear_caches()
+    cached = EnglishWords()
     assert split_words(text) == words
-    assert split_words(text) == words  # cached chunks give the same words
-    assert count_words(text) == len(words)
+    assert cached.split(text) == words
+    assert cached.split(text) == words  # cached chunks give the same words
+    assert count_words(text) == cached.count(text) == len(words)
 
 
 def test_word_splitting_against_spacy_itself():
@@ -219,13 +224,13 @@ def test_duplicate_ngrams_are_keyed_by_joined_words():
     """DataTrove keys repeated n-grams by ``"".join(words)``: "ab"+"c" repeats "a"+"bc"."""
     import numpy as np
 
-    from pipeline.stages.filters.heuristics import _dup_ngram_chars, _joined_ngram_hashes
+    from pipeline.stages.filters._ngrams import dup_ngram_chars, joined_ngram_hashes
 
     words = ["ab", "c", "x", "a", "bc", "y"]
     lens = np.fromiter(map(len, words), np.int64, len(words))
-    (n, h, chars), = _joined_ngram_hashes(words, lens, [2])
+    (n, h, chars), = joined_ngram_hashes(words, lens, [2])
     assert h[0] == h[3] and h[0] != h[1]
-    assert _dup_ngram_chars(h, chars, n) == 3
+    assert dup_ngram_chars(h, chars, n) == 3
 
 
 @pytest.mark.parametrize("stage", [GopherQuality(), GopherRepetition(), C4Quality(), FineWebQuality(), Quality(),
@@ -242,11 +247,12 @@ def test_ngram_statistics_match_datatrove():
 
     import numpy as np
 
-    from pipeline.stages.filters.heuristics import (
-        _dup_ngram_chars,
-        _joined_ngram_hashes,
-        _top_ngram_chars,
-        _word_ngram_hashes,
+    from pipeline.stages.filters._ngrams import (
+        HashPowers,
+        dup_ngram_chars,
+        joined_ngram_hashes,
+        top_ngram_chars,
+        word_ngram_hashes,
     )
 
     rng = random.Random(3)
@@ -254,18 +260,63 @@ def test_ngram_statistics_match_datatrove():
         vocab = ["a", "b", "ab", "ba", "c", "abc", "x"][: rng.randint(2, 7)]
         words = [rng.choice(vocab) for _ in range(rng.randint(1, 60))]
         lens = np.fromiter(map(len, words), np.int64, len(words))
-        for n, h, chars in _joined_ngram_hashes(words, lens, [2, 5, 7]):
-            assert _dup_ngram_chars(h, chars, n) == gr.find_all_duplicate(words, n)
-        for n, h, chars in _word_ngram_hashes(words, lens, [2, 3, 4]):
+        powers = HashPowers(max_positions=rng.choice([0, 16, 1 << 10]))  # kept, bounded or per document
+        for n, h, chars in joined_ngram_hashes(words, lens, [2, 5, 7], powers):
+            assert dup_ngram_chars(h, chars, n) == gr.find_all_duplicate(words, n)
+        for n, h, chars in word_ngram_hashes(words, lens, [2, 3, 4]):
             if len(h):
-                assert _top_ngram_chars(h, chars, n) == gr.find_top_duplicate(gr.get_n_grams(words, n))
+                assert top_ngram_chars(h, chars, n) == gr.find_top_duplicate(gr.get_n_grams(words, n))
 
 
-def test_word_cache_overflow_keeps_words_exact(monkeypatch):
-    from pipeline.stages.filters import _text
+def test_word_cache_overflow_keeps_words_exact():
+    from pipeline.stages.filters._text import EnglishWords
 
-    monkeypatch.setattr(_text, "_CACHE_MAX", 3)
-    _text.clear_caches()
+    small = EnglishWords(max_entries=3)
     for text, words in SPACY_EN_CASES * 2:
-        assert split_words(text) == words
-    _text.clear_caches()
+        assert small.split(text) == words
+        assert small.count_sentences(text) == EnglishWords().count_sentences(text)
+    # emptied between documents when full: the bound plus one document's chunks at most
+    assert len(small._chunks) <= 3 + max(len(text.split()) for text, _ in SPACY_EN_CASES)
+    assert max(map(len, (small._symbol, small._alpha, small._punct))) <= 3
+
+
+def test_caches_live_on_the_stage_and_stay_bounded():
+    """Two stages keep separate caches; the hash-power tables never grow past their bound,
+    even for a document longer than it; pickling ships no cache."""
+    from pipeline.stages.filters._doc import DocCaches
+
+    a, b = GopherRepetition(), GopherRepetition()
+    run(a, GOOD)
+    assert a.caches.words.cached_entries() > 0 and b._caches is None
+    a._caches = DocCaches(max_hash_positions=64)
+    long_doc = " ".join(f"w{i % 50}" for i in range(400))  # about 1,500 joined characters
+    assert run(a, long_doc) == run(GopherRepetition(), long_doc)
+    assert a.caches.powers.kept_positions <= 64
+    assert pickle.loads(pickle.dumps(a))._caches is None
+
+
+@pytest.mark.parametrize("cls, key", [(GopherQuality, "min_doc_words"), (GopherRepetition, "dup_line_frac"),
+                                      (C4Quality, "min_num_sentences"), (FineWebQuality, "line_punct_thr")])
+def test_stage_config_is_the_config_passed(cls, key):
+    config = cls.Config(only={"lang": ["en"]}, **{key: 7})
+    stage = cls(config)
+    assert stage.config is config
+    quality = Quality(Quality.Config(c4=None))
+    assert [type(f) for f in quality.filters] == [GopherRepetition, GopherQuality, FineWebQuality]
+    assert quality.config.c4 is None
+
+
+def test_quality_is_its_rule_sets_in_order():
+    """The combined stage decides as its rule sets one after the other do (first failing reason)."""
+    texts = [GOOD, "the cat and the dog " * 5, "\n".join(f"heading {i} no stop" for i in range(20)),
+             GOOD + "\nLorem ipsum dolor sit amet, consectetur.", "\n\n".join(["Same para here."] * 4 + [GOOD])]
+    singles = [GopherRepetition(), GopherQuality(), FineWebQuality(), C4Quality()]
+    for text in texts:
+        first = next((r for r in (run(s, text) for s in singles) if r is not None), None)
+        assert run(Quality(), text) == first
+
+
+def test_former_module_name_still_imports():
+    from pipeline.stages.filters import heuristics
+
+    assert heuristics.Quality is Quality and heuristics.C4Quality is C4Quality

@@ -16,7 +16,7 @@ per-language tokenizers, e.g. jieba for ``zh``, are in ``_words.py``, which the
 ``multilingual_quality`` stage uses.)
 
 Speed: a whitespace chunk's tokens depend only on the chunk, so they are cached per chunk
-(as spaCy does); a document is split with ``str.split`` and one dictionary look-up per
+(as spaCy does) on an :class:`EnglishWords` object, which each stage owns; a document is split with ``str.split`` and one dictionary look-up per
 chunk. The special-case matcher, which can look across chunks, runs only for documents
 where it can change a token.
 """
@@ -438,12 +438,9 @@ def spacy_tokens(text: str) -> list[str]:
     return _apply_special_matcher(_stream(text, r), r)
 
 
-# Per-chunk cache: chunk -> tokens before the special-case matcher. _MATCHY: chunks whose
-# tokens hold a phrase the matcher re-splits -> (tokens when nothing outside the chunk
-# interferes, where the kept phrases start, whether the left / right neighbour's tokens could).
-_CACHE: dict[str, tuple[str, ...]] = {}
-_MATCHY: dict[str, tuple[tuple[str, ...], frozenset[int], bool, bool]] = {}
-_CACHE_MAX = 1 << 19  # chunks (about 220 bytes each); emptied when full
+#: one ``_matchy`` entry: (tokens when nothing outside the chunk interferes, where the kept
+#: phrases start, whether the left / right neighbour's tokens could change that)
+_Matchy = tuple[tuple[str, ...], frozenset[int], bool, bool]
 
 
 def _plain(s: str, r: _Rules) -> bool:
@@ -454,7 +451,7 @@ def _plain(s: str, r: _Rules) -> bool:
             and s[0] not in pf and s[-1] not in sl and inf.isdisjoint(s))
 
 
-def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
+def _fill(chunk: str, r: _Rules, cache: dict[str, tuple[str, ...]], matchy: dict[str, _Matchy]) -> tuple[str, ...]:
     sp = r.specials
     toks = sp.get(chunk)
     if toks is None:
@@ -479,12 +476,12 @@ def _fill(chunk: str, r: _Rules) -> tuple[str, ...]:
         else:
             toks = _split_span(chunk, r)
     if len(toks) > 1 and not r.changing_pairs.isdisjoint(zip(toks, toks[1:])):
-        _check_matchy(chunk, toks, r)
-    _CACHE[chunk] = toks
+        _check_matchy(chunk, toks, r, matchy)
+    cache[chunk] = toks
     return toks
 
 
-def _check_matchy(chunk: str, toks: tuple[str, ...], r: _Rules) -> None:
+def _check_matchy(chunk: str, toks: tuple[str, ...], r: _Rules, matchy: dict[str, _Matchy]) -> None:
     by_first = r.changing_by_first
     for i, t in enumerate(toks):
         for p in by_first.get(t, ()):
@@ -493,7 +490,7 @@ def _check_matchy(chunk: str, toks: tuple[str, ...], r: _Rules) -> None:
                 span = r.max_phrase - 1
                 left = any(toks[:m] in r.phrase_tails for m in range(1, min(span, len(toks)) + 1))
                 right = any(toks[-m:] in r.phrase_heads for m in range(1, min(span, len(toks)) + 1))
-                _MATCHY[chunk] = (alone, kept, left, right)
+                matchy[chunk] = (alone, kept, left, right)
                 return
 
 
@@ -522,13 +519,6 @@ def _decide(window: list[str], a0: int, a1: int, r: _Rules) -> tuple[tuple[str, 
     return tuple(new), frozenset(kept)
 
 
-def clear_caches() -> None:
-    """Forget the per-chunk caches (benchmarks time a cold start with them)."""
-    _CACHE.clear()
-    _MATCHY.clear()
-    _SYMBOL.clear()
-
-
 _WS = re.compile(r"\s+")
 
 
@@ -544,7 +534,8 @@ def _matches(toks: list[str], r: _Rules) -> list[tuple[int, int]]:
     return out
 
 
-def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rules) -> list[tuple[str, ...]]:
+def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rules,
+             matchy: dict[str, _Matchy]) -> list[tuple[str, ...]]:
     """Apply the special-case matcher to the chunks where it changes tokens.
 
     A multi-token phrase never crosses a whitespace token, so chunks separated by anything
@@ -556,8 +547,8 @@ def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rule
     lead = 1 if text[:1].isspace() else 0
     span = r.max_phrase - 1
     out = list(vals)
-    get = _MATCHY.get
-    for k in compress(count(), map(_MATCHY.__contains__, chunks)):
+    get = matchy.get
+    for k in compress(count(), map(matchy.__contains__, chunks)):
         alone, kept, need_left, need_right = get(chunks[k])  # type: ignore[misc]
         out[k] = alone
         if not (need_left or need_right):
@@ -587,43 +578,6 @@ def _resolve(text: str, chunks: list[str], vals: list[tuple[str, ...]], r: _Rule
     return out
 
 
-def _chunk_tokens(text: str) -> tuple[list[str], list[tuple[str, ...]]]:
-    chunks = text.split()
-    try:
-        vals = list(map(_CACHE.__getitem__, chunks))
-    except KeyError:
-        if len(_CACHE) >= _CACHE_MAX:
-            clear_caches()  # between documents: a document's chunks stay consistent
-        r = _rules()
-        get = _CACHE.get
-        vals = list(map(get, chunks))
-        for i in list(compress(count(), map(not_, vals))):
-            c = chunks[i]
-            vals[i] = get(c) or _fill(c, r)
-    if _MATCHY and not _MATCHY.keys().isdisjoint(chunks):
-        vals = _resolve(text, chunks, vals, _rules())
-    return chunks, vals  # type: ignore[return-value]
-
-
-def split_chunks(text: str) -> list[tuple[str, ...]]:
-    """The tokens of each whitespace chunk of ``text`` (special-case matcher applied)."""
-    return _chunk_tokens(text)[1]
-
-
-def split_words(text: str) -> list[str]:
-    """Word tokens of ``text`` as DataTrove's English ``split_into_words`` returns them.
-
-    >>> split_words("Don't panic, it's fine...")
-    ['Do', "n't", 'panic', ',', 'it', "'s", 'fine', '...']
-    """
-    return list(chain.from_iterable(split_chunks(text)))
-
-
-def count_words(text: str) -> int:
-    """``len(split_words(text))`` without building the list."""
-    return sum(map(len, split_chunks(text)))
-
-
 # --------------------------------------------------------------------------- character classes
 
 
@@ -645,61 +599,176 @@ def sentence_punctuation() -> frozenset[str]:
     return frozenset(_data()["spacy_en"]["sentence_punct"])
 
 
-_SYMBOL: dict[str, bool] = {}
-
-
-def is_symbol_word(word: str) -> bool:
-    """True when every character is in DataTrove's punctuation set."""
-    v = _SYMBOL.get(word)
-    if v is None:
-        punct = punctuation_set()
-        v = all(ch in punct for ch in word)
-        if len(_SYMBOL) >= _CACHE_MAX:
-            _SYMBOL.clear()
-        _SYMBOL[word] = v
-    return v
-
-
-@lru_cache(65536)
-def is_punct_token(token: str) -> bool:
-    """spaCy's ``is_punct``: every character in a Unicode punctuation category."""
-    return all(unicodedata.category(ch).startswith("P") for ch in token)
-
-
-@lru_cache(65536)
-def has_alpha(word: str) -> bool:
-    return any(ch.isalpha() for ch in word)
-
-
 @lru_cache(1)
 def _sentence_punct_re() -> re.Pattern[str]:
     return re.compile("[" + "".join(re.escape(c) for c in sorted(sentence_punctuation())) + "]")
 
 
-def count_sentences(line: str) -> int:
-    """Sentences spaCy's sentencizer finds in ``line`` (DataTrove's ``split_into_sentences``).
+def _is_punct_token(token: str) -> bool:
+    return all(unicodedata.category(ch).startswith("P") for ch in token)
 
-    A new sentence starts at the first token after a sentence-punctuation token that is
-    neither punctuation (Unicode P*) nor sentence punctuation; whitespace tokens (any
-    whitespace other than one space between words) count as such tokens, as in spaCy.
+
+def _has_alpha(word: str) -> bool:
+    return any(ch.isalpha() for ch in word)
+
+
+# --------------------------------------------------------------------------- the splitter with its caches
+
+
+class EnglishWords:
+    """DataTrove's English word splitter and character classes, with their caches.
+
+    The caches live on this object, never in the module: each stage holds one (see
+    ``_doc.DocCaches``), so two stages in a worker do not share or evict each other's
+    tables, and pickling a stage does not ship them (``__getstate__`` drops them). A table
+    that reaches ``max_entries`` keys (about 220 bytes each for chunks) is emptied; the
+    chunk table only between documents, so a document's chunks stay consistent (it holds
+    at most ``max_entries`` plus one document's chunks).
+
+    Args:
+        max_entries: the bound of each cache table.
     """
-    if not _sentence_punct_re().search(line, 0, len(line) - 1):
-        return 1  # a punctuation token can only be the last one: nothing can follow it
-    punct = sentence_punctuation()
-    chunks, vals = _chunk_tokens(line)
-    seps = _WS.findall(line)
-    lead = 1 if line[:1].isspace() else 0
-    count, seen = 1, False
-    for k, toks in enumerate(vals):
-        for tok in toks:
-            if tok in punct:
-                seen = True
-            elif seen and not is_punct_token(tok):
-                count += 1
-                seen = False
-        if seen and k + lead < len(seps):
-            sep = seps[k + lead]
-            if sep != " " and (sep[0] != " " or len(sep) > 1):
-                count += 1  # a whitespace token follows
-                seen = False
-    return count
+
+    def __init__(self, max_entries: int = 1 << 19):
+        self.max_entries = max_entries
+        self._chunks: dict[str, tuple[str, ...]] = {}  # chunk -> tokens before the special-case matcher
+        self._matchy: dict[str, _Matchy] = {}  # chunks holding a phrase the matcher re-splits
+        self._symbol: dict[str, bool] = {}
+        self._alpha: dict[str, bool] = {}
+        self._punct: dict[str, bool] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"max_entries": self.max_entries}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["max_entries"])  # type: ignore[misc]
+
+    def clear(self) -> None:
+        """Forget every cached chunk and word (benchmarks time a cold start with this)."""
+        self._chunks.clear()
+        self._matchy.clear()
+        self._symbol.clear()
+        self._alpha.clear()
+        self._punct.clear()
+
+    def cached_entries(self) -> int:
+        """Keys held across the cache tables."""
+        return len(self._chunks) + len(self._matchy) + len(self._symbol) + len(self._alpha) + len(self._punct)
+
+    def _chunk_tokens(self, text: str) -> tuple[list[str], list[tuple[str, ...]]]:
+        chunks = text.split()
+        cache, matchy = self._chunks, self._matchy
+        try:
+            vals = list(map(cache.__getitem__, chunks))
+        except KeyError:
+            if len(cache) >= self.max_entries:
+                cache.clear()  # between documents: a document's chunks stay consistent
+                matchy.clear()
+            r = _rules()
+            get = cache.get
+            vals = list(map(get, chunks))
+            for i in list(compress(count(), map(not_, vals))):
+                c = chunks[i]
+                vals[i] = get(c) or _fill(c, r, cache, matchy)
+        if matchy and not matchy.keys().isdisjoint(chunks):
+            vals = _resolve(text, chunks, vals, _rules(), matchy)
+        return chunks, vals  # type: ignore[return-value]
+
+    def split_chunks(self, text: str) -> list[tuple[str, ...]]:
+        """The tokens of each whitespace chunk of ``text`` (special-case matcher applied)."""
+        return self._chunk_tokens(text)[1]
+
+    def split(self, text: str) -> list[str]:
+        """Word tokens of ``text`` as DataTrove's English ``split_into_words`` returns them."""
+        return list(chain.from_iterable(self._chunk_tokens(text)[1]))
+
+    def count(self, text: str) -> int:
+        """``len(self.split(text))`` without building the list."""
+        return sum(map(len, self._chunk_tokens(text)[1]))
+
+    def _memo(self, table: dict[str, bool], key: str, fn: Any) -> bool:
+        v = table.get(key)
+        if v is None:
+            v = fn(key)
+            if len(table) >= self.max_entries:
+                table.clear()
+            table[key] = v
+        return v
+
+    def is_symbol_word(self, word: str) -> bool:
+        """True when every character is in DataTrove's punctuation set."""
+        v = self._symbol.get(word)
+        return self._memo(self._symbol, word, is_symbol_word) if v is None else v
+
+    def has_alpha(self, word: str) -> bool:
+        """True when some character is alphabetic (Gopher's "alpha word")."""
+        v = self._alpha.get(word)
+        return self._memo(self._alpha, word, _has_alpha) if v is None else v
+
+    def is_punct_token(self, token: str) -> bool:
+        """spaCy's ``is_punct``: every character in a Unicode punctuation category."""
+        v = self._punct.get(token)
+        return self._memo(self._punct, token, _is_punct_token) if v is None else v
+
+    def count_sentences(self, line: str) -> int:
+        """Sentences spaCy's sentencizer finds in ``line`` (DataTrove's ``split_into_sentences``).
+
+        A new sentence starts at the first token after a sentence-punctuation token that is
+        neither punctuation (Unicode P*) nor sentence punctuation; whitespace tokens (any
+        whitespace other than one space between words) count as such tokens, as in spaCy.
+        """
+        if not _sentence_punct_re().search(line, 0, len(line) - 1):
+            return 1  # a punctuation token can only be the last one: nothing can follow it
+        punct = sentence_punctuation()
+        chunks, vals = self._chunk_tokens(line)
+        seps = _WS.findall(line)
+        lead = 1 if line[:1].isspace() else 0
+        n, seen = 1, False
+        for k, toks in enumerate(vals):
+            for tok in toks:
+                if tok in punct:
+                    seen = True
+                elif seen and not self.is_punct_token(tok):
+                    n += 1
+                    seen = False
+            if seen and k + lead < len(seps):
+                sep = seps[k + lead]
+                if sep != " " and (sep[0] != " " or len(sep) > 1):
+                    n += 1  # a whitespace token follows
+                    seen = False
+        return n
+
+
+# --------------------------------------------------------------------------- one-off calls
+# Uncached conveniences for callers that split a few strings (tests, tools); a stage keeps
+# an EnglishWords so its caches persist across documents.
+
+
+def split_words(text: str) -> list[str]:
+    """Word tokens of ``text`` as DataTrove's English ``split_into_words`` returns them.
+
+    >>> split_words("Don't panic, it's fine...")
+    ['Do', "n't", 'panic', ',', 'it', "'s", 'fine', '...']
+    """
+    return EnglishWords().split(text)
+
+
+def count_words(text: str) -> int:
+    """``len(split_words(text))`` without building the list."""
+    return EnglishWords().count(text)
+
+
+def count_sentences(line: str) -> int:
+    """:meth:`EnglishWords.count_sentences` of one line."""
+    return EnglishWords().count_sentences(line)
+
+
+def is_symbol_word(word: str) -> bool:
+    """True when every character is in DataTrove's punctuation set."""
+    punct = punctuation_set()
+    return all(ch in punct for ch in word)
+
+
+def has_alpha(word: str) -> bool:
+    """True when some character is alphabetic."""
+    return _has_alpha(word)

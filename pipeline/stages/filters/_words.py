@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Callable
 
 from pipeline.errors import ConfigError
-from pipeline.stages.filters._text import split_words
+from pipeline.stages.filters._text import EnglishWords
 
 Splitter = Callable[[str], list[str]]
 
@@ -172,7 +172,7 @@ def splitter(kind: str, code: str) -> Splitter:
     """The word splitter of one kind for one language code (checked with :func:`check_available`)."""
     check_available(kind, code)
     if kind == "en":
-        return split_words
+        return EnglishWords().split  # its chunk caches belong to the returned splitter
     if kind == "spacy":
         return _spacy_words(code)
     if kind == "sudachi":

@@ -37,19 +37,13 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.stages.base import Filter, FilterConfig, FilterOutput, register_stage
-from pipeline.stages.filters._text import terminal_punctuation
+from pipeline.stages.filters._doc import Doc, DocCaches
 from pipeline.stages.filters._words import Splitter, check_available, splitter
-from pipeline.stages.filters.heuristics import (
-    SIGNALS,
-    Doc,
-    FineWebRules,
-    GopherQualityRules,
-    GopherRepetitionRules,
-    _repetition_signals,
-    fineweb,
-    gopher_quality,
-    gopher_repetition,
-)
+from pipeline.stages.filters.fineweb import FineWebQuality, FineWebRules
+from pipeline.stages.filters.gopher_quality import GopherQuality, GopherQualityRules
+from pipeline.stages.filters.gopher_repetition import GopherRepetition, GopherRepetitionRules
+from pipeline.stages.filters.quality import combine, rule_filter
+from pipeline.stages.filters.rule_set import RuleSetFilter
 
 _DATA = Path(__file__).with_name("fineweb2_rules.json")
 
@@ -182,18 +176,31 @@ class MultilingualQuality(Filter):
         for rules in self.rules.values():
             check_available(*rules.splitter)  # fail when built, not on the first such document
         self.doc_columns = (c.lang_column,)
+        # Per language, its rule-set filters in FineWeb 2's order (repetition, FineWeb, Gopher quality).
+        self.filters: dict[str, list[RuleSetFilter]] = {
+            code: [rule_filter(GopherRepetition, rules.gopher_repetition), rule_filter(FineWebQuality, rules.fineweb),
+                   rule_filter(GopherQuality, rules.gopher_quality)]
+            for code, rules in self.rules.items()}
         types: dict[str, pa.DataType] = {"mq_rules": pa.string()}
-        for rules in self.rules.values():
-            types.update(_repetition_signals(rules.gopher_repetition))
-        types.update(SIGNALS["fineweb"])
-        types.update(SIGNALS["gopher_quality"])
+        for i in range(3):  # each set's columns together, as before the split into classes
+            for filters in self.filters.values():
+                types.update(filters[i].signal_types)
         self.signal_types = types
         self._splitters: dict[str, Splitter] = {}
+        self._caches: DocCaches | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_splitters"] = {}  # rebuilt in each worker (models load lazily)
+        state["_caches"] = None
         return state
+
+    @property
+    def caches(self) -> DocCaches:
+        """This stage's English word and hash caches (built on first use, in the worker)."""
+        if self._caches is None:
+            self._caches = DocCaches()
+        return self._caches
 
     def _split(self, code: str) -> Splitter:
         fn = self._splitters.get(code)
@@ -211,16 +218,9 @@ class MultilingualQuality(Filter):
         code = self.rule_set_for(label)
         if code is None:
             return None, {}
-        rules = self.rules[code]
-        doc = Doc(text, None if rules.splitter[0] == "en" else self._split(code))
-        reason = None
-        signals: dict[str, Any] = {"mq_rules": code}
-        for why, sig in (gopher_repetition(doc, rules.gopher_repetition),
-                         fineweb(doc, rules.fineweb, terminal_punctuation()),
-                         gopher_quality(doc, rules.gopher_quality)):
-            signals.update(sig)
-            reason = reason or why
-        return reason, signals
+        doc = Doc(text, self.caches, None if self.rules[code].splitter[0] == "en" else self._split(code))
+        res = combine(self.filters[code], doc)
+        return res.reason, {"mq_rules": code, **res.signals}
 
     def keep_batch(self, table: pa.Table) -> FilterOutput:
         c: MultilingualQualityConfig = self.config  # type: ignore[assignment]

@@ -21,7 +21,7 @@ import pytest
 from pipeline.config import parse_config
 from pipeline.errors import ConfigError
 from pipeline.stages.filters._words import splitter
-from pipeline.stages.filters.heuristics import Quality, QualityConfig
+from pipeline.stages.filters.quality import Quality, QualityConfig
 from pipeline.stages.filters.multilingual import (
     MultilingualQuality,
     MultilingualQualityConfig,
@@ -106,7 +106,7 @@ def test_english_rule_set_is_the_quality_stage_without_c4(samples):
     ml = MultilingualQuality(MultilingualQualityConfig())
     q = Quality(QualityConfig(c4=None))
     for d in samples["en"]:
-        assert (ml.evaluate(d["text"], "en")[0] is None) == (q.evaluate(d["text"])[0] is None)
+        assert (ml.evaluate(d["text"], "en")[0] is None) == (q.decide(d["text"]).reason is None)
 
 
 def test_label_picks_rule_set_and_falls_back(stage):

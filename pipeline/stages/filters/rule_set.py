@@ -1,0 +1,95 @@
+"""The base of the heuristic rule-set filters: decide one document from its shared features.
+
+A rule set is a filter class with rules (a pydantic model, ``None`` disabling a rule where
+the paper gives a threshold) and :meth:`RuleSetFilter.evaluate`, which reads a
+:class:`~pipeline.stages.filters._doc.Doc` and returns a :class:`RuleResult`. It runs
+alone as a stage, or inside the ``quality`` stage with the others, where all of them read
+the same ``Doc`` (one word split per document). As in DataTrove's filters, each rule set
+is one class in one module; unlike them, every signal of a set is computed for every
+document (not only until the first failing rule), so thresholds can be re-tuned from the
+written columns without re-running.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.stages.base import Filter, FilterConfig, FilterOutput
+from pipeline.stages.filters._doc import Doc, DocCaches
+
+
+class Rules(BaseModel):
+    """Base of a rule set's thresholds: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RuleResult(NamedTuple):
+    """One document's outcome under a rule set."""
+
+    reason: str | None  # None keeps the document
+    signals: dict[str, Any]
+    text: str | None = None  # the edited text (C4 removes lines), None: unchanged
+
+
+class RuleSetFilter(Filter):
+    """A filter made of one or more rule sets; subclasses implement :meth:`evaluate`.
+
+    ``self.config`` is the config passed (or the default one); ``signal_types`` is set per
+    instance from it (the repetition rules' columns depend on the configured n).
+    """
+
+    Config: ClassVar[type[FilterConfig]] = FilterConfig
+
+    def __init__(self, config: FilterConfig | None = None):
+        super().__init__(config)
+        self.signal_types = self.declare_signals()  # type: ignore[misc]
+        self._caches: DocCaches | None = None
+
+    def declare_signals(self) -> dict[str, pa.DataType]:
+        """The Arrow type of every signal column this config writes."""
+        raise NotImplementedError
+
+    def evaluate(self, doc: Doc) -> RuleResult:
+        """Decide one document."""
+        raise NotImplementedError
+
+    @property
+    def caches(self) -> DocCaches:
+        """This stage's word and hash caches (built on first use, in the worker)."""
+        if self._caches is None:
+            self._caches = DocCaches()
+        return self._caches
+
+    def clear_caches(self) -> None:
+        """Forget the cached words and hash tables."""
+        self._caches = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_caches"] = None  # rebuilt where the stage runs
+        return state
+
+    def decide(self, text: str) -> RuleResult:
+        """:meth:`evaluate` of one text."""
+        return self.evaluate(Doc(text, self.caches))
+
+    def keep_batch(self, table: pa.Table) -> FilterOutput:
+        caches = self.caches
+        texts = table.column("text").to_pylist()
+        reasons: list[str | None] = []
+        cols: dict[str, list[Any]] = {n: [] for n in self.signal_types}
+        out_text: list[str] = []
+        edited = False
+        for t in texts:
+            res = self.evaluate(Doc(t or "", caches))
+            reasons.append(res.reason)
+            for n, values in cols.items():
+                values.append(res.signals.get(n))
+            if res.text is not None and res.text != t:
+                edited = True
+            out_text.append(t if res.text is None else res.text)
+        return FilterOutput(reasons, cols, text=out_text if edited else None)
