@@ -49,7 +49,7 @@ def epoch_keys(seed: int, source: int, stream: int, epoch: int) -> list[int]:
     """
 
 class Core:
-    def __init__(self, seq_len1: int, batch_size: int, buffer_docs: int, max_chunk: int, refill_batch: int, seed: int, stream_index: int, num_streams: int, epochs: int, n_sources: int, n_phases: int, prefetch: bool = True, populate_window: int = 0) -> None: ...
+    def __init__(self, seq_len1: int, batch_size: int, buffer_docs: int, max_chunk: int, refill_batch: int, seed: int, stream_index: int, num_streams: int, epochs: int, n_sources: int, n_phases: int, prefetch: bool = True, populate_window: int = 0, block_shards: int = 0) -> None: ...
 
     def add_range(self, source: int, view: int, begin: int, end: int, doc_base: int) -> None: ...
 
@@ -60,6 +60,23 @@ class Core:
     def piece_docs(self, source: int, streams: int, stream: int, epoch: int, begin: int, end: int) -> list[int]: ...
 
     def slice_docs(self, source: int, streams: int, stream: int) -> int: ...
+
+    def first_use(self, source: int, epoch: int, walk: int = 2000000) -> list[int]:
+        """
+        Shards of a source in the order this stream first reads them in an epoch: flat (position, view) pairs.
+        """
+
+    def views_in_use(self) -> list[int]:
+        """
+        Views that live pool slots, carried work or a source's current block may still read.
+        """
+
+    def release_view(self, view: int) -> bool:
+        """
+        Forget a view's pointers so it can be unmapped; False if a live pool slot still reads it.
+        """
+
+    def view_ready(self, view: int) -> bool: ...
 
     def reshape(self, batch_size: int, seq_len1: int) -> None: ...
 

@@ -135,6 +135,7 @@ class LoaderConfig(BaseModel):
     prefetch: bool = True
     fields: tuple[str, ...] = FIELDS
     populate: Literal["pool", "shard", "off"] = "pool"
+    shuffle_block_shards: int = Field(0, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -169,6 +170,12 @@ class _Unit:
     doc_base: int
     opener: Any  # () -> shard view
     view: Any = None
+    releaser: Any = None  # () -> None: unmap and unpin (remote shards), else None
+
+    def release(self) -> None:
+        self.view = None
+        if self.releaser is not None:
+            self.releaser()
 
     def open(self) -> Any:
         if self.view is None:
@@ -221,7 +228,8 @@ def _source_units(idx: int, name: str, paths: Sequence[str], verify: Any, remote
         for i, info in enumerate(shards.shards):
             where = getattr(shards, "shard_uri", shards.shard_path)(i)  # errors name the object, not the cache
             units.append(_Unit(idx, str(where), int(info["num_docs"]), int(info["num_tokens"]), base,
-                               lambda s=shards, i=i: s.view(i)))
+                               lambda s=shards, i=i: s.view(i),
+                               releaser=(lambda s=shards, i=i: s.unmap(i)) if hasattr(shards, "unmap") else None))
             base += int(info["num_docs"])
     return units, vocab
 
@@ -273,6 +281,14 @@ class RSDBLoader:
             used (reads it from disk if needed; start-up grows with the corpus).
             ``"off"`` (or False): page faults only. Linux >= 5.14; elsewhere every mode
             behaves like ``"off"``.
+        shuffle_block_shards: 0 (default): each epoch visits a stream's slice of a
+            source in one permutation over all its shards. N > 0: in blocks of N
+            shards: the shards in a seeded order, each block's documents in a
+            permutation of their own (the pool still mixes ``buffer_docs`` documents
+            across blocks and sources). A stream then needs only its current block's
+            shards, so with object-storage sources the loader releases the others and
+            ``max_cache_bytes`` may be far smaller than the corpus. Part of the order:
+            same value needed to resume.
 
     Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32,
     ``loss_mask`` bool, ``position_ids`` int32 (restart at 0 at every chunk),
@@ -313,6 +329,7 @@ class RSDBLoader:
         prefetch: bool = True,
         fields: Sequence[str] = FIELDS,
         populate: str | bool = "pool",
+        shuffle_block_shards: int = 0,
         schedule: Sequence[Any] | None = None,
         storage_options: Mapping[str, Any] | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -389,11 +406,6 @@ class RSDBLoader:
             self._vocab.append(vocab)
             self.tokens_per_source.append(sum(u.num_tokens for u in units))
             self.docs_per_source.append(sum(u.num_docs for u in units))
-        if self._remote is not None:
-            from .remote import attach
-
-            attach(self, self._remote)  # cache bound check, then background prefetch
-
         if len(self.source_names) > _MAX_SOURCES:
             raise ConfigError(f"{len(self.source_names)} sources; at most {_MAX_SOURCES} are supported "
                               "(source_ids are int16)")
@@ -413,6 +425,7 @@ class RSDBLoader:
             stream_index=self.stream_index, num_streams=self.num_streams, epochs=cfg.epochs or 0,
             n_sources=len(self.source_names), n_phases=n_phases, prefetch=cfg.prefetch,
             populate_window=POPULATE_WINDOW if cfg.populate == "pool" else 0,
+            block_shards=cfg.shuffle_block_shards,
         )
         self._registered: set[int] = set()
         self._unit_ranges: list[tuple[int, int]] = []
@@ -426,6 +439,13 @@ class RSDBLoader:
             self._core.add_range(u.source, vid, begin, end, u.doc_base)
         self._populate = cfg.populate == "shard"
         self._set_weights()
+        # Remote shards outside every source's current block are released (unmapped and
+        # unpinned, so the bounded cache may evict them) once nothing in the pool reads them.
+        self._releasing = self._remote is not None and cfg.shuffle_block_shards > 0
+        if self._remote is not None:
+            from .remote import attach
+
+            attach(self, self._remote)  # cache bound check, then background prefetch
         self.num_batches: int | None = None
         if cfg.epochs is not None:
             self.num_batches = self._finite_batches()
@@ -501,10 +521,28 @@ class RSDBLoader:
                 _core.populate(tokens, lo, hi - lo)
                 _core.populate(offsets, begin, end - begin + 1)
 
+    def _release(self, vid: int) -> bool:
+        """Unmap a registered remote shard the core no longer reads (False if a pool slot still does)."""
+        u = self._units[vid]
+        if u.releaser is None or not self._core.release_view(vid):
+            return False
+        self._registered.discard(vid)
+        u.release()
+        return True
+
+    def _release_unused(self) -> None:
+        """After a batch: release every registered remote shard outside the core's working set."""
+        if len(self._registered) <= len(self.source_names):
+            return  # nothing to gain below one shard per source
+        in_use = set(self._core.views_in_use())
+        for vid in [v for v in self._registered if v not in in_use]:
+            self._release(vid)
+
     def _finite_batches(self) -> int:
         """Batches every stream yields in finite mode: the max over all streams (no token scan)."""
         per_stream = np.zeros(self.num_streams, dtype=np.int64)
         within: dict[int, int] = {}
+        keep = set(self._core.views_in_use()) if self._releasing else set()
         for vid, u in enumerate(self._units):
             j = within.get(u.source, 0)
             within[u.source] = j + 1
@@ -516,6 +554,9 @@ class RSDBLoader:
             for k in range(self.num_streams):
                 b, e = self._stream_range(u.num_docs, (k + j) % self.num_streams)
                 per_stream[k] += int(off[e]) - int(off[b])
+            del off
+            if self._releasing and vid not in keep:
+                self._release(vid)  # counted: a bounded cache may need the room for the next one
         self.stream_tokens = per_stream.tolist()
         per_batch = self.config.batch_size * (self.config.seq_len + 1)
         worst = int(per_stream.max()) * int(self.config.epochs or 1)
@@ -699,6 +740,8 @@ class RSDBLoader:
                 raise ShardError(unit.path, self._broken)
             raise LoaderError(self._broken)
         self._batches += 1
+        if self._releasing:
+            self._release_unused()
         out = bufs.copy()
         cu = out.pop("_cu", None)
         if cu is not None:
@@ -739,6 +782,7 @@ class RSDBLoader:
             "corpus": self._corpus_digest(),
             "phases": [[p.tokens, p.weights] for p in self.phases] if self.phases else None,
             "schedule": [e.to_json() for e in self.schedule] or None,
+            "shuffle_block_shards": c.shuffle_block_shards,
         }
 
     def _corpus_digest(self) -> str:
@@ -775,7 +819,7 @@ class RSDBLoader:
         if state.get("version") != _core.core_version():
             raise LoaderError(f"state version {state.get('version')} != core version {_core.core_version()}")
         mine = self._fingerprint()
-        theirs = state.get("config", {})
+        theirs = {"shuffle_block_shards": 0, **state.get("config", {})}  # states written before the option
         diff = [k for k in mine if _jsonish(mine[k]) != _jsonish(theirs.get(k))]
         if diff:
             details = "; ".join(f"{k}: state has {theirs.get(k)!r}, loader has {mine[k]!r}" for k in diff)
@@ -821,8 +865,8 @@ class RSDBLoader:
         if state["corpus"] != mine["corpus"]:
             raise LoaderError("global state is from a different corpus: the shards' token counts differ "
                               f"(corpus digest {state['corpus']}, this loader's {mine['corpus']})")
-        for key in ("seed", "epochs", "phases"):
-            if _jsonish(state[key]) != _jsonish(mine[key]):
+        for key in ("seed", "epochs", "phases", "shuffle_block_shards"):
+            if _jsonish(state.get(key, 0)) != _jsonish(mine[key]):
                 raise LoaderError(f"global state has {key} {state[key]!r}, this loader {mine[key]!r}: the {key} "
                                   "must stay the same across a restart (the phase boundaries and the remaining "
                                   "documents depend on them)")

@@ -33,7 +33,6 @@ and datasets sharing the directory, whose files are evicted least recently neede
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import heapq
 import json
@@ -219,10 +218,13 @@ class RemoteTokenShards(TokenShards):
                 return self.shard_path(i)
         try:
             path = self.shard_path(i)
+            if demand:
+                self._ctx.make_room(self.shard_bytes(i))
             pin, fetched = self._ctx.cache.materialize(path, self.shard_bytes(i), lambda part: self._fill(i, part),
                                                        self.shard_uri(i))
             with self._guard:
                 self._pins[i] = pin
+            self._ctx._pinned(self.shard_bytes(i))
         finally:
             with self._guard:
                 self._ready.pop(i, None)
@@ -282,6 +284,28 @@ class RemoteTokenShards(TokenShards):
                 raise ShardError(self.shard_uri(i), f"{exc.problem} (cached copy {exc.path})") from None
         return v
 
+    def unmap(self, i: int) -> None:
+        """Drop shard ``i``'s view and its pin: the cache may evict the file from now on.
+
+        The caller (the loader) has made the core forget the view's pointers first.
+        """
+        with self._guard:
+            self._views.pop(i, None)
+            pin = self._pins.pop(i, None)
+        if pin is not None:
+            pin.release()
+            self._ctx._pinned(-self.shard_bytes(i))
+
+    def unpin_unused(self, i: int) -> bool:
+        """Release a prefetched shard that is not mapped yet (to make room); False if it is mapped."""
+        with self._guard:
+            if i in self._views or i not in self._pins:
+                return False
+            pin = self._pins.pop(i)
+        pin.release()
+        self._ctx._pinned(-self.shard_bytes(i))
+        return True
+
     def validate(self, verify: Any = True) -> None:
         for i in range(self.num_shards):
             self.materialize(i, demand=True)
@@ -289,9 +313,12 @@ class RemoteTokenShards(TokenShards):
 
     def close(self) -> None:
         with self._guard:
+            freed = sum(self.shard_bytes(i) for i in self._pins)
             for pin in self._pins.values():
                 pin.release()
             self._pins.clear()
+        if freed:
+            self._ctx._pinned(-freed)
 
     def __repr__(self) -> str:
         return (f"RemoteTokenShards({self.uri!r}, source={self.source!r}, shards={self.num_shards}, "
@@ -320,6 +347,7 @@ class RemoteContext:
         self.cache = ShardCache(options.cache_dir or default_cache_dir(), options.max_cache_bytes,
                                 options.lock_timeout_s)
         self.sources: list[RemoteTokenShards] = []
+        self._releasing = False  # set by attach(): the loader releases shards within the run
         self._fetchers: list[Fetcher] = []
         self._lock = threading.Lock()
         self._counts = {"fetched_shards": 0, "fetched_bytes": 0, "cache_hits": 0, "refetches": 0,
@@ -328,6 +356,12 @@ class RemoteContext:
         self._pool: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         self._prefetch_error: str | None = None
+        # Bytes of shards this loader holds pinned (mapped, or prefetched and not mapped yet),
+        # and of prefetches in flight; a bounded prefetch waits on _room for them to fit.
+        self.pinned_bytes = 0
+        self._inflight_bytes = 0
+        self._room = threading.Condition()
+        self._order: list[tuple[RemoteTokenShards, int]] = []  # prefetched, in plan order (for make_room)
         self._finalizer = weakref.finalize(self, RemoteContext._shutdown, self._stop, [None], self.sources)
 
     # ---- opening ------------------------------------------------------------------------
@@ -373,20 +407,65 @@ class RemoteContext:
         return shards
 
     # ---- prefetch -----------------------------------------------------------------------
-    def check_capacity(self, needed: Sequence[RemoteTokenShards]) -> None:
-        """Refuse, before any download, a bound that cannot hold the shards the loader maps."""
+    def check_capacity(self, needed: Sequence[RemoteTokenShards], block_shards: int = 0) -> None:
+        """Refuse, before any download, a bound that cannot hold the shards the loader maps at once.
+
+        With ``block_shards`` 0 that is every shard of the weighted remote sources; with
+        blocks, at least one block plus one more shard per source (the pool's stragglers
+        from the previous block): the largest ``block_shards + 1`` shards of each.
+        """
         bound = self.options.max_cache_bytes
         if bound is None:
             return
         total = sum(s.shard_bytes(i) for s in needed for i in range(s.num_shards))
-        if total > bound:
+        if total <= bound:
+            return
+        names = ", ".join(s.uri for s in needed)
+        if block_shards <= 0:
             raise ConfigError(
                 f"max_cache_bytes={bound} cannot hold the {total} bytes of shards of the weighted remote sources "
-                f"({', '.join(s.uri for s in needed)}): every stream reads a slice of every shard of a weighted "
-                "source in each epoch and keeps it mapped, so the cache must hold them all")
+                f"({names}): with shuffle_block_shards=0 every stream reads a slice of every shard of a weighted "
+                "source in each epoch and keeps it mapped, so the cache must hold them all; set "
+                "shuffle_block_shards (e.g. 2-4) to visit shards a block at a time and release the rest")
+        least = sum(sum(sorted((s.shard_bytes(i) for i in range(s.num_shards)), reverse=True)[: block_shards + 1])
+                    for s in needed)
+        if least > bound:
+            raise ConfigError(
+                f"max_cache_bytes={bound} is below the {least} bytes a stream maps at once with "
+                f"shuffle_block_shards={block_shards} (a block of shards plus one, per weighted remote source: "
+                f"{names}); raise the bound or lower shuffle_block_shards")
+
+    # ---- pinned bytes and room ----------------------------------------------------------
+    def _pinned(self, delta: int) -> None:
+        with self._room:
+            self.pinned_bytes += delta
+            self._room.notify_all()
+
+    def make_room(self, nbytes: int) -> None:
+        """Before a demand fetch under a bound: unpin prefetched shards not mapped yet, latest first.
+
+        The plan merges sources by an estimate, so a shard may be needed before ones
+        prefetched for another source; those stay in the cache (evicted only if room
+        runs out) and are pinned again when needed.
+        """
+        bound = self.options.max_cache_bytes
+        if bound is None:
+            return
+        with self._room:
+            order = list(self._order)
+        for shards, i in reversed(order):
+            if self.pinned_bytes + nbytes <= bound:
+                break
+            shards.unpin_unused(i)
 
     def start_prefetch(self, plan: Iterable[tuple[RemoteTokenShards, int]]) -> None:
-        """Fetch ``plan`` (shard, index) in order, ``prefetch_shards`` at a time, in the background."""
+        """Fetch ``plan`` (shard, index) in order, ``prefetch_shards`` at a time, in the background.
+
+        Under ``max_cache_bytes`` the prefetcher runs only as far ahead as the bound
+        allows: a shard is fetched once the loader's pinned bytes, the downloads in
+        flight and the shard fit, so prefetching never evicts what the loader maps or
+        is about to map; it waits for the loader to release shards otherwise.
+        """
         depth = self.options.prefetch_shards
         if depth == 0:
             return
@@ -397,17 +476,58 @@ class RemoteContext:
         stop, pool = self._stop, self._pool
         ref = weakref.ref(self)
 
+        bound = self.options.max_cache_bytes
+        room = self._room
+        n_all = max(1, sum(s.num_shards for s in self.sources))
+
+        def fits(ctx: "RemoteContext", size: int) -> bool:
+            return bound is None or ctx.pinned_bytes + ctx._inflight_bytes + size <= bound
+
         def feed() -> None:
-            # A thread of its own walks the plan so that construction returns at once.
+            # A thread of its own walks the plan so that construction returns at once. It
+            # never holds the context while it waits, so a dropped loader stops it.
+            skipped = 0
             for shards, i in plan:
+                if stop.is_set() or ref() is None or ref()._prefetch_error:
+                    return
+                if shards.is_local(i):
+                    skipped += 1
+                    if skipped >= n_all:  # a whole round already local (an endless plan): wait for a release
+                        with room:
+                            room.wait(0.5)
+                        skipped = 0
+                    continue
+                skipped = 0
+                size = shards.shard_bytes(i)
+                with room:
+                    while True:
+                        ctx = ref()
+                        if stop.is_set() or ctx is None:
+                            return
+                        if fits(ctx, size):
+                            break
+                        del ctx
+                        room.wait(0.5)
+                    ctx._inflight_bytes += size
+                    ctx._order.append((shards, i))
+                    if len(ctx._order) > 4 * n_all:
+                        del ctx._order[: len(ctx._order) - 2 * n_all]
+                    del ctx
                 slots.acquire()
-                ctx = ref()
-                if stop.is_set() or ctx is None or ctx._prefetch_error:
+                if stop.is_set():
                     slots.release()
                     return
+
+                def done(_f, size=size) -> None:
+                    ctx = ref()
+                    with room:
+                        if ctx is not None:
+                            ctx._inflight_bytes -= size
+                        room.notify_all()
+                    slots.release()
+
                 fut: Future = pool.submit(RemoteContext._prefetch_one, ref, shards, i)
-                fut.add_done_callback(lambda _f: slots.release())
-                del ctx
+                fut.add_done_callback(done)
 
         threading.Thread(target=feed, name="rsdb-prefetch-plan", daemon=True).start()
 
@@ -419,8 +539,11 @@ class RemoteContext:
         try:
             shards.materialize(i, demand=False)
         except CacheFull as exc:
-            ctx._prefetch_error = str(exc)  # stop prefetching; a demand fetch reports it if it matters
-            log.warning("prefetch stopped: %s", exc)
+            if ctx.options.max_cache_bytes is None or not ctx._releasing:
+                ctx._prefetch_error = str(exc)  # stop prefetching; a demand fetch reports it if it matters
+                log.warning("prefetch stopped: %s", exc)
+            else:  # other processes' pins fill the shared cache now; the loader fetches it when needed
+                log.info("prefetch of %s skipped: %s", shards.shard_uri(i), exc)
         except Exception as exc:  # noqa: BLE001 - the loader's own fetch of this shard raises it
             log.warning("prefetch of %s failed (the loader retries when it needs it): %s", shards.shard_uri(i), exc)
 
@@ -473,40 +596,18 @@ class RemoteContext:
 _PLAN_WALK = 2_000_000
 
 
-def _first_use(loader: Any, source: int, vids: list[int]) -> Iterator[tuple[int, int]]:
-    """(stream position, unit) of each of ``source``'s units, in the order epoch 0 first reads them."""
-    from . import _core
+def _uses(loader: Any, source: int, epochs: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """(stream position, unit) of each of ``source``'s units, in the order the stream first reads them.
 
-    # The stream layout of docs/rsdb.md ("Streams"): unit j of a source gives stream k the
-    # documents [q n / S, (q + 1) n / S) with q = (k + j) mod S. Computed here because the
-    # plan is made while the loader is still being built.
-    cfg = loader.config
-    S = cfg.world_size * cfg.num_workers
-    k = cfg.rank * cfg.num_workers + cfg.worker_id
-    within = {vid: j for j, vid in enumerate(v for v, u in enumerate(loader._units) if u.source == source)}
-    ranges = []  # (local_start, vid) as the core's add_range lays them out
-    n_local = 0
-    for vid in vids:
-        n, q = loader._units[vid].num_docs, (k + within[vid]) % S
-        begin, end = q * n // S, (q + 1) * n // S
-        if end > begin:
-            ranges.append((n_local, vid))
-            n_local += end - begin
-    if not ranges:
-        return
-    starts = [r[0] for r in ranges]
-    keys = _core.epoch_keys(cfg.seed, source, k, 0)
-    seen: set[int] = set()
-    for c in range(min(n_local, _PLAN_WALK)):
-        vid = ranges[bisect.bisect_right(starts, _core.permute(c, n_local, keys)) - 1][1]
-        if vid not in seen:
-            seen.add(vid)
-            yield c, vid
-            if len(seen) == len(ranges):
-                return
-    for k, (_start, vid) in enumerate(ranges):
-        if vid not in seen:
-            yield n_local + k, vid
+    The core computes the order from its own stream layout and seed (``first_use``);
+    positions of later epochs continue after the earlier ones.
+    """
+    core = loader._core
+    for epoch in epochs:
+        flat = core.first_use(source, epoch, _PLAN_WALK)
+        span = core.n_local(source) + len(flat) // 2  # unseen shards sit past n_local (see first_use)
+        for k in range(0, len(flat), 2):
+            yield epoch * span + flat[k], flat[k + 1]
 
 
 def _keyed(phase: int, share: float, source: int, uses: Iterator[tuple[int, int]]):
@@ -515,27 +616,37 @@ def _keyed(phase: int, share: float, source: int, uses: Iterator[tuple[int, int]
 
 
 def prefetch_plan(loader: Any, ctx: RemoteContext) -> Iterator[tuple[RemoteTokenShards, int]]:
-    """The loader's remote shards in the order its stream will first read them.
+    """The loader's remote shards in the order its stream will read them.
 
-    A stream reads each source's documents in the order of its epoch-0 permutation, so
-    the shard of every next document is known from the seed alone. Sources are merged
-    by expected position: the ``c``-th document of a source with share ``w`` comes at
-    about ``c / w`` documents into the stream (shares of the first phase that weights
-    the source; sources first weighted in a later phase come after the earlier ones).
-    Unweighted sources are not prefetched. Lazy: the walk runs in the prefetch thread.
+    A stream reads each source's documents in an order fixed by the seed (one
+    permutation per epoch, or blocks of ``shuffle_block_shards`` shards), so the shard
+    of every next document is known in advance. Sources are merged by expected
+    position: the ``c``-th document of a source with share ``w`` comes at about
+    ``c / w`` documents into the stream (shares of the first phase that weights the
+    source; sources first weighted in a later phase come after the earlier ones).
+    Unweighted sources are not prefetched. Without releases (``shuffle_block_shards``
+    0) every shard stays mapped, so the plan is epoch 0's order of first use; with
+    releases it goes on through every epoch (endless: forever, as far ahead as the
+    cache bound lets the prefetcher run). Lazy: the walk runs in the prefetch thread.
     """
+    import itertools
+
     where = {s.shard_uri(i): (s, i) for s in ctx.sources for i in range(s.num_shards)}
-    if loader.config.epochs is not None:
+    cfg = loader.config
+    if cfg.epochs is not None:
         # Finite mode opens every shard, in order, before the first batch (to count each
-        # stream's tokens), so that is the order of need.
+        # stream's tokens), so that is the order of need first.
         yield from (where[u.path] for u in loader._units if u.path in where)
-        return
-    by_source: dict[int, list[int]] = {}
-    for vid, u in enumerate(loader._units):
-        if u.path in where:
-            by_source.setdefault(u.source, []).append(vid)
+        if not loader._releasing:
+            return
+    def epochs() -> Iterable[int]:  # a fresh iterator per source
+        if not loader._releasing:
+            return [0]
+        return range(cfg.epochs) if cfg.epochs is not None else itertools.count()
+
+    remote = {vid for vid, u in enumerate(loader._units) if u.path in where}
     streams = []
-    for source, vids in by_source.items():
+    for source in sorted({loader._units[vid].source for vid in remote}):
         name = loader.source_names[source]
         if loader.phases is None:
             total = sum(loader.tokens_per_source) or 1
@@ -545,7 +656,8 @@ def prefetch_plan(loader: Any, ctx: RemoteContext) -> Iterator[tuple[RemoteToken
                                  if ph.weights.get(name, 0) > 0), (None, 0.0))
         if phase is None or share <= 0:
             continue
-        streams.append(_keyed(phase, share, source, _first_use(loader, source, vids)))
+        uses = ((c, vid) for c, vid in _uses(loader, source, epochs()) if vid in remote)
+        streams.append(_keyed(phase, share, source, uses))
     for _key, vid in heapq.merge(*streams, key=lambda kv: kv[0]):
         yield where[loader._units[vid].path]
 
@@ -557,7 +669,8 @@ def attach(loader: Any, ctx: RemoteContext) -> None:
         name = loader.source_names[shards.source_index]
         if loader.phases is None or any(p.weights.get(name, 0) > 0 for p in loader.phases):
             needed.append(shards)
-    ctx.check_capacity(needed)
+    ctx._releasing = loader._releasing
+    ctx.check_capacity(needed, loader.config.shuffle_block_shards if loader._releasing else 0)
     ctx.start_prefetch(prefetch_plan(loader, ctx))
 
 

@@ -275,6 +275,7 @@ def gather_state(states: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "format": GLOBAL_FORMAT, "version": GLOBAL_VERSION, "core_version": ref["version"],
         "seed": ref["seed"], "epochs": ref["epochs"], "packing": ref["packing"],
+        "shuffle_block_shards": ref.get("shuffle_block_shards", 0),
         "sources": ref["sources"], "units": ref["units"], "docs": ref["docs"], "corpus": ref["corpus"],
         "phases": ref["phases"], "tokens": clock.tokens_at(g), "step": int(ref["step0"]) + g,
         "gathered_from": {"world_size": world, "num_workers": nw, "batch_size": clock.shape_at(g)[0],

@@ -90,7 +90,7 @@ NB_MODULE(_core, m) {
           "__init__",
           [](rsdb::Core* self, int64_t seq_len1, int64_t batch_size, int64_t buffer_docs, int64_t max_chunk,
              int64_t refill_batch, uint64_t seed, int64_t stream_index, int64_t num_streams, int64_t epochs,
-             int64_t n_sources, int64_t n_phases, bool prefetch, int64_t populate_window) {
+             int64_t n_sources, int64_t n_phases, bool prefetch, int64_t populate_window, int64_t block_shards) {
             rsdb::Config c;
             c.seq_len1 = seq_len1;
             c.batch_size = batch_size;
@@ -105,11 +105,12 @@ NB_MODULE(_core, m) {
             c.n_phases = n_phases;
             c.prefetch = prefetch;
             c.populate_window = populate_window;
+            c.block_shards = block_shards;
             new (self) rsdb::Core(c);
           },
           "seq_len1"_a, "batch_size"_a, "buffer_docs"_a, "max_chunk"_a, "refill_batch"_a, "seed"_a,
           "stream_index"_a, "num_streams"_a, "epochs"_a, "n_sources"_a, "n_phases"_a, "prefetch"_a = true,
-          "populate_window"_a = 0)
+          "populate_window"_a = 0, "block_shards"_a = 0)
       .def("add_range", &rsdb::Core::add_range, "source"_a, "view"_a, "begin"_a, "end"_a, "doc_base"_a)
       .def("add_unit", &rsdb::Core::add_unit, "source"_a, "view"_a, "n_docs"_a, "doc_base"_a)
       .def(
@@ -128,6 +129,20 @@ NB_MODULE(_core, m) {
           },
           "source"_a, "streams"_a, "stream"_a, "epoch"_a, "begin"_a, "end"_a)
       .def("slice_docs", &rsdb::Core::slice_docs, "source"_a, "streams"_a, "stream"_a)
+      .def(
+          "first_use",
+          [](const rsdb::Core& c, int32_t source, uint64_t epoch, int64_t walk) {
+            if (source < 0 || source >= static_cast<int32_t>(c.sources().size()))
+              throw nb::value_error("first_use: source out of range");
+            return c.first_use(source, epoch, walk);
+          },
+          "source"_a, "epoch"_a, "walk"_a = 2000000,
+          "Shards of a source in the order this stream first reads them in an epoch: flat (position, view) pairs.")
+      .def("views_in_use", &rsdb::Core::views_in_use,
+           "Views that live pool slots, carried work or a source's current block may still read.")
+      .def("release_view", &rsdb::Core::release_view, "view"_a,
+           "Forget a view's pointers so it can be unmapped; False if a live pool slot still reads it.")
+      .def("view_ready", &rsdb::Core::view_ready, "view"_a)
       .def("reshape", &rsdb::Core::reshape, "batch_size"_a, "seq_len1"_a)
       .def(
           "set_view",

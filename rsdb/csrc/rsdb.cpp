@@ -255,6 +255,7 @@ void Core::add_range(int32_t source, int32_t view, int64_t begin, int64_t end, i
   if (view >= static_cast<int32_t>(views_.size())) views_.resize(static_cast<size_t>(view) + 1);
   SourceState& s = src_.at(static_cast<size_t>(source));
   if (end <= begin) return;
+  s.blocks_stale = true;
   views_[static_cast<size_t>(view)].range_begin = begin;
   views_[static_cast<size_t>(view)].range_end = end;
   s.ranges.push_back(Range{view, begin, end, doc_base, s.n_local});
@@ -351,7 +352,178 @@ void Core::epoch_keys(int32_t idx, int64_t stream, uint64_t epoch, uint64_t keys
 
 void Core::start_epoch(SourceState& s, int32_t idx) {
   epoch_keys(idx, cfg_.stream_index, s.epoch, s.keys);
+  s.blocks_stale = true;
   ++s.tick;
+}
+
+namespace {
+// Salts that derive the shard order and each block's document order from an epoch's
+// keys (so block mode needs no state beyond (epoch, cursor) either).
+constexpr uint64_t kShardSalt = 0x5253444253484152ULL;
+constexpr uint64_t kBlockGamma = 0xd6e8feb86659fd93ULL;
+}  // namespace
+
+void Core::make_blocks(const std::vector<Range>& ranges, const uint64_t keys[4], Blocks& b) const {
+  b.order.clear();
+  b.start.clear();
+  if (cfg_.block_shards <= 0 || ranges.empty()) return;
+  const uint64_t nr = ranges.size();
+  uint64_t ka[4];
+  for (int k = 0; k < 4; ++k) ka[k] = mix64(keys[k] ^ kShardSalt);
+  b.order.resize(nr);
+  b.start.resize(nr + 1);
+  int64_t pos = 0;
+  for (uint64_t p = 0; p < nr; ++p) {
+    const uint64_t r = permute(p, nr, ka);
+    b.order[p] = static_cast<int32_t>(r);
+    b.start[p] = pos;
+    pos += ranges[r].end - ranges[r].begin;  // >= 1: empty ranges are never laid out
+  }
+  b.start[nr] = pos;
+}
+
+void Core::ensure_blocks(SourceState& S) {
+  if (!S.blocks_stale) return;
+  make_blocks(S.ranges, S.keys, S.blocks);
+  S.blocks_stale = false;
+}
+
+void Core::block_of(const Blocks& b, uint64_t c, int64_t& first, int64_t& last) const {
+  const int64_t nr = static_cast<int64_t>(b.order.size());
+  const int64_t p = std::upper_bound(b.start.begin(), b.start.begin() + nr, static_cast<int64_t>(c)) - b.start.begin() - 1;
+  const int64_t W = cfg_.block_shards;
+  first = (p / W) * W;
+  last = std::min(first + W, nr);
+}
+
+int64_t Core::order_at(const std::vector<Range>& ranges, int64_t n_local, const uint64_t keys[4], const Blocks& b,
+                       uint64_t c) const {
+  if (b.order.empty()) return static_cast<int64_t>(permute(c, static_cast<uint64_t>(n_local), keys));
+  int64_t first, last;
+  block_of(b, c, first, last);
+  const int64_t base = b.start[static_cast<size_t>(first)];
+  const int64_t m = b.start[static_cast<size_t>(last)] - base;
+  uint64_t kb[4];
+  const uint64_t blk = static_cast<uint64_t>(first / cfg_.block_shards) + 1;
+  for (int k = 0; k < 4; ++k) kb[k] = mix64(keys[k] + blk * kBlockGamma);
+  const int64_t at = base + static_cast<int64_t>(permute(c - static_cast<uint64_t>(base), static_cast<uint64_t>(m), kb));
+  const int64_t p = std::upper_bound(b.start.begin() + first, b.start.begin() + last, at) - b.start.begin() - 1;
+  const Range& r = ranges[static_cast<size_t>(b.order[static_cast<size_t>(p)])];
+  return r.local_start + (at - b.start[static_cast<size_t>(p)]);
+}
+
+std::vector<int64_t> Core::first_use(int32_t s, uint64_t epoch, int64_t walk) const {
+  std::vector<int64_t> out;
+  if (s < 0 || s >= cfg_.n_sources) return out;
+  const SourceState& S = src_[static_cast<size_t>(s)];
+  const size_t nr = S.ranges.size();
+  if (nr == 0) return out;
+  uint64_t keys[4];
+  epoch_keys(s, cfg_.stream_index, epoch, keys);
+  Blocks b;
+  make_blocks(S.ranges, keys, b);
+  std::vector<uint8_t> seen(nr, 0);
+  auto range_of = [&](int64_t j) {
+    return static_cast<size_t>(std::upper_bound(S.ranges.begin(), S.ranges.end(), j,
+                                                [](int64_t x, const Range& r) { return x < r.local_start; }) -
+                               S.ranges.begin() - 1);
+  };
+  if (b.order.empty()) {  // one permutation: walk it until every shard was seen
+    size_t got = 0;
+    const int64_t n = std::min(S.n_local, walk);
+    for (int64_t c = 0; c < n && got < nr; ++c) {
+      const size_t r = range_of(static_cast<int64_t>(permute(static_cast<uint64_t>(c), static_cast<uint64_t>(S.n_local), keys)));
+      if (seen[r]) continue;
+      seen[r] = 1;
+      ++got;
+      out.push_back(c);
+      out.push_back(S.ranges[r].view);
+    }
+    for (size_t r = 0; r < nr; ++r)
+      if (!seen[r]) {
+        out.push_back(S.n_local + static_cast<int64_t>(r));
+        out.push_back(S.ranges[r].view);
+      }
+    return out;
+  }
+  for (int64_t first = 0; first < static_cast<int64_t>(nr); first += cfg_.block_shards) {
+    const int64_t last = std::min<int64_t>(first + cfg_.block_shards, static_cast<int64_t>(nr));
+    for (int64_t c = b.start[static_cast<size_t>(first)], got = 0; c < b.start[static_cast<size_t>(last)] && got < last - first &&
+                                                               c - b.start[static_cast<size_t>(first)] < walk; ++c) {
+      const size_t r = range_of(order_at(S.ranges, S.n_local, keys, b, static_cast<uint64_t>(c)));
+      if (seen[r]) continue;
+      seen[r] = 1;
+      ++got;
+      out.push_back(c);
+      out.push_back(S.ranges[r].view);
+    }
+    for (int64_t p = first; p < last; ++p) {
+      const size_t r = static_cast<size_t>(b.order[static_cast<size_t>(p)]);
+      if (seen[r]) continue;
+      seen[r] = 1;
+      out.push_back(b.start[static_cast<size_t>(last)] - 1);
+      out.push_back(S.ranges[r].view);
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> Core::views_in_use() {
+  std::vector<uint8_t> mark(views_.size(), 0);
+  for (int64_t k = 0; k < cfg_.buffer_docs; ++k)
+    if (p_live_[k]) mark[static_cast<size_t>(p_view_[k])] = 1;
+  std::vector<Range> rs;
+  for (int32_t s = 0; s < cfg_.n_sources; ++s) {
+    SourceState& S = src_[static_cast<size_t>(s)];
+    for (size_t i = S.partial_i; i < S.partial.size(); ++i) mark[static_cast<size_t>(S.partial[i].view)] = 1;
+    if (S.carry_i < S.carry.size()) {  // carried pieces: every shard of the piece in progress
+      const Piece& p = S.carry[S.carry_i];
+      int64_t n = 0;
+      layout(s, p.streams, p.stream, rs, n);
+      for (const Range& r : rs) mark[static_cast<size_t>(r.view)] = 1;
+    }
+    if (S.exhausted || S.n_local == 0) continue;
+    if (cfg_.block_shards <= 0) {
+      for (const Range& r : S.ranges) mark[static_cast<size_t>(r.view)] = 1;
+      continue;
+    }
+    ensure_blocks(S);
+    const Blocks* b = &S.blocks;
+    uint64_t at = S.cursor;
+    Blocks next;
+    if (S.cursor >= static_cast<uint64_t>(S.n_local)) {  // through this epoch: the next one's first block
+      if (cfg_.epochs > 0 && S.epoch + 1 >= static_cast<uint64_t>(cfg_.epochs)) continue;
+      uint64_t keys[4];
+      epoch_keys(s, cfg_.stream_index, S.epoch + 1, keys);
+      make_blocks(S.ranges, keys, next);
+      b = &next;
+      at = 0;
+    }
+    int64_t first, last;
+    block_of(*b, at, first, last);
+    for (int64_t p = first; p < last; ++p)
+      mark[static_cast<size_t>(S.ranges[static_cast<size_t>(b->order[static_cast<size_t>(p)])].view)] = 1;
+  }
+  std::vector<int32_t> out;
+  for (size_t v = 0; v < mark.size(); ++v)
+    if (mark[v]) out.push_back(static_cast<int32_t>(v));
+  return out;
+}
+
+bool Core::release_view(int32_t view) {
+  if (view < 0 || view >= static_cast<int32_t>(views_.size())) return false;
+  for (int64_t k = 0; k < cfg_.buffer_docs; ++k)
+    if (p_live_[k] && p_view_[k] == view) return false;
+  View& v = views_[static_cast<size_t>(view)];
+  v.offsets = nullptr;
+  v.tokens = nullptr;
+  v.n_docs = v.n_tokens = 0;
+  v.ready = false;
+  v.pop_lo = v.pop_hi = 0;
+  v.pop_done.clear();
+  // A source's cached next document may lie in it: look it up again (kNeedView then).
+  for (SourceState& S : src_) S.next_tick = ~uint64_t{0};
+  return true;
 }
 
 void Core::add_unit(int32_t source, int32_t view, int64_t n_docs, int64_t doc_base) {
@@ -434,9 +606,11 @@ int64_t Core::piece_tokens(int32_t s, const Piece& p) {
   }
   uint64_t keys[4];
   epoch_keys(s, p.stream, p.epoch, keys);
+  Blocks b;
+  make_blocks(rs, keys, b);
   for (int64_t c = std::max<int64_t>(0, p.begin); c < end; ++c) {
     Next d;
-    if (locate(rs, static_cast<int64_t>(permute(static_cast<uint64_t>(c), static_cast<uint64_t>(n), keys)), d) == kOk)
+    if (locate(rs, order_at(rs, n, keys, b, static_cast<uint64_t>(c)), d) == kOk)
       total += d.end - d.off;  // a corrupt document is reported when it is read
   }
   return total;
@@ -448,9 +622,11 @@ std::vector<int64_t> Core::piece_docs(int32_t s, const Piece& p) const {
   layout(s, p.streams, p.stream, rs, n);
   uint64_t keys[4];
   epoch_keys(s, p.stream, p.epoch, keys);
+  Blocks b;
+  make_blocks(rs, keys, b);
   std::vector<int64_t> out;
   for (int64_t c = std::max<int64_t>(0, p.begin); c < std::min(p.end, n); ++c) {
-    const int64_t j = static_cast<int64_t>(permute(static_cast<uint64_t>(c), static_cast<uint64_t>(n), keys));
+    const int64_t j = order_at(rs, n, keys, b, static_cast<uint64_t>(c));
     auto it = std::upper_bound(rs.begin(), rs.end(), j, [](int64_t x, const Range& r) { return x < r.local_start; });
     --it;
     out.push_back(it->doc_base + it->begin + (j - it->local_start));
@@ -574,10 +750,10 @@ Status Core::next_doc(int32_t s, Next& d) {
       const Piece& p = S.carry[S.carry_i];
       layout(s, p.streams, p.stream, S.c_ranges, S.c_n_local);
       epoch_keys(s, p.stream, p.epoch, S.c_keys);
+      make_blocks(S.c_ranges, S.c_keys, S.c_blocks);
       S.c_for = S.carry_i;
     }
-    const int64_t j = static_cast<int64_t>(
-        permute(static_cast<uint64_t>(S.carry_pos), static_cast<uint64_t>(S.c_n_local), S.c_keys));
+    const int64_t j = order_at(S.c_ranges, S.c_n_local, S.c_keys, S.c_blocks, static_cast<uint64_t>(S.carry_pos));
     const Status st = locate(S.c_ranges, j, d);
     if (st != kOk) return st;
   } else {
@@ -601,7 +777,8 @@ Status Core::next_doc(int32_t s, Next& d) {
       S.epoch_tokens = 0;
       start_epoch(S, s);
     }
-    const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
+    ensure_blocks(S);
+    const int64_t j = order_at(S.ranges, S.n_local, S.keys, S.blocks, S.cursor);
     const Status st = locate(S.ranges, j, d);
     if (st != kOk) return st;
   }
@@ -628,7 +805,8 @@ Status Core::admit(int32_t s, int64_t k) {
   if (own && cfg_.prefetch && S.cursor < static_cast<uint64_t>(S.n_local)) {
     // The stream's next document is known: fetch its offsets entry now, so the lookup
     // when this source is next chosen does not wait on a cache miss.
-    const int64_t j = static_cast<int64_t>(permute(S.cursor, static_cast<uint64_t>(S.n_local), S.keys));
+    ensure_blocks(S);
+    const int64_t j = order_at(S.ranges, S.n_local, S.keys, S.blocks, S.cursor);
     auto it = std::upper_bound(S.ranges.begin(), S.ranges.end(), j,
                                [](int64_t x, const Range& r) { return x < r.local_start; });
     --it;

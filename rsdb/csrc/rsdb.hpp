@@ -89,8 +89,21 @@ struct Partial {
   int64_t gid;  // derived: index within the source
 };
 
+// A stream's visiting order of one epoch when shards are shuffled in blocks
+// (Config::block_shards > 0): its ranges (one per shard) in a seeded order, `order[p]`
+// being the p-th range, and `start[p]` the epoch position where that range's documents
+// begin (start has one more entry, n_local). Consecutive groups of block_shards ranges
+// form a block whose documents are visited in a permutation of their own. Empty with
+// block_shards 0 (one permutation over the whole slice).
+struct Blocks {
+  std::vector<int32_t> order;
+  std::vector<int64_t> start;
+};
+
 struct SourceState {
   std::vector<Range> ranges;
+  Blocks blocks;  // of the current epoch (derived from keys and ranges)
+  bool blocks_stale = true;
   std::vector<Unit> units;
   // cache of the stream's next document (derived, not part of the state); valid while
   // next_tick == tick (tick moves on every admit and epoch start)
@@ -108,6 +121,7 @@ struct SourceState {
   std::vector<Range> c_ranges;
   int64_t c_n_local = 0;
   uint64_t c_keys[4] = {0, 0, 0, 0};
+  Blocks c_blocks;
   size_t c_for = ~size_t{0};
   // stream position
   uint64_t epoch = 0;
@@ -153,6 +167,12 @@ struct Config {
   // them; only windows already wholly in the page cache (others keep page faults, so a
   // corpus larger than memory is not read a window per document). 0: page faults only.
   int64_t populate_window = 0;
+  // > 0: visit each epoch of a source's slice in blocks of this many shards (the shards
+  // in a seeded order, the documents of a block in a permutation of their own), so a
+  // stream needs only the shards of its current block and whatever the pool still reads
+  // (object storage with a bounded cache: the rest can be released). 0: one
+  // permutation over the whole slice, every shard in use all epoch long.
+  int64_t block_shards = 0;
 };
 
 // The serialisable state (between batches).
@@ -209,6 +229,21 @@ class Core {
   // batch (< 0: the phase has no end), used to weigh the pool's content in the mixer.
   Status fill(const Outputs& out, int64_t phase, int64_t phase_tokens_left = -1);
 
+  // Shards of `source` in the order this stream first reads them in `epoch`: pairs
+  // (epoch position, view), flattened. Exact for blocks; with block_shards 0 the
+  // permutation is walked for at most `walk` positions, the rest follow in shard order.
+  std::vector<int64_t> first_use(int32_t source, uint64_t epoch, int64_t walk) const;
+  // Views the core may read before the next release check: those of live pool slots,
+  // carried work, and each source's current block (every shard of the slice when
+  // block_shards is 0). Any other registered view may be released.
+  std::vector<int32_t> views_in_use();
+  // Forget a view's pointers (the caller then unmaps it): false, and nothing changes,
+  // if a live slot still reads it. A later need of the view is kNeedView again.
+  bool release_view(int32_t view);
+  bool view_ready(int32_t view) const {
+    return view >= 0 && view < static_cast<int32_t>(views_.size()) && views_[static_cast<size_t>(view)].ready;
+  }
+
   State get_state() const;
   // Returns an empty string on success, else what is inconsistent.
   std::string set_state(const State& st);
@@ -234,6 +269,13 @@ class Core {
   using Next = NextDoc;
   void layout(int32_t s, int64_t streams, int64_t stream, std::vector<Range>& out, int64_t& n_local) const;
   void epoch_keys(int32_t s, int64_t stream, uint64_t epoch, uint64_t keys[4]) const;
+  void make_blocks(const std::vector<Range>& ranges, const uint64_t keys[4], Blocks& b) const;
+  // Local index (into `ranges`' numbering) of the document at epoch position c.
+  int64_t order_at(const std::vector<Range>& ranges, int64_t n_local, const uint64_t keys[4], const Blocks& b,
+                   uint64_t c) const;
+  // [first, last) range positions (into b.order) of the block holding epoch position c.
+  void block_of(const Blocks& b, uint64_t c, int64_t& first, int64_t& last) const;
+  void ensure_blocks(SourceState& S);
   Status locate(const std::vector<Range>& ranges, int64_t j, Next& d);
   bool has_work(const SourceState& S) const;
   // Admit the next document of source s into `slot`: kOk (admitted, skipped an empty
