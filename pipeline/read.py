@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 READ_STAGE = "read"
 UNIT = "_unit"
 ROW = "_row"
-#: columns every kept row has, in this order
-BASE_COLUMNS = ("id", "text", "source", "source_file", "source_line")
 
 
 

@@ -218,10 +218,6 @@ def _refuse_foreign_files(data: OutFS) -> None:
                             "in the earlier layout, or another dataset; choose another output.path or pass --overwrite")
 
 
-def _is_done(out: OutFS, k: int, unit: WorkUnit) -> bool:
-    return out.exists(f"_work/map{k}", f"{unit.name}.done")
-
-
 def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, seg: Segment,
                prev_drops: list[DropSet]) -> int:
     import ray

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .naming import source_dir_name
+from .naming import SourceNameClash, claim_source_dir, source_dir_name
 
 app = typer.Typer(help="Token shards and the RSDB loader.", no_args_is_help=True)
 console = Console()
@@ -86,6 +86,7 @@ def write_jsonl(
     (out / "_rejected.jsonl").unlink(missing_ok=True)  # from an earlier run into the same folder
     writers: dict[str, rsdb.ShardWriter] = {}
     docs: dict[str, int] = {}
+    folders: dict[str, str] = {}  # shard folder -> the source that holds it
     rejected: list[dict[str, Any]] = []
     started = time.perf_counter()
     text_io, raw = _open_text(input)
@@ -125,7 +126,11 @@ def write_jsonl(
             src = str(src)
             w = writers.get(src)
             if w is None:
-                w = writers[src] = rsdb.ShardWriter(out / source_dir_name(src), source=src, shard_tokens=shard_tokens,
+                try:
+                    folder = claim_source_dir(folders, src)
+                except SourceNameClash as exc:
+                    _fail(ValueError(f"{input}:{lineno}: {exc}"), code=2)
+                w = writers[src] = rsdb.ShardWriter(out / folder, source=src, shard_tokens=shard_tokens,
                                                     tokenizer="bytes", vocab_size=BYTE_VOCAB)
                 docs[src] = 0
             body = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)

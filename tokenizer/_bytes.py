@@ -27,11 +27,6 @@ def char_to_byte() -> dict[str, int]:
     return {c: b for b, c in enumerate(byte_to_char())}
 
 
-def to_chars(data: bytes) -> str:
-    table = byte_to_char()
-    return "".join(table[b] for b in data)
-
-
 def to_bytes(token: str) -> bytes:
     table = char_to_byte()
     return bytes(table[c] for c in token)

@@ -32,7 +32,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -42,7 +42,7 @@ import pyarrow as pa
 from common.fs import atomic_path, atomic_write
 from rsdb.errors import ConfigError, TrinityError
 from rsdb.manifest import dump_manifest
-from rsdb.naming import source_dir_name
+from rsdb.naming import claim_source_dir, source_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,6 @@ class TokenizeSpec:
     # "rsdb" token shards, or one Megatron .bin/.idx dataset per source
     format: str = "rsdb"
     unit_rows: int = UNIT_ROWS
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.source is None) == (self.source_field is None):
@@ -268,6 +267,7 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
     sources = table.column(spec.source_field).to_pylist() if spec.source_field else [spec.source] * n
 
     writers: dict[str, Any] = {}
+    folders: dict[str, str] = {}  # shard folder -> its source: two sources never share one
     counts: dict[str, dict[str, Any]] = {}
     rejected: list[dict[str, Any]] = []
     for b0 in range(0, n, spec.batch_size):
@@ -288,11 +288,12 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
                 continue
             src = str(sources[r])
             if src not in writers:
+                folder = claim_source_dir(folders, src)
                 if spec.format == "megatron":
-                    writers[src] = _MegatronPart(out / source_dir_name(src) / "parts" / unit, worker.vocab_size)
+                    writers[src] = _MegatronPart(out / folder / "parts" / unit, worker.vocab_size)
                 else:
                     writers[src] = rsdb.ShardWriter(
-                        out / source_dir_name(src) / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
+                        out / folder / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
                         tokenizer=worker.name, vocab_size=worker.vocab_size,
                     )
                 counts[src] = {"docs": 0, "tokens": 0, "tokens_per_lang": {}}
@@ -364,8 +365,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
+def _claim_source_dirs(results: list[dict[str, Any]]) -> None:
+    """Refuse, before anything is merged, two sources from different units that share one folder."""
+    folders: dict[str, str] = {}
+    for src in sorted({src for res in results for src in res["sources"]}):
+        claim_source_dir(folders, src)
+
+
 def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec) -> dict[str, dict[str, Any]]:
     """Write OUT/<source>/manifest.json listing every unit's shards, in unit order."""
+    _claim_source_dirs(results)
     merged: dict[str, dict[str, Any]] = {}
     for res in sorted(results, key=lambda r: r["unit"]):
         for src, info in res["sources"].items():
@@ -397,6 +406,8 @@ def _merge_megatron(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec
     removed only afterwards; a rerun that finds no parts keeps the merged dataset.
     """
     import shutil
+
+    _claim_source_dirs(results)
 
     from rsdb import open_megatron, write_megatron
 

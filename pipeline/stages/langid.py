@@ -35,7 +35,6 @@ class LangIdConfig(FilterConfig):
     candidates: list[str] | None = Field(None, description="restrict lingua to these ISO 639-1 codes (faster)")
     column: str = "lang"
     score_column: str = "lang_score"
-    threads: int | None = Field(None, gt=0, description="not used by lingua, which uses all cores of its worker")
 
 
 #: import name, PyPI name of the optional backends (models ship inside the wheels)

@@ -28,7 +28,6 @@ from pipeline.stages.dedup._groups import components_to_drops, group_edges
 BANDS = "_minhash_bands"
 _WORD = re.compile(r"[^\W_]+")
 _DIGIT = re.compile(r"\d")
-_MASK32 = np.uint64(0xFFFFFFFF)
 
 
 class MinHashConfig(StageConfig):
