@@ -223,8 +223,12 @@ class ShardCache:
         finally:
             os.close(fd)
 
-    def reserve(self, nbytes: int, what: str) -> None:
+    def reserve(self, nbytes: int, what: str, part: Path | None = None) -> None:
         """Count ``nbytes`` against the bound, evicting unpinned files if needed.
+
+        ``part``, the download's ``.part`` file, is created before the cache lock is let
+        go: a scan recounts usage from the directory, and a reservation with no file yet
+        would be forgotten by the next scan (another thread could then take its room).
 
         Raises:
             CacheFull: the pinned files and live downloads leave no room.
@@ -241,6 +245,8 @@ class ShardCache:
                         f"cache {self.root} is full: {what} needs {nbytes} bytes, max_cache_bytes is {bound} and "
                         f"{used} bytes are pinned by open loaders or being downloaded")
             self._write_usage(used + nbytes)
+            if part is not None:
+                part.touch()
 
     def release(self, nbytes: int) -> None:
         """Undo a reservation (a failed download)."""
@@ -271,8 +277,8 @@ class ShardCache:
                     os.utime(path)
                     return pin, False
                 self._drop_stale_parts(path)
-                self.reserve(size, what)
                 part = self.part_path(path, size)
+                self.reserve(size, what, part)
                 try:
                     fill(part)
                     os.replace(part, path)

@@ -218,10 +218,11 @@ class RemoteTokenShards(TokenShards):
                 return self.shard_path(i)
         try:
             path = self.shard_path(i)
+            fill = lambda part: self._fill(i, part)  # noqa: E731
             if demand:
-                self._ctx.make_room(self.shard_bytes(i))
-            pin, fetched = self._ctx.cache.materialize(path, self.shard_bytes(i), lambda part: self._fill(i, part),
-                                                       self.shard_uri(i))
+                pin, fetched = self._ctx.demand_materialize(path, self.shard_bytes(i), fill, self.shard_uri(i))
+            else:
+                pin, fetched = self._ctx.cache.materialize(path, self.shard_bytes(i), fill, self.shard_uri(i))
             with self._guard:
                 self._pins[i] = pin
             self._ctx._pinned(self.shard_bytes(i))
@@ -360,6 +361,7 @@ class RemoteContext:
         # and of prefetches in flight; a bounded prefetch waits on _room for them to fit.
         self.pinned_bytes = 0
         self._inflight_bytes = 0
+        self._demand_waiting = 0  # demand fetches waiting for room: the prefetcher yields to them
         self._room = threading.Condition()
         self._order: list[tuple[RemoteTokenShards, int]] = []  # prefetched, in plan order (for make_room)
         self._finalizer = weakref.finalize(self, RemoteContext._shutdown, self._stop, [None], self.sources)
@@ -458,6 +460,31 @@ class RemoteContext:
                 break
             shards.unpin_unused(i)
 
+    def demand_materialize(self, path: Path, nbytes: int, fill, what: str):
+        """``cache.materialize`` for a shard the loader needs now, under a bound.
+
+        Prefetches in flight may hold the room it needs: it unpins prefetched shards not
+        mapped yet, and while the cache is still full it waits for downloads in flight to
+        land (the prefetcher starts no new one meanwhile), up to ``lock_timeout_s``.
+        """
+        deadline = time.monotonic() + self.options.lock_timeout_s
+        with self._room:
+            self._demand_waiting += 1
+        try:
+            while True:
+                self.make_room(nbytes)
+                try:
+                    return self.cache.materialize(path, nbytes, fill, what)
+                except CacheFull:
+                    if time.monotonic() >= deadline:
+                        raise
+                with self._room:
+                    self._room.wait(0.05)
+        finally:
+            with self._room:
+                self._demand_waiting -= 1
+                self._room.notify_all()
+
     def start_prefetch(self, plan: Iterable[tuple[RemoteTokenShards, int]]) -> None:
         """Fetch ``plan`` (shard, index) in order, ``prefetch_shards`` at a time, in the background.
 
@@ -481,7 +508,8 @@ class RemoteContext:
         n_all = max(1, sum(s.num_shards for s in self.sources))
 
         def fits(ctx: "RemoteContext", size: int) -> bool:
-            return bound is None or ctx.pinned_bytes + ctx._inflight_bytes + size <= bound
+            return bound is None or (not ctx._demand_waiting
+                                     and ctx.pinned_bytes + ctx._inflight_bytes + size <= bound)
 
         def feed() -> None:
             # A thread of its own walks the plan so that construction returns at once. It
