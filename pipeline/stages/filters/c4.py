@@ -89,9 +89,5 @@ class C4Quality(RuleSetFilter):
 
     name = "c4_quality"
     Config = C4Config
-
-    def declare_signals(self) -> dict[str, pa.DataType]:
-        return dict(SIGNALS)
-
-    def evaluate(self, doc: Doc) -> RuleResult:
-        return c4(doc, self.config)  # type: ignore[arg-type]
+    rule = staticmethod(c4)
+    signals = SIGNALS

@@ -63,9 +63,5 @@ class FineWebQuality(RuleSetFilter):
 
     name = "fineweb_quality"
     Config = FineWebConfig
-
-    def declare_signals(self) -> dict[str, pa.DataType]:
-        return dict(SIGNALS)
-
-    def evaluate(self, doc: Doc) -> RuleResult:
-        return fineweb(doc, self.config)  # type: ignore[arg-type]
+    rule = staticmethod(fineweb)
+    signals = SIGNALS

@@ -92,9 +92,5 @@ class GopherQuality(RuleSetFilter):
 
     name = "gopher_quality"
     Config = GopherQualityConfig
-
-    def declare_signals(self) -> dict[str, pa.DataType]:
-        return dict(SIGNALS)
-
-    def evaluate(self, doc: Doc) -> RuleResult:
-        return gopher_quality(doc, self.config)  # type: ignore[arg-type]
+    rule = staticmethod(gopher_quality)
+    signals = SIGNALS

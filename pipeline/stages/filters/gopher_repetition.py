@@ -104,9 +104,7 @@ class GopherRepetition(RuleSetFilter):
 
     name = "gopher_repetition"
     Config = GopherRepetitionConfig
+    rule = staticmethod(gopher_repetition)
 
-    def declare_signals(self) -> dict[str, pa.DataType]:
+    def declare_signals(self) -> dict[str, pa.DataType]:  # its columns depend on the configured n
         return repetition_signals(self.config)  # type: ignore[arg-type]
-
-    def evaluate(self, doc: Doc) -> RuleResult:
-        return gopher_repetition(doc, self.config)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ written columns without re-running.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import pyarrow as pa
@@ -36,13 +37,17 @@ class RuleResult(NamedTuple):
 
 
 class RuleSetFilter(Filter):
-    """A filter made of one or more rule sets; subclasses implement :meth:`evaluate`.
+    """A filter made of one or more rule sets.
 
-    ``self.config`` is the config passed (or the default one); ``signal_types`` is set per
-    instance from it (the repetition rules' columns depend on the configured n).
+    A single rule set names its decision function (``rule``) and its signal columns
+    (``signals``); a filter whose columns depend on its config, or that combines rule sets,
+    overrides :meth:`declare_signals` / :meth:`evaluate` instead. ``self.config`` is the
+    config passed (or the default one); ``signal_types`` is set per instance from it.
     """
 
     Config: ClassVar[type[FilterConfig]] = FilterConfig
+    rule: ClassVar[Callable[[Doc, Any], RuleResult] | None] = None
+    signals: ClassVar[Mapping[str, pa.DataType]] = {}
 
     def __init__(self, config: FilterConfig | None = None):
         super().__init__(config)
@@ -51,11 +56,14 @@ class RuleSetFilter(Filter):
 
     def declare_signals(self) -> dict[str, pa.DataType]:
         """The Arrow type of every signal column this config writes."""
-        raise NotImplementedError
+        return dict(self.signals)
 
     def evaluate(self, doc: Doc) -> RuleResult:
         """Decide one document."""
-        raise NotImplementedError
+        rule = type(self).rule
+        if rule is None:
+            raise NotImplementedError(f"{type(self).__name__} names no rule and does not override evaluate")
+        return rule(doc, self.config)
 
     @property
     def caches(self) -> DocCaches:
