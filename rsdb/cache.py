@@ -15,7 +15,9 @@ files under one directory that every rank and worker of a node may share:
   every download in progress (reserved before the first byte is written). A running
   total lives in ``.usage`` under a cache-wide lock; only when a reservation would
   exceed the bound is the directory scanned, stale reservations of dead processes
-  dropped, and files evicted, least recently needed first.
+  dropped, and files evicted, least recently needed first. Every change on disk that
+  the total counts (a ``.part`` created, renamed into place, or deleted) happens under
+  that lock with its change of the total, so a scan never recounts a half-done step.
 * **In-use files are never evicted.** A process that maps a file holds a shared
   ``flock`` on it (a *pin*); eviction takes an exclusive non-blocking ``flock`` and
   skips what it cannot lock. Locks die with their process, so ``kill -9`` never
@@ -248,12 +250,44 @@ class ShardCache:
             if part is not None:
                 part.touch()
 
-    def release(self, nbytes: int) -> None:
-        """Undo a reservation (a failed download)."""
+    def _unreserve(self, parts: list[tuple[Path, int]]) -> None:
+        """Delete ``.part`` files and un-count their reservations, in one step under the cache lock.
+
+        Deleting first and un-counting later would let a scan in between recount the
+        directory without the file and the late un-count then take its size off a
+        second time: ``.usage`` would read low and the next reservation would pass
+        the bound by that much.
+        """
         with self._cache_lock():
+            gone = 0
+            for part, size in parts:
+                try:
+                    part.unlink()
+                except FileNotFoundError:
+                    continue  # a scan found it dead and dropped it, counting it no more
+                gone += size
             used = self._read_usage()
-            if used is not None:
-                self._write_usage(used - nbytes)
+            if used is not None and gone:
+                self._write_usage(used - gone)
+
+    def _commit(self, part: Path, path: Path) -> Pin:
+        """Pin the finished download, then rename it into place under the cache lock.
+
+        Under the cache lock, a scan (which holds it) never lists a directory half-way
+        through the rename: POSIX lets ``readdir`` return the old name, the new one,
+        both or neither while a rename runs, and "neither" would leave the shard out of
+        the recount while it stays on disk. Pinning before the rename keeps an eviction
+        from deleting the brand-new file before the caller's pin is taken.
+        """
+        fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            with self._cache_lock():
+                os.replace(part, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return Pin(path, fd)
 
     # ---- the one entry point ------------------------------------------------------------
     def materialize(self, path: Path, size: int, fill: Callable[[Path], None], what: str) -> tuple[Pin, bool]:
@@ -281,33 +315,22 @@ class ShardCache:
                 self.reserve(size, what, part)
                 try:
                     fill(part)
-                    os.replace(part, path)
+                    return self._commit(part, path), True
                 except BaseException:
-                    part.unlink(missing_ok=True)
-                    self.release(size)
+                    self._unreserve([(part, size)])
                     raise
-                pin = _try_pin(path)
-                if pin is None:  # only an evictor racing a brand-new file: cannot happen while we hold the lock
-                    raise LoaderError(f"{path}: vanished right after it was written")
-                return pin, True
         except Timeout:
             raise LoaderError(f"{what}: waited {self.lock_timeout_s:.0f} s for another process's download of {path} "
                               "(lock_timeout_s)") from None
 
     def _drop_stale_parts(self, path: Path) -> None:
         """Delete (and un-count) ``.part`` files of ``path``; the caller holds its lock."""
-        stale = 0
+        stale = []
         for p in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
             m = _PART_RE.match(p.name)
-            if not m or m.group("name") != path.name:
-                continue
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                continue
-            stale += int(m.group("size"))
-            with self._stats_lock:
-                self.stats.stale_parts += 1
+            if m and m.group("name") == path.name:
+                stale.append((p, int(m.group("size"))))
         if stale:
-            self.release(stale)
-
+            self._unreserve(stale)
+            with self._stats_lock:
+                self.stats.stale_parts += len(stale)

@@ -180,3 +180,23 @@ def dir_bytes(root: str | os.PathLike) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+def cache_bytes(root: str | os.PathLike) -> int:
+    """Bytes that ``max_cache_bytes`` bounds under ``root``: finished shards and partial downloads.
+
+    Leaves out the cache's bookkeeping: one empty ``.lock`` per shard and the cache, and
+    the running total ``.usage`` (a decimal number) with its ``.tmp`` while it is rewritten.
+    """
+    if not os.path.isdir(root):
+        return 0
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith((".lock", ".tmp")) or name == ".usage":
+                continue
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total

@@ -112,3 +112,44 @@ def test_other_process_pin_blocks_eviction(tmp_path):
     assert fetched and not a.exists()  # once the other process is gone, a is evicted
     pin.release()
     assert os.path.exists(tmp_path / ".usage")
+
+
+def test_bound_never_exceeded_by_two_processes_of_three_threads(tmp_path):
+    """Many small files, a bound of three: two processes (three threads each) fetch, pin
+    and release at random while the parent samples the directory. Finished files are
+    renamed into place while other threads scan and evict; before renames took the cache
+    lock, a scan could list neither name, count the file out, and the next reservation
+    passed the bound (by up to a shard, in most runs of this test)."""
+    import subprocess
+    import sys
+    import threading
+
+    from remote_testutil import cache_bytes
+
+    here = Path(__file__).parent
+    root = tmp_path / "cache"
+    bound = 3 * 1600
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(here.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    peak, stop = [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], cache_bytes(root))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        procs = [subprocess.Popen([sys.executable, str(here / "cache_stress_child.py"), str(root), str(bound), "40",
+                                   "3", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                 for seed in range(2)]
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        stop.set()
+        sampler.join()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err.decode()[-2000:]
+    fetched = sum(int(out.split()[0].split(b"=")[1]) for out, _ in outs)
+    assert fetched > 40  # the workload churned: files were evicted and fetched again
+    assert 0 < peak[0] <= bound, (peak[0], bound)
+    assert ShardCache(root, bound).usage() == cache_bytes(root)  # the running total is exact when all is quiet
+    assert not list(root.rglob("*.part"))
