@@ -15,6 +15,7 @@ Output layout::
 
     OUT/<source>/manifest.json            # RSDB manifest over every unit's shards
     OUT/<source>/parts/<unit>/shard-*.arrow
+    OUT/_units/run.json                   # the run record: tokenizer + settings fingerprint (common.units)
     OUT/_units/<unit>.json                # done-markers (counts per source / language)
     OUT/rejected/<unit>.parquet           # rows that could not be encoded, with reason
     OUT/summary.json                      # tokens per source and per language, timings
@@ -28,6 +29,7 @@ which are merged in unit order once every unit is done, then removed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -39,7 +41,10 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 
+from pydantic import BaseModel, ConfigDict
+
 from common.fs import atomic_path, atomic_write
+from common.units import RunRecord, UnitLedger, fingerprint
 from rsdb.errors import ConfigError, TrinityError
 from rsdb.manifest import dump_manifest
 from rsdb.naming import claim_source_dir, source_dir_name
@@ -53,6 +58,29 @@ FORMATS = ("rsdb", "megatron")
 #: the per-unit cost (a marker, a few shard files) stays negligible.
 UNIT_ROWS = 20_000
 MEGATRON_PREFIX = "text_document"  # Megatron's preprocess_data.py names datasets <prefix>_text_document
+UNITS_DIR = "_units"  # the run record and done-markers (common.units.UnitLedger)
+
+
+class SourceCounts(BaseModel):
+    """One source's part of a unit: documents, tokens, and the manifest of its shards."""
+
+    docs: int
+    tokens: int
+    tokens_per_lang: dict[str, int]
+    manifest: dict[str, Any]
+
+
+class UnitResult(BaseModel):
+    """A unit's done-marker ``OUT/_units/<unit>.json``: what the merge step needs from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str
+    file: str
+    rows: int
+    rejected: int
+    sources: dict[str, SourceCounts]
+    seconds: float
 
 
 @dataclass
@@ -312,7 +340,7 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
         "sources": {src: {**counts[src], "manifest": manifests[src]} for src in counts},
         "seconds": time.perf_counter() - started,
     }
-    _atomic_write_text(out / "_units" / f"{unit}.json", json.dumps(result))
+    UnitLedger(out / UNITS_DIR).mark(unit, UnitResult.model_validate(result))
     return result
 
 
@@ -494,9 +522,9 @@ def _tokenize_locked(spec: TokenizeSpec, out: Path, inputs: str | Iterable[str],
     import ray
 
     files = list_inputs(inputs)
-    _claim_output(out, spec, overwrite)
+    ledger = _claim_output(out, spec, overwrite)
     units = plan_units(files, spec.unit_rows)
-    done = {u["unit"]: _read_marker(out, u["unit"]) for u in units}
+    done = {u["unit"]: _read_marker(ledger, u["unit"]) for u in units}
     todo = [u for u in units if done[u["unit"]] is None]
     log.info("tokenize: %d input files in %d units, %d already done", len(files), len(units),
              len(units) - len(todo))
@@ -529,42 +557,47 @@ def _tokenize_locked(spec: TokenizeSpec, out: Path, inputs: str | Iterable[str],
     return summary
 
 
-def _fingerprint(spec: TokenizeSpec) -> str:
-    """What makes two runs' shards interchangeable: the tokenizer file and the encoding settings."""
-    import hashlib
-
-    h = hashlib.sha256(Path(spec.tokenizer_dir, "tokenizer.json").read_bytes())
-    keep = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
-            "shard_tokens", "max_doc_tokens", "format", "unit_rows")
-    h.update(json.dumps({k: getattr(spec, k) for k in keep}, sort_keys=True).encode())
-    return h.hexdigest()[:16]
+#: The settings that make two runs' shards interchangeable (with the tokenizer file's bytes).
+#: Kept as they were before :mod:`common.units`, so folders of earlier runs still resume.
+FINGERPRINT_KEYS = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
+                    "shard_tokens", "max_doc_tokens", "format", "unit_rows")
 
 
-def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> None:
-    """Refuse to resume into an output folder written with another tokenizer or settings."""
+def run_record(spec: TokenizeSpec) -> RunRecord:
+    """This run's record: the tokenizer file and the encoding settings, fingerprinted."""
+    settings = {k: getattr(spec, k) for k in FINGERPRINT_KEYS}
+    tok = Path(spec.tokenizer_dir.removeprefix("file://"), "tokenizer.json").read_bytes()
+    # the file's digest, beside its path: the error then says when the same path holds another tokenizer
+    return RunRecord(job="tokenize", fingerprint=fingerprint(settings, [tok]),
+                     settings={**settings, "tokenizer": spec.tokenizer_dir,
+                               "tokenizer_sha256": hashlib.sha256(tok).hexdigest()[:16]})
+
+
+def _legacy_record(raw: dict[str, Any]) -> RunRecord | None:
+    """``{"fingerprint", "tokenizer"}``, the run.json of runs before the typed record (same fingerprint)."""
+    if isinstance(raw.get("fingerprint"), str) and set(raw) <= {"fingerprint", "tokenizer"}:
+        return RunRecord(format_version=0, job="tokenize", fingerprint=raw["fingerprint"])
+    return None
+
+
+def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> UnitLedger:
+    """Start or resume the run in ``out``; refuse one written with another tokenizer or settings."""
     import shutil
 
     check_tokenizer_dir(spec.tokenizer_dir)
-    run_file = out / "_units" / "run.json"
-    fingerprint = _fingerprint(spec)
-    if run_file.exists():
-        previous = json.loads(run_file.read_text()).get("fingerprint")
-        if previous != fingerprint:
-            if not overwrite:
-                raise ConfigError(
-                    f"{out} holds token shards from another tokenizer or settings (fingerprint {previous}, "
-                    f"now {fingerprint}); use another --out, or --overwrite to replace them")
-            for child in out.iterdir():  # all but the lock this job holds
-                if child.name != "_lock.json":
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-    _atomic_write_text(run_file, json.dumps({"fingerprint": fingerprint, "tokenizer": spec.tokenizer_dir}))
+
+    def clear() -> None:
+        for child in out.iterdir():  # all but the lock this job holds
+            if child.name != "_lock.json":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+    ledger = UnitLedger(out / UNITS_DIR, label=str(out))
+    ledger.claim(run_record(spec), overwrite=overwrite, clear=clear, legacy=_legacy_record,
+                 hint="use another --out, or --overwrite to replace them")
+    return ledger
 
 
-def _read_marker(out: Path, unit: str) -> dict[str, Any] | None:
-    path = out / "_units" / f"{unit}.json"
-    if unit == "run" or not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a marker is written atomically; an unreadable one means redo the unit
+def _read_marker(ledger: UnitLedger, unit: str) -> dict[str, Any] | None:
+    """A done unit's counts, or None (no marker, or an unreadable one: redo the unit)."""
+    marker = ledger.done(unit, UnitResult)
+    return None if marker is None else marker.model_dump()

@@ -85,6 +85,33 @@ def test_tokenize_job_resumes_and_is_identical(ray_cluster, tok_dir, curated, tm
     assert second.tokens == first.tokens
     loader_tokens = np.concatenate([rsdb.open_shards(out / "all")[i] for i in range(5)])
     assert loader_tokens.size == first.tokens
+    # A torn marker (not what an atomic write leaves, but a damaged disk can) means: redo that unit.
+    markers[0].write_text(markers[0].read_text()[:20])
+    third = tokenize_to_shards(spec, str(curated))
+    assert third.units_skipped == 1 and (out / "all" / "manifest.json").read_text() == manifest_before
+
+
+def test_a_folder_of_the_earlier_run_record_resumes(ray_cluster, tok_dir, curated, tmp_path):
+    """``_units/run.json`` was ``{"fingerprint", "tokenizer"}`` before the typed record; same fingerprint rule."""
+    import hashlib
+
+    out = tmp_path / "tokens"
+    spec = TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source="all")
+    tokenize_to_shards(spec, str(curated))
+    keep = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
+            "shard_tokens", "max_doc_tokens", "format", "unit_rows")
+    h = hashlib.sha256((tok_dir / "tokenizer.json").read_bytes())  # the earlier code's fingerprint, spelled out
+    h.update(json.dumps({k: getattr(spec, k) for k in keep}, sort_keys=True).encode())
+    run = out / "_units" / "run.json"
+    run.write_text(json.dumps({"fingerprint": h.hexdigest()[:16], "tokenizer": str(tok_dir)}))
+    assert tokenize_to_shards(spec, str(curated)).units_skipped == 2
+    run.write_text(json.dumps({"fingerprint": "0123456789abcdef", "tokenizer": str(tok_dir)}))
+    with pytest.raises(ConfigError, match="fingerprint 0123456789abcdef, now " + h.hexdigest()[:16]):
+        tokenize_to_shards(spec, str(curated))
+    run.write_text("{not json")
+    with pytest.raises(ConfigError, match=r"_units/run.json: not JSON"):
+        tokenize_to_shards(spec, str(curated))
+    assert tokenize_to_shards(spec, str(curated), overwrite=True).units_skipped == 0
 
 
 def test_tokenize_rejects_bad_spec(tmp_path):
@@ -134,7 +161,8 @@ def test_resume_with_another_tokenizer_is_refused(ray_cluster, tok_dir, curated,
     data["model"]["vocab"]["zzz-extra"] = max(data["model"]["vocab"].values()) + 1
     (other / "tokenizer.json").write_text(json.dumps(data))
     spec = TokenizeSpec(tokenizer_dir=str(other), out_dir=str(out), source="all")
-    with pytest.raises(ConfigError, match="another tokenizer"):
+    with pytest.raises(ConfigError, match=r"tokens holds a tokenize run with other settings \(fingerprint .*"
+                                          r"differs in tokenizer .*tokenizer_sha256"):
         tokenize_to_shards(spec, str(curated))
     summary = tokenize_to_shards(spec, str(curated), overwrite=True)
     assert summary.units_skipped == 0
