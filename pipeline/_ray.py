@@ -29,6 +29,7 @@ from pipeline._fs import OutFS
 from pipeline.config import InputConfig
 from pipeline.read import READ_STAGE, ROW, UNIT, WorkUnit, read_unit
 from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, GlobalStage, Stage
+from pipeline.stats import StageStats, UnitStats
 
 log = logging.getLogger(__name__)
 
@@ -42,46 +43,25 @@ def concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def text_bytes(table: pa.Table) -> int:
-    if table.num_rows == 0 or "text" not in table.column_names:
-        return 0
-    return int(pc.sum(pc.binary_length(table.column("text"))).as_py() or 0)
-
-
 def row_keys(table: pa.Table) -> pa.Array:
     """``unit index << 32 | row ordinal``: a run-wide unique int64 per input row."""
     unit_idx = pc.cast(pc.utf8_slice_codeunits(table.column(UNIT), 1), pa.int64())
     return pc.add(pc.shift_left(unit_idx, 32), table.column(ROW))
 
 
-class StageStats:
-    """Per-unit, per-stage counters; merged across batches and units by summing."""
+class StatsCollector:
+    """The :class:`~pipeline.stats.UnitStats` of each unit a task touched, filled batch by batch."""
 
     def __init__(self) -> None:
-        self.data: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        self.order: list[str] = []
+        self.units: dict[str, UnitStats] = defaultdict(UnitStats)
 
     def record(self, unit: str, stage: str, live_in: pa.Table, kept: pa.Table, rejected: pa.Table,
                seconds: float, count_columns: tuple[str, ...] = ()) -> None:
-        if stage not in self.order:
-            self.order.append(stage)
-        s = self.data[unit].setdefault(stage, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
-                                               "bytes_out": 0, "seconds": 0.0, "reasons": {}})
-        s["docs_in"] += live_in.num_rows
-        s["docs_kept"] += kept.num_rows
-        s["docs_rejected"] += rejected.num_rows
-        s["bytes_in"] += text_bytes(live_in)
-        s["bytes_out"] += text_bytes(kept)
-        s["seconds"] += seconds
-        if rejected.num_rows:
-            for r in rejected.column(REJECT_REASON).to_pylist():
-                s["reasons"][r] = s["reasons"].get(r, 0) + 1
-        for col in count_columns:  # a stage's per-kind tallies (e.g. PII found), summed into the manifest
-            got = sum(int(pc.sum(t.column(col)).as_py() or 0) for t in (kept, rejected) if col in t.column_names)
-            s.setdefault("counts", {})[col] = s.get("counts", {}).get(col, 0) + got
+        self.units[unit].add(stage, StageStats.of_batch(live_in, kept, rejected, seconds, count_columns))
 
     def for_unit(self, unit: str) -> dict[str, Any]:
-        return {"order": self.order, "stages": self.data.get(unit, {})}
+        """The stats file of one unit (JSON)."""
+        return self.units[unit].to_json()
 
 
 def _split_live(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
@@ -93,7 +73,7 @@ def _split_live(table: pa.Table) -> tuple[pa.Table, pa.Table | None]:
     return live, dead
 
 
-def apply_stage(stage: Stage, table: pa.Table, stats: StageStats | None = None,
+def apply_stage(stage: Stage, table: pa.Table, stats: StatsCollector | None = None,
                 prepare_only: bool = False) -> pa.Table:
     """Run ``stage`` on the live rows of ``table``; rejected rows pass through untouched."""
     live, dead = _split_live(table)
@@ -108,8 +88,8 @@ def apply_stage(stage: Stage, table: pa.Table, stats: StageStats | None = None,
     if stats is not None and live.num_rows:
         if prepare_only:  # only the time counts; the global phase decides and counts rows
             for unit in pc.unique(live.column(UNIT)).to_pylist():
-                s = stats.data[unit].setdefault(f"{stage.name}:prepare", {"seconds": 0.0})
-                s["seconds"] += seconds * pc.sum(pc.equal(live.column(UNIT), unit)).as_py() / live.num_rows
+                share = pc.sum(pc.equal(live.column(UNIT), unit)).as_py() / live.num_rows
+                stats.units[unit].add_prepare(stage.name, seconds * share)
             return concat([kept, rejected, dead])
         units = live.column(UNIT)
         for unit in pc.unique(units).to_pylist():
@@ -135,7 +115,7 @@ class UnitLoader:
     def __init__(self, out: OutFS, input_cfg: InputConfig, phase: int, drops: list[Any]):
         self.out, self.input_cfg, self.phase, self.drops = out, input_cfg, phase, drops
 
-    def load(self, unit: WorkUnit, stats: StageStats) -> pa.Table:
+    def load(self, unit: WorkUnit, stats: StatsCollector) -> pa.Table:
         if self.phase == 0:
             started = time.perf_counter()
             kept, rejected = read_unit(unit, self.input_cfg)
@@ -198,7 +178,7 @@ class UnitWorker:
         blobs = _unit_blobs(batch)
         for blob in blobs:
             unit = WorkUnit.from_json(json.loads(blob))
-            stats = StageStats()
+            stats = StatsCollector()
             table = self.loader.load(unit, stats)
             pieces = []
             for start in range(0, max(table.num_rows, 1), self.batch_size):
@@ -254,11 +234,11 @@ class StageUDF:
     def __call__(self, table: pa.Table) -> pa.Table:
         if self.out is None:
             return apply_stage(self.stage, table)
-        stats = StageStats()
+        stats = StatsCollector()
         result = apply_stage(self.stage, table, stats)
         if table.num_rows:
             first = int(pc.min(table.column(ROW)).as_py())
-            for unit in stats.data:
+            for unit in stats.units:
                 self.out.write_json(stats.for_unit(unit), *unit_dir(self.phase, unit),
                                     f"stats-{self.stage.name}-{first:09d}.json")
         return result

@@ -26,10 +26,11 @@ from pathlib import PurePosixPath
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
-from pydantic import field_validator
+from pydantic import field_validator, model_serializer
 
 from pipeline.errors import PipelineError
 from pipeline.layout import MANIFEST, run_folder
+from pipeline.stats import StageStats
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "CuratedManifest", "ManifestError", "ShardEntry", "StageEntry",
            "dump_manifest", "kept_shard_uris", "load_manifest", "manifest_uri"]
@@ -92,18 +93,17 @@ class InputBlock(_Strict):
     files: list[StrictStr]
 
 
-class StageEntry(_Strict):
+class StageEntry(StageStats):
     """One stage's counters over the whole run (``read`` first, then the config's stages)."""
 
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
     stage: StrictStr
-    docs_in: StrictInt = Field(ge=0)
-    docs_kept: StrictInt = Field(ge=0)
-    docs_rejected: StrictInt = Field(ge=0)
-    bytes_in: StrictInt = Field(ge=0)
-    bytes_out: StrictInt = Field(ge=0)
-    seconds: Number = Field(ge=0)
-    reasons: dict[StrictStr, StrictInt]
-    counts: Optional[dict[StrictStr, StrictInt]] = None  # e.g. pii_email: found spans, summed
+
+    @model_serializer(mode="wrap")
+    def _name_first(self, handler: Any) -> dict[str, Any]:
+        doc = handler(self)
+        return {"stage": doc.pop("stage"), **doc}
 
 
 class Accounting(_Strict):

@@ -56,6 +56,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.read import READ_STAGE, WorkUnit, plan_units
 from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, GlobalStage, Stage
+from pipeline.stats import StageStats, UnitStats
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
     segs = segments_of(stages)
     skipped = 0
     prev_drops: list[DropSet] = []
-    global_stats: dict[str, dict[str, Any]] = {}
+    global_stats: dict[str, StageStats] = {}
     for k, seg in enumerate(segs):
         tick = time.perf_counter()
         skipped += _map_phase(cfg, out, units, k, seg, prev_drops)
@@ -305,7 +306,7 @@ def _load_keys(out: OutFS, k: int, unit: WorkUnit, columns: list[str], prior: li
 
 
 def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, j: int, g: GlobalStage,
-                  prior: list[DropSet]) -> tuple[DropSet, dict[str, Any]]:
+                  prior: list[DropSet]) -> tuple[DropSet, StageStats]:
     """One global stage over all live rows of map k, on the cluster.
 
     The stage's tasks write each unit's drops as its own file (``pipeline._drops``); the
@@ -318,7 +319,7 @@ def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int
     drops = DropSet(out, g.name, f"_{name}")
     if out.exists("_work", f"{name}.json"):
         log.info("%s: already done", name)
-        return drops, out.read_json("_work", f"{name}.json")
+        return drops, StageStats.model_validate(out.read_json("_work", f"{name}.json"))
     drops.clear()
     started = time.perf_counter()
     load = ray.remote(num_cpus=1)(_load_keys)
@@ -329,14 +330,14 @@ def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int
     docs_in = sum(n for n, _ in nbytes)
     bytes_in = sum(b for _, b in nbytes)
     dropped_bytes = sum(ray.get([ray.remote(_dropped_bytes).remote(r, drops, u.index) for r, u in zip(refs, units)]))
-    stats = {"docs_in": docs_in, "docs_kept": docs_in - summary["rows"], "docs_rejected": summary["rows"],
-             "bytes_in": bytes_in, "bytes_out": bytes_in - dropped_bytes,
-             "seconds": time.perf_counter() - started, "reasons": summary["reasons"],
-             # how the decision was computed: hash partitions and star rounds of the components
-             "partitions": parts, "component_rounds": summary.get("rounds", 0)}
-    out.write_json(stats, "_work", f"{name}.json")
+    stats = StageStats(docs_in=docs_in, docs_kept=docs_in - summary["rows"], docs_rejected=summary["rows"],
+                       bytes_in=bytes_in, bytes_out=bytes_in - dropped_bytes,
+                       seconds=time.perf_counter() - started, reasons=summary["reasons"],
+                       # how the decision was computed: hash partitions and star rounds of the components
+                       partitions=parts, component_rounds=summary.get("rounds", 0))
+    out.write_json(stats.to_json(), "_work", f"{name}.json")
     log.info("%s: %d of %d rows dropped (%d component rounds)", name, summary["rows"], docs_in,
-             stats["component_rounds"])
+             stats.component_rounds)
     return drops, stats
 
 
@@ -358,7 +359,7 @@ def _dropped_bytes(t: pa.Table, drops: DropSet, unit_index: int) -> int:
 
 def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: int,
                  last_drops: list[DropSet], stages: list[Stage],
-                 global_stats: dict[str, dict[str, Any]], chash: str, *,
+                 global_stats: dict[str, StageStats], chash: str, *,
                  started_at: str | None = None,
                  timing: tuple[dict[str, float], float, float] | None = None) -> dict[str, Any]:
     import ray
@@ -407,7 +408,7 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
     stage_stats = _stage_stats([p for x in ordered for p in x["stats"]], stages, global_stats)
     rows_out = sum(s["rows"] for s in shards)
     rows_rej = sum(s["rows"] for s in rejected_shards)
-    rows_in = stage_stats[0]["docs_in"] if stage_stats else 0
+    rows_in = stage_stats[0][1].docs_in if stage_stats else 0
     problems = _check_accounting(stage_stats, rows_in, rows_out, rows_rej)
     manifest = {
         "config_hash": chash,
@@ -421,7 +422,7 @@ def _write_final(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], last: i
         "schema": [{"name": f.name, "type": str(f.type)} for f in kept_schema],
         "rejected": {"rows": rows_rej, "shards": rejected_shards},
         "input": {"rows": rows_in, "units": len(units), "files": sorted({u.path for u in units})},
-        "stages": stage_stats,
+        "stages": [{"stage": name, **st.to_json()} for name, st in stage_stats],
         "accounting": {"ok": not problems, "problems": problems,
                        "rule": "per stage docs_in = docs_kept + docs_rejected; input rows = kept + rejected"},
         "write_seconds": time.perf_counter() - started,
@@ -467,44 +468,27 @@ def _timing(timing: tuple[dict[str, float], float, float] | None, write_s: float
 
 
 def _stage_stats(pieces: list[dict[str, Any]], stages: list[Stage],
-                 global_stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per-stage counters summed over every unit's (and phase's) stats pieces."""
-    merged: dict[str, dict[str, Any]] = {}
+                 global_stats: dict[str, StageStats]) -> list[tuple[str, StageStats]]:
+    """Per-stage counters summed over every unit's (and phase's) stats pieces, ``read`` first."""
+    total = UnitStats()
     for piece in pieces:
-        for name, s in piece["stages"].items():
-            if name.endswith(":prepare"):
-                prep = merged.setdefault(name, {"seconds": 0.0})
-                prep["seconds"] += s["seconds"]
-                continue
-            m = merged.setdefault(name, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0,
-                                         "bytes_out": 0, "seconds": 0.0, "reasons": {}})
-            for key in ("docs_in", "docs_kept", "docs_rejected", "bytes_in", "bytes_out", "seconds"):
-                m[key] += s[key]
-            for r, n in s["reasons"].items():
-                m["reasons"][r] = m["reasons"].get(r, 0) + n
-            for c, n in s.get("counts", {}).items():
-                m.setdefault("counts", {})[c] = m.get("counts", {}).get(c, 0) + n
-    for name, g in global_stats.items():
-        merged[name] = {**g, "seconds": g["seconds"] + merged.pop(f"{name}:prepare", {"seconds": 0.0})["seconds"]}
-    order = [READ_STAGE] + [s.name for s in stages]
-    result = []
-    for name in order:
-        s = merged.get(name, {"docs_in": 0, "docs_kept": 0, "docs_rejected": 0, "bytes_in": 0, "bytes_out": 0,
-                              "seconds": 0.0, "reasons": {}})
-        result.append({"stage": name, **s, "reasons": dict(sorted(s["reasons"].items(), key=lambda x: -x[1]))})
-    return result
+        total.merge(UnitStats.from_json(piece))
+    for name, g in global_stats.items():  # a global stage's time includes its prepare part in the map phase
+        total.stages[name] = g.plus_seconds(total.prepare.pop(name, 0.0))
+    return [(name, total.stages.get(name, StageStats.empty()).ranked())
+            for name in [READ_STAGE] + [s.name for s in stages]]
 
 
-def _check_accounting(stats: list[dict[str, Any]], rows_in: int, rows_out: int, rows_rej: int) -> list[str]:
+def _check_accounting(stats: list[tuple[str, StageStats]], rows_in: int, rows_out: int, rows_rej: int) -> list[str]:
     problems = []
-    for i, s in enumerate(stats):
-        if s["docs_in"] != s["docs_kept"] + s["docs_rejected"]:
-            problems.append(f"{s['stage']}: {s['docs_in']} in != {s['docs_kept']} kept + {s['docs_rejected']} rejected")
-        if i and s["docs_in"] != stats[i - 1]["docs_kept"]:
-            problems.append(f"{s['stage']}: {s['docs_in']} in != {stats[i - 1]['docs_kept']} kept by "
-                            f"{stats[i - 1]['stage']}")
+    for i, (name, s) in enumerate(stats):
+        if (problem := s.problem()) is not None:
+            problems.append(f"{name}: {problem}")
+        if i and s.docs_in != stats[i - 1][1].docs_kept:
+            prev_name, prev = stats[i - 1]
+            problems.append(f"{name}: {s.docs_in} in != {prev.docs_kept} kept by {prev_name}")
     if rows_in != rows_out + rows_rej:
         problems.append(f"input {rows_in} rows != {rows_out} kept + {rows_rej} rejected")
-    if stats and stats[-1]["docs_kept"] != rows_out:
-        problems.append(f"last stage kept {stats[-1]['docs_kept']} but {rows_out} rows were written")
+    if stats and stats[-1][1].docs_kept != rows_out:
+        problems.append(f"last stage kept {stats[-1][1].docs_kept} but {rows_out} rows were written")
     return problems
