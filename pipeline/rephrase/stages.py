@@ -9,13 +9,12 @@ batch inside the Ray actor that runs them and reused for every later batch.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
 import pyarrow as pa
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from pipeline.stages.base import Stage, StageConfig, StageResult, register_stage
 from pipeline.stages.base import _set_column as _set  # replace-or-append, one copy
@@ -45,17 +44,6 @@ def derive_seed(base: int, *parts: Any) -> int:
     return xxhash.xxh64_intdigest(key) & 0x7FFFFFFF
 
 
-class ChaosConfig(BaseModel):
-    """Fault injection for resilience tests; never set in production.
-
-    ``crash_once_marker``: the first worker to process a batch creates this file and
-    kills its own process, which proves that Ray restarts the actor and retries the batch.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    crash_once_marker: Optional[str] = None
-
-
 class EngineStageConfig(StageConfig):
     """Options shared by the engine stages."""
 
@@ -75,7 +63,6 @@ class EngineStageConfig(StageConfig):
     exit_process_on_hang: Optional[bool] = Field(
         None, description="exit the actor on an engine timeout so Ray restarts it; None: true for vllm only"
     )
-    chaos: Optional[ChaosConfig] = None
 
 
 class _EngineStage(Stage):
@@ -118,19 +105,6 @@ class _EngineStage(Stage):
         if gpus:
             kw["num_gpus"] = gpus
         return kw
-
-    def _chaos(self) -> None:
-        chaos = self.config.chaos
-        if chaos and chaos.crash_once_marker:
-            marker = Path(chaos.crash_once_marker)
-            try:
-                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-            logger.error("chaos: killing worker process %d", os.getpid())
-            os._exit(1)
 
     def _ids(self, table: pa.Table) -> list[str]:
         col = self.config.id_column
@@ -263,7 +237,6 @@ class RephraseStage(_EngineStage):
         return {"jobs": jobs, "prompts": prompts, "seeds": seeds, "ids": ids, "langs": langs}
 
     def process(self, table: pa.Table) -> StageResult:
-        self._chaos()
         self._check_columns(table)
         cfg = self.config
         engine = self.engine
@@ -359,7 +332,6 @@ class ScoreStage(_EngineStage):
         return text if len(ids) <= limit else tok.decode(ids[:limit])
 
     def process(self, table: pa.Table) -> StageResult:
-        self._chaos()
         self._check_columns(table)
         cfg = self.config
         texts = [t or "" for t in table.column(cfg.text_column).to_pylist()]

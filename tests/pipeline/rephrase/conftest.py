@@ -79,3 +79,37 @@ def scripted_server():
     yield make
     for s in servers:
         s.stop()
+
+
+def _crash_once(stage, marker):
+    """``stage`` as a test-only subclass whose first batch kills the worker process that runs it.
+
+    The first worker to process a batch creates ``marker`` (``O_EXCL``: exactly one wins) and
+    exits at once, as a crashed engine would; every later batch runs normally. The class is
+    made inside this function so that Ray's cloudpickle ships it by value (test modules are
+    not importable on the workers); production configs cannot name it.
+    """
+    base = type(stage)
+
+    class CrashOnce(base):
+        def process(self, table):
+            import logging
+            import os
+
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return super().process(table)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            logging.getLogger(__name__).error("fault injection: killing worker process %d", os.getpid())
+            os._exit(1)
+
+    CrashOnce.__qualname__ = CrashOnce.__name__ = f"CrashOnce{base.__name__}"
+    return CrashOnce(stage.config)
+
+
+@pytest.fixture
+def crash_once():
+    """Factory ``crash_once(stage, marker_path)``: the stage, killing its worker on the first batch."""
+    return lambda stage, marker: _crash_once(stage, str(marker))

@@ -37,13 +37,14 @@ def test_rephrase_transformers_in_actor_pool(ray_cluster, tiny_model):
     assert set(kept.column("rephrase_model").to_pylist()) == {str(tiny_model)}
 
 
-def test_killed_engine_actor_is_restarted_and_its_batch_retried(ray_cluster, scripted_server, tmp_path):
+def test_killed_engine_actor_is_restarted_and_its_batch_retried(ray_cluster, scripted_server, tmp_path, crash_once):
     srv = scripted_server()
     marker = tmp_path / "crashed"
-    stage = ScoreStage(ScoreConfig(
+    stage = crash_once(ScoreStage(ScoreConfig(
         engine={"backend": "openai", "model": "s", "base_url": srv.base_url, "api_key_env": None},
-        threshold=3, batch_size=5, chaos={"crash_once_marker": str(marker)},
-    ))
+        threshold=3, batch_size=5,
+    )), marker)
+    assert stage.name == "score" and stage.ray_map_kwargs()["max_restarts"] == 3
     table = pa.table({"id": [f"d{i}" for i in range(12)], "text": [f"doc edu={i % 6}" for i in range(12)]})
     kept, rejected = _run(ray_cluster, table, stage)
     assert marker.exists()  # one actor process died mid-run...
@@ -54,14 +55,15 @@ def test_killed_engine_actor_is_restarted_and_its_batch_retried(ray_cluster, scr
     assert set(rejected.column(REJECT_REASON).to_pylist()) == {"low_quality"}
 
 
-def test_actor_that_keeps_dying_fails_the_job_with_a_named_cause(ray_cluster, scripted_server, tmp_path):
+def test_actor_that_keeps_dying_fails_the_job_with_a_named_cause(ray_cluster, scripted_server, tmp_path,
+                                                                  crash_once):
     """With no actor restarts allowed, a dead actor ends the job with an error (no hang)."""
     import ray
 
     srv = scripted_server()
-    stage = ScoreStage(ScoreConfig(
+    stage = crash_once(ScoreStage(ScoreConfig(
         engine={"backend": "openai", "model": "s", "base_url": srv.base_url, "api_key_env": None},
-        max_actor_restarts=0, max_task_retries=0, chaos={"crash_once_marker": str(tmp_path / "m")},
-    ))
+        max_actor_restarts=0, max_task_retries=0,
+    )), tmp_path / "m")
     with pytest.raises((ray.exceptions.RayError, RuntimeError)):
         _run(ray_cluster, _table(4), stage)

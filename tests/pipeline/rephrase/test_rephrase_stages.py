@@ -53,6 +53,9 @@ def test_config_errors_name_the_key(tmp_path):
         RephraseConfig(engine={"backend": "transformers", "model": "m", "bogus": 1})
     with pytest.raises(ValueError, match="backend"):
         RephraseConfig(engine={"backend": "nope", "model": "m"})
+    # fault injection is test code (tests/pipeline/rephrase/conftest.py), not a config key
+    with pytest.raises(ValueError, match="chaos"):
+        ScoreConfig(engine={"backend": "transformers", "model": "m"}, chaos={"crash_once_marker": "/tmp/x"})
 
 
 def test_rephrase_with_scripted_model_keeps_order_metadata_and_reasons(scripted_server, tiny_model):
