@@ -63,7 +63,7 @@ def main() -> int:
     import ray
 
     import tokenizer
-    from tokenizer.shards import TokenizeSpec, tokenize_to_shards
+    from tokenizer.shards import TokenizeConfig, tokenize_to_shards
 
     rows = load_corpus(Path(args.shared) / "corpus" / "demo.jsonl.zst") * args.copies
     text_bytes = sum(len(r["text"].encode()) for r in rows)
@@ -102,9 +102,10 @@ def main() -> int:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         for workers in (1, 2):
             out = work / f"tokens-{workers}"
-            spec = TokenizeSpec(tokenizer_dir=tok_dir, out_dir=str(out), source_field="source")
+            cfg = TokenizeConfig(tokenizer=tok_dir, inputs=[str(curated)], output=str(out), source_field="source",
+                                 workers=workers)
             t0 = time.perf_counter()
-            summary = tokenize_to_shards(spec, str(curated), num_workers=workers)
+            summary = tokenize_to_shards(cfg)
             secs = time.perf_counter() - t0
             results.append({"name": f"tokenize_job_{workers}w", "tokens": summary.tokens, "seconds": secs,
                             "tokens_s": summary.tokens / secs, "tokens_s_per_worker": summary.tokens / secs / workers,

@@ -246,12 +246,15 @@ class UnitLedger:
         try:
             raw = json.loads(data)
             if not isinstance(raw, dict):
-                raise ValueError(f"a JSON {type(raw).__name__}, not an object")
+                return self._redo(path, f"a JSON {type(raw).__name__}, not an object")
             return model.model_validate(raw) if model is not None else raw
-        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError and ValidationError are ValueErrors
-            log.warning("%s: unreadable done-marker, the unit is redone (%s)", self._prefix + path,
-                        validation_message(e) if isinstance(e, ValidationError) else e)
-            return None
+        except ValidationError as e:
+            return self._redo(path, validation_message(e))
+        except (ValueError, UnicodeDecodeError) as e:  # not JSON
+            return self._redo(path, str(e))
+
+    def _redo(self, path: str, why: str) -> None:
+        log.warning("%s: unreadable done-marker, the unit is redone (%s)", self._prefix + path, why)
 
     def done_units(self, *, phase: str | None = None) -> set[str]:
         """Names of the units with a marker (present, not checked: :meth:`done` reads one)."""

@@ -34,15 +34,23 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from pydantic import BaseModel, ConfigDict
-
+from common.config import validation_message
 from common.fs import atomic_path, atomic_write
 from common.units import RunRecord, UnitLedger, fingerprint
 from rsdb.errors import ConfigError, TrinityError
@@ -52,7 +60,6 @@ from rsdb.naming import claim_source_dir, source_dir_name
 log = logging.getLogger(__name__)
 
 _INPUT_SUFFIXES = (".parquet", ".arrow", ".feather", ".ipc")
-FORMATS = ("rsdb", "megatron")
 #: Default rows per unit: ~20k curated documents are minutes of encoding on one core,
 #: small enough that two large files still spread over a cluster, large enough that
 #: the per-unit cost (a marker, a few shard files) stays negligible.
@@ -83,35 +90,70 @@ class UnitResult(BaseModel):
     seconds: float
 
 
-@dataclass
-class TokenizeSpec:
-    """What one tokenize run does; plain data so Ray can ship it to workers."""
+class TokenizeConfig(BaseModel):
+    """Everything one tokenize run does: the one definition of the job's options.
 
-    tokenizer_dir: str
-    out_dir: str
-    source: str | None = None
-    source_field: str | None = None
-    text_field: str = "text"
-    id_field: str = "id"
-    lang_field: str = "lang"
-    add_bos: bool = True
-    add_eos: bool = True
-    batch_size: int = 512
-    shard_tokens: int = 1 << 26
-    max_doc_tokens: int | None = None
+    ``trinity-data tokenize`` derives its flags from these fields (``--unit-rows`` for
+    ``unit_rows``, ``--bos/--no-bos``...; ``inputs`` is ``--input``, ``output`` is
+    ``--out``) and ``python -m jobs.tokenize`` reads them as its YAML keys, so every knob is
+    reachable from both. Validated when built, before any work: :func:`load_config` (and
+    the CLI) report a bad value as a :class:`ConfigError` naming the key or flag
+    (``unit_rows: Input should be greater than 0``). Plain data, so Ray ships it to the workers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokenizer: str = Field(description="folder with tokenizer.json (a path every worker sees)")
+    inputs: list[str] = Field(min_length=1, description="curated Parquet/Arrow files, folders or globs (fsspec URIs)")
+    output: str = Field(description="output folder for token shards (local or a shared mount: they are memory-mapped)")
+    source: str | None = Field(None, description="one fixed source name for every row")
+    source_field: str | None = Field(None, description="split the output by this column (default: source)")
+    text_field: str = Field("text", description="column holding the text")
+    id_field: str = Field("id", description="column holding the document id (missing: <unit>:<row>)")
+    lang_field: str = Field("lang", description="column holding the language (counted per language)")
+    bos: bool = Field(True, description="prepend the tokenizer's bos token")
+    eos: bool = Field(True, description="append the tokenizer's eos token")
+    batch_size: int = Field(512, gt=0, description="documents encoded per call")
+    shard_tokens: int = Field(1 << 26, gt=0, description="target tokens per shard file")
+    max_doc_tokens: int | None = Field(None, gt=0, description="reject longer documents (to rejected/)")
     # tiktoken twin of the trained vocabulary: identical ids, ~5x the encode speed of `tokenizers`.
-    fast_encode: bool = True
-    # "rsdb" token shards, or one Megatron .bin/.idx dataset per source
-    format: str = "rsdb"
-    unit_rows: int = UNIT_ROWS
+    fast: bool = Field(True, description="encode with the tiktoken twin (same ids, faster)")
+    format: Literal["rsdb", "megatron"] = Field(
+        "rsdb", description="rsdb (token shards) or megatron (one .bin/.idx per source)")
+    unit_rows: int = Field(UNIT_ROWS, gt=0, description="rows per work unit: larger files are split into row ranges")
+    workers: int | None = Field(None, gt=0, description="tokenizer workers (default: the cluster's CPUs)")
+    overwrite: bool = Field(False, description="replace an output folder written with another tokenizer or settings")
 
-    def __post_init__(self) -> None:
-        if (self.source is None) == (self.source_field is None):
-            raise ConfigError("give exactly one of source (a fixed name) or source_field (a column to split by)")
-        if self.batch_size <= 0 or self.shard_tokens <= 0 or self.unit_rows <= 0:
-            raise ConfigError("batch_size, shard_tokens and unit_rows must be positive")
-        if self.format not in FORMATS:
-            raise ConfigError(f"format must be one of {FORMATS}, got {self.format!r}")
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_input(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("tokenizer", "output")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        if "://" in value and not value.startswith("file://"):
+            raise ValueError(f"{value} must be a local or shared-mount path, not a URI (token shards are "
+                             "memory-mapped; the tokenizer is read by every worker)")
+        return value.removeprefix("file://")
+
+    @model_validator(mode="after")
+    def _source(self) -> TokenizeConfig:
+        if self.source is not None and self.source_field is not None:
+            raise ValueError("give one of source (a fixed name) or source_field (a column to split by), not both")
+        if self.source is None and self.source_field is None:
+            object.__setattr__(self, "source_field", "source")  # frozen: set once, while validating
+        return self
+
+
+def load_config(raw: Any, where: str = "tokenize config") -> TokenizeConfig:
+    """A parsed mapping (YAML config, CLI flags) as a :class:`TokenizeConfig`; ConfigError naming ``where``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    try:
+        return TokenizeConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {validation_message(e)}") from None
 
 
 def check_tokenizer_dir(path: str) -> Path:
@@ -195,8 +237,8 @@ def _read_table(path: str, start: int = 0, stop: int | None = None,
                 columns: list[str] | None = None) -> pa.Table:
     """Rows ``[start, stop)`` of a Parquet/Arrow file; Parquet reads only the row groups they touch."""
     import fsspec
-    import pyarrow.feather as feather
     import pyarrow.parquet as pq
+    from pyarrow import feather
 
     with fsspec.open(path, "rb") as f:
         if path.endswith(".parquet"):
@@ -227,17 +269,17 @@ def _read_table(path: str, start: int = 0, stop: int | None = None,
 class _UnitTokenizer:
     """Ray Data callable class: one tokenizer per worker, one input file per call."""
 
-    def __init__(self, spec: TokenizeSpec):
+    def __init__(self, cfg: TokenizeConfig):
         from tokenizer import load as load_tokenizer
 
-        self.spec = spec
-        self.tok = load_tokenizer(spec.tokenizer_dir)
+        self.cfg = cfg
+        self.tok = load_tokenizer(cfg.tokenizer)
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
-        self.bos = self._special("bos") if spec.add_bos else None
-        self.eos = self._special("eos") if spec.add_eos else None
-        self.name = Path(spec.tokenizer_dir).name
+        self.bos = self._special("bos") if cfg.bos else None
+        self.eos = self._special("eos") if cfg.eos else None
+        self.name = Path(cfg.tokenizer).name
         self.fast = None
-        if spec.fast_encode:
+        if cfg.fast:
             try:
                 from tokenizer import FastEncoder
             except ImportError:  # tiktoken missing: fall back to `tokenizers`
@@ -277,29 +319,29 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
     """Encode rows ``[start, stop)`` of one input file; returns its counts (also written as the done-marker)."""
     import rsdb
 
-    spec = worker.spec
-    out = Path(spec.out_dir)
+    cfg = worker.cfg
+    out = Path(cfg.output)
     started = time.perf_counter()
-    wanted = [c for c in (spec.text_field, spec.id_field, spec.lang_field, spec.source_field) if c]
+    wanted = [c for c in (cfg.text_field, cfg.id_field, cfg.lang_field, cfg.source_field) if c]
     table = _read_table(path, start, stop, columns=wanted)
-    missing = [c for c in (spec.text_field, spec.source_field) if c and c not in table.column_names]
+    missing = [c for c in (cfg.text_field, cfg.source_field) if c and c not in table.column_names]
     if missing:
         raise TrinityError(f"{path}: missing column(s) {missing}; columns are {table.column_names}")
     n = table.num_rows
     file_unit = file_unit or unit
-    texts = table.column(spec.text_field).to_pylist()
-    ids = table.column(spec.id_field).to_pylist() if spec.id_field in table.column_names else [None] * n
+    texts = table.column(cfg.text_field).to_pylist()
+    ids = table.column(cfg.id_field).to_pylist() if cfg.id_field in table.column_names else [None] * n
     # a missing id is the file's unit name and the row number in the file, whatever the split
     ids = [str(i) if i is not None else f"{file_unit}:{start + row}" for row, i in enumerate(ids)]
-    langs = table.column(spec.lang_field).to_pylist() if spec.lang_field in table.column_names else [None] * n
-    sources = table.column(spec.source_field).to_pylist() if spec.source_field else [spec.source] * n
+    langs = table.column(cfg.lang_field).to_pylist() if cfg.lang_field in table.column_names else [None] * n
+    sources = table.column(cfg.source_field).to_pylist() if cfg.source_field else [cfg.source] * n
 
     writers: dict[str, Any] = {}
     folders: dict[str, str] = {}  # shard folder -> its source: two sources never share one
     counts: dict[str, dict[str, Any]] = {}
     rejected: list[dict[str, Any]] = []
-    for b0 in range(0, n, spec.batch_size):
-        rows = range(b0, min(n, b0 + spec.batch_size))
+    for b0 in range(0, n, cfg.batch_size):
+        rows = range(b0, min(n, b0 + cfg.batch_size))
         good = []
         for r in rows:
             reason = _reject_reason(texts[r], sources[r])
@@ -309,19 +351,19 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
             else:
                 good.append(r)
         for r, tokens in zip(good, _encode(worker, [texts[r] for r in good])):
-            if spec.max_doc_tokens and len(tokens) > spec.max_doc_tokens:
+            if cfg.max_doc_tokens and len(tokens) > cfg.max_doc_tokens:
                 rejected.append({"unit": unit, "file": path, "row": start + r, "id": ids[r],
-                                 "reject_reason": f"too_long: {len(tokens)} tokens > {spec.max_doc_tokens}",
+                                 "reject_reason": f"too_long: {len(tokens)} tokens > {cfg.max_doc_tokens}",
                                  "text": texts[r]})
                 continue
             src = str(sources[r])
             if src not in writers:
                 folder = claim_source_dir(folders, src)
-                if spec.format == "megatron":
+                if cfg.format == "megatron":
                     writers[src] = _MegatronPart(out / folder / "parts" / unit, worker.vocab_size)
                 else:
                     writers[src] = rsdb.ShardWriter(
-                        out / folder / "parts" / unit, source=src, shard_tokens=spec.shard_tokens,
+                        out / folder / "parts" / unit, source=src, shard_tokens=cfg.shard_tokens,
                         tokenizer=worker.name, vocab_size=worker.vocab_size,
                     )
                 counts[src] = {"docs": 0, "tokens": 0, "tokens_per_lang": {}}
@@ -329,9 +371,9 @@ def tokenize_unit(worker: _UnitTokenizer, unit: str, path: str, start: int = 0,
             writers[src].add(tokens, doc_id=ids[r], **extra)
             c = counts[src]
             c["docs"] += 1
-            c["tokens"] += int(len(tokens))
+            c["tokens"] += len(tokens)
             lang = str(langs[r]) if langs[r] is not None else "unknown"
-            c["tokens_per_lang"][lang] = c["tokens_per_lang"].get(lang, 0) + int(len(tokens))
+            c["tokens_per_lang"][lang] = c["tokens_per_lang"].get(lang, 0) + len(tokens)
     manifests = {src: w.close() for src, w in writers.items()}
     if rejected:
         _write_rejected(out / "rejected" / f"{unit}.parquet", rejected)
@@ -400,7 +442,7 @@ def _claim_source_dirs(results: list[dict[str, Any]]) -> None:
         claim_source_dir(folders, src)
 
 
-def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec) -> dict[str, dict[str, Any]]:
+def _merge_manifests(out: Path, results: list[dict[str, Any]], cfg: TokenizeConfig) -> dict[str, dict[str, Any]]:
     """Write OUT/<source>/manifest.json listing every unit's shards, in unit order."""
     _claim_source_dirs(results)
     merged: dict[str, dict[str, Any]] = {}
@@ -411,7 +453,7 @@ def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpe
                 **{k: v for k, v in m.items() if k not in ("shards", "num_docs", "num_tokens", "tokens_per_source",
                                                              "extra")},
                 "source": src, "num_docs": 0, "num_tokens": 0, "shards": [],
-                "extra": {"tokens_per_lang": {}, "units": 0, "bos": spec.add_bos, "eos": spec.add_eos},
+                "extra": {"tokens_per_lang": {}, "units": 0, "bos": cfg.bos, "eos": cfg.eos},
             })
             for shard in m["shards"]:
                 agg["shards"].append({**shard, "file": f"parts/{res['unit']}/{shard['file']}"})
@@ -427,7 +469,7 @@ def _merge_manifests(out: Path, results: list[dict[str, Any]], spec: TokenizeSpe
     return merged
 
 
-def _merge_megatron(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec) -> dict[str, dict[str, Any]]:
+def _merge_megatron(out: Path, results: list[dict[str, Any]], cfg: TokenizeConfig) -> dict[str, dict[str, Any]]:
     """Concatenate every unit's ``parts/<unit>`` dataset, in unit order, into ``OUT/<source>/text_document``.
 
     Resumable: the merged files and ``megatron.json`` are written atomically, the parts
@@ -466,7 +508,7 @@ def _merge_megatron(out: Path, results: list[dict[str, Any]], spec: TokenizeSpec
                 tokens_per_lang[lang] = tokens_per_lang.get(lang, 0) + t
         meta = {"format": "megatron", "prefix": MEGATRON_PREFIX, "source": src, "dtype": dtype.name,
                 "num_docs": info["num_docs"], "num_tokens": info["num_tokens"], "units": len(parts),
-                "tokenizer": Path(spec.tokenizer_dir).name, "bos": spec.add_bos, "eos": spec.add_eos,
+                "tokenizer": Path(cfg.tokenizer).name, "bos": cfg.bos, "eos": cfg.eos,
                 "extra": {"tokens_per_lang": tokens_per_lang}}
         _atomic_write_text(meta_path, json.dumps(meta, indent=2))
         shutil.rmtree(folder / "parts")
@@ -491,17 +533,14 @@ class TokenizeSummary:
         return sum(self.tokens_per_source.values())
 
 
-def tokenize_to_shards(
-    spec: TokenizeSpec, inputs: str | Iterable[str], *, num_workers: int | None = None, overwrite: bool = False
-) -> TokenizeSummary:
+def tokenize_to_shards(cfg: TokenizeConfig) -> TokenizeSummary:
     """Run the tokenize job on the current Ray cluster (``ray.init()`` first; local by default).
 
     Args:
-        spec: what to do (tokenizer, output folder, source naming, bos/eos).
-        inputs: curated Parquet/Arrow files, folders or globs (any fsspec URI).
-        num_workers: tokenizer actors; default: the cluster's CPUs.
-        overwrite: clear an output folder written with another tokenizer or settings
-            (otherwise that is an error: resuming into it would mix two tokenizations).
+        cfg: what to do (tokenizer, inputs, output folder, source naming, bos/eos...;
+            ``workers`` caps the tokenizer actors, ``overwrite`` clears an output folder
+            written with another tokenizer or settings, which is otherwise an error:
+            resuming into it would mix two tokenizations).
 
     Returns:
         Counts per source and language; the same figures are in ``OUT/summary.json``.
@@ -509,38 +548,35 @@ def tokenize_to_shards(
     from pipeline._lock import OutputLock
 
     started = time.perf_counter()
-    if "://" in spec.out_dir and not spec.out_dir.startswith("file://"):
-        raise ConfigError(f"{spec.out_dir}: token shards are memory-mapped, so the output must be a local path")
-    out = Path(spec.out_dir.removeprefix("file://"))
+    out = Path(cfg.output)
     # One writer per output folder: a second job would mix its units into this one's.
     with OutputLock(str(out), job="tokenize"):
-        return _tokenize_locked(spec, out, inputs, num_workers, overwrite, started)
+        return _tokenize_locked(cfg, out, started)
 
 
-def _tokenize_locked(spec: TokenizeSpec, out: Path, inputs: str | Iterable[str], num_workers: int | None,
-                     overwrite: bool, started: float) -> TokenizeSummary:
+def _tokenize_locked(cfg: TokenizeConfig, out: Path, started: float) -> TokenizeSummary:
     import ray
 
-    files = list_inputs(inputs)
-    ledger = _claim_output(out, spec, overwrite)
-    units = plan_units(files, spec.unit_rows)
+    files = list_inputs(cfg.inputs)
+    ledger = _claim_output(out, cfg)
+    units = plan_units(files, cfg.unit_rows)
     done = {u["unit"]: _read_marker(ledger, u["unit"]) for u in units}
     todo = [u for u in units if done[u["unit"]] is None]
     log.info("tokenize: %d input files in %d units, %d already done", len(files), len(units),
              len(units) - len(todo))
     results = [r for r in done.values() if r is not None]
     if todo:
-        workers = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = cfg.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_items(todo, override_num_blocks=len(todo)).map(
             _UnitTokenizer,
-            fn_constructor_args=(spec,),
+            fn_constructor_args=(cfg,),
             concurrency=min(workers, len(todo)),
             num_cpus=1,
             # One encoder thread per worker: Ray already runs one worker per CPU.
             runtime_env={"env_vars": {"RAYON_RS_NUM_CPUS": "1", "TOKENIZERS_PARALLELISM": "false"}},
         )
         results.extend(json.loads(r["result"]) for r in ds.take_all())
-    merged = (_merge_megatron if spec.format == "megatron" else _merge_manifests)(out, results, spec)
+    merged = (_merge_megatron if cfg.format == "megatron" else _merge_manifests)(out, results, cfg)
     tokens_per_lang: dict[str, int] = {}
     for agg in merged.values():
         for lang, t in agg["extra"]["tokens_per_lang"].items():
@@ -559,17 +595,20 @@ def _tokenize_locked(spec: TokenizeSpec, out: Path, inputs: str | Iterable[str],
 
 #: The settings that make two runs' shards interchangeable (with the tokenizer file's bytes).
 #: Kept as they were before :mod:`common.units`, so folders of earlier runs still resume.
-FINGERPRINT_KEYS = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
-                    "shard_tokens", "max_doc_tokens", "format", "unit_rows")
+#: Hashed under these names (``add_bos`` was the option's earlier name for ``bos``).
+FINGERPRINT_KEYS = {"source": "source", "source_field": "source_field", "text_field": "text_field",
+                    "id_field": "id_field", "lang_field": "lang_field", "add_bos": "bos", "add_eos": "eos",
+                    "shard_tokens": "shard_tokens", "max_doc_tokens": "max_doc_tokens", "format": "format",
+                    "unit_rows": "unit_rows"}
 
 
-def run_record(spec: TokenizeSpec) -> RunRecord:
+def run_record(cfg: TokenizeConfig) -> RunRecord:
     """This run's record: the tokenizer file and the encoding settings, fingerprinted."""
-    settings = {k: getattr(spec, k) for k in FINGERPRINT_KEYS}
-    tok = Path(spec.tokenizer_dir.removeprefix("file://"), "tokenizer.json").read_bytes()
+    settings = {key: getattr(cfg, field) for key, field in FINGERPRINT_KEYS.items()}
+    tok = Path(cfg.tokenizer, "tokenizer.json").read_bytes()
     # the file's digest, beside its path: the error then says when the same path holds another tokenizer
     return RunRecord(job="tokenize", fingerprint=fingerprint(settings, [tok]),
-                     settings={**settings, "tokenizer": spec.tokenizer_dir,
+                     settings={**settings, "tokenizer": cfg.tokenizer,
                                "tokenizer_sha256": hashlib.sha256(tok).hexdigest()[:16]})
 
 
@@ -580,11 +619,11 @@ def _legacy_record(raw: dict[str, Any]) -> RunRecord | None:
     return None
 
 
-def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> UnitLedger:
+def _claim_output(out: Path, cfg: TokenizeConfig) -> UnitLedger:
     """Start or resume the run in ``out``; refuse one written with another tokenizer or settings."""
     import shutil
 
-    check_tokenizer_dir(spec.tokenizer_dir)
+    check_tokenizer_dir(cfg.tokenizer)
 
     def clear() -> None:
         for child in out.iterdir():  # all but the lock this job holds
@@ -592,7 +631,7 @@ def _claim_output(out: Path, spec: TokenizeSpec, overwrite: bool) -> UnitLedger:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
 
     ledger = UnitLedger(out / UNITS_DIR, label=str(out))
-    ledger.claim(run_record(spec), overwrite=overwrite, clear=clear, legacy=_legacy_record,
+    ledger.claim(run_record(cfg), overwrite=cfg.overwrite, clear=clear, legacy=_legacy_record,
                  hint="use another --out, or --overwrite to replace them")
     return ledger
 

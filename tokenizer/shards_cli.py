@@ -1,52 +1,111 @@
-"""`trinity-data tokenize`: curated shards -> RSDB token shards (a Ray Data job)."""
+"""`trinity-data tokenize`: curated shards -> RSDB token shards (a Ray Data job).
+
+The flags are derived from :class:`tokenizer.shards.TokenizeConfig`, field by field, so the
+command has every knob the job config has and no other: ``unit_rows`` is ``--unit-rows``,
+a bool ``bos`` is ``--bos/--no-bos``, ``inputs`` is ``--input`` (repeatable) and ``output``
+is ``--out``. A flag not given leaves the model's default; the values given are validated
+by the model before Ray starts, and an error names the flag.
+"""
 
 from __future__ import annotations
 
-from typing import List, Optional
+import inspect
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from tokenizer.shards import TokenizeConfig
+
 console = Console()
 
+#: Fields whose flag is not ``--<field-name>``: the spellings users already have.
+FLAGS = {"inputs": "--input", "output": "--out"}
 
-def tokenize_command(
-    tokenizer: str = typer.Option(..., "--tokenizer", help="folder with tokenizer.json"),
-    inputs: List[str] = typer.Option(..., "--input", help="curated Parquet/Arrow files, folders or globs (fsspec URIs)"),
-    out: str = typer.Option(..., "--out", help="output folder for token shards (local)"),
-    source: Optional[str] = typer.Option(None, "--source", help="fixed source name for every row"),
-    source_field: Optional[str] = typer.Option(None, "--source-field", help="split output by this column instead"),
-    text_field: str = typer.Option("text", help="column holding the text"),
-    bos: bool = typer.Option(True, "--bos/--no-bos", help="prepend the tokenizer's bos token"),
-    eos: bool = typer.Option(True, "--eos/--no-eos", help="append the tokenizer's eos token"),
-    shard_tokens: int = typer.Option(1 << 26, help="target tokens per shard file"),
-    fmt: str = typer.Option("rsdb", "--format", help="rsdb (token shards) or megatron (one .bin/.idx per source)"),
-    unit_rows: int = typer.Option(20_000, help="rows per work unit: larger files are split into row ranges"),
-    fast: bool = typer.Option(True, "--fast/--no-fast", help="encode with the tiktoken twin (same ids, faster)"),
-    overwrite: bool = typer.Option(False, help="replace an output folder written with another tokenizer"),
-    workers: Optional[int] = typer.Option(None, help="tokenizer workers (default: the cluster's CPUs)"),
-    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
-                                          help="Ray cluster to join (default: RAY_ADDRESS, else a local one)"),
-) -> None:
+
+def flag_of(name: str) -> str:
+    """The CLI flag of a :class:`TokenizeConfig` field."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _option(name: str, field: Any) -> inspect.Parameter:
+    flag = flag_of(name)
+    ann = field.annotation
+    base = next((a for a in getattr(ann, "__args__", ()) if a is not type(None)), ann)
+    if base is bool:
+        kind, decls = bool | None, [f"{flag}/--no-{flag[2:]}"]
+    elif getattr(ann, "__origin__", None) is list:
+        kind, decls = list[str], [flag]  # repeatable: --input a --input b
+    elif base is int:
+        kind, decls = int | None, [flag]
+    else:  # str, Literal choices (validated by the model)
+        kind, decls = str | None, [flag]
+    default = field.get_default()
+    help_text = field.description or ""
+    if not field.is_required() and default is not None:
+        help_text += f" (default: {str(default).lower() if isinstance(default, bool) else default})"
+    required = field.is_required()
+    option = typer.Option(... if required else None, *decls, help=help_text, show_default=False,
+                          metavar="URI" if kind == list[str] else None)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+
+
+def _address_option() -> inspect.Parameter:
+    # Where to run is not an option of the job (the same config runs anywhere): the command's own.
+    option = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                          help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
+    return inspect.Parameter("address", inspect.Parameter.KEYWORD_ONLY, default=option, annotation=str | None)
+
+
+def config_from_flags(values: dict[str, Any]) -> TokenizeConfig:
+    """The flags given (``None``: not given) as a validated config; ConfigError naming the flags."""
+    from pydantic import ValidationError
+
+    from common.config import validation_lines
+    from common.errors import ConfigError
+
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return TokenizeConfig.model_validate(given)
+    except ValidationError as e:
+        raise ConfigError("; ".join(_as_flag(line) for line in validation_lines(e))) from None
+
+
+def _as_flag(line: str) -> str:
+    """``unit_rows: ...`` -> ``--unit-rows: ...``: the problem named as the user typed it."""
+    key, sep, rest = line.partition(":")
+    field, dot, tail = key.partition(".")
+    if sep and field in TokenizeConfig.model_fields:
+        return f"{flag_of(field)}{dot}{tail}{sep}{rest}"
+    return line
+
+
+def tokenize_command(**values: Any) -> None:
     """Encode curated shards with a trained tokenizer into RSDB token shards (resumable)."""
     from common.cluster import connect_ray
     from common.errors import TrinityError
 
-    from .shards import TokenizeSpec, check_tokenizer_dir, tokenize_to_shards
+    from .shards import check_tokenizer_dir, tokenize_to_shards
 
-    if source is None and source_field is None:
-        source_field = "source"
+    address = values.pop("address")
     try:
-        spec = TokenizeSpec(tokenizer_dir=tokenizer, out_dir=out, source=source, source_field=source_field,
-                            text_field=text_field, add_bos=bos, add_eos=eos, shard_tokens=shard_tokens,
-                            fast_encode=fast, format=fmt, unit_rows=unit_rows)
-        check_tokenizer_dir(tokenizer)  # before Ray starts: a typo should not cost a cluster start
+        cfg = config_from_flags(values)
+        check_tokenizer_dir(cfg.tokenizer)  # before Ray starts: a typo should not cost a cluster start
         connect_ray(address)
-        summary = tokenize_to_shards(spec, inputs, num_workers=workers, overwrite=overwrite)
+        summary = tokenize_to_shards(cfg)
     except TrinityError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2)
+    _print_summary(summary)
+
+
+tokenize_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [_option(name, field) for name, field in TokenizeConfig.model_fields.items()] + [_address_option()])
+tokenize_command.__annotations__ = {}  # typer reads the signature above, not these
+
+
+def _print_summary(summary: Any) -> None:
     table = Table(title=f"Tokenized into {summary.out_dir}")
     for col in ("source", "docs", "tokens"):
         table.add_column(col, justify="left" if col == "source" else "right")

@@ -138,14 +138,14 @@ def test_two_curate_runs_on_one_folder(tmp_path, corpus_rows, jsonl_writer):
 
 
 def test_tokenize_job_and_tokenizer_trainer_take_the_lock(tmp_path, corpus_rows, jsonl_writer):
-    from tokenizer.shards import TokenizeSpec, tokenize_to_shards
+    from tokenizer.shards import TokenizeConfig, tokenize_to_shards
 
     inp = jsonl_writer(tmp_path / "docs.jsonl", corpus_rows[:5], bad=False)
     tokens, tok = tmp_path / "tokens", tmp_path / "tok"
     holders = [_holder(tokens), _holder(tok)]
     try:
         with pytest.raises(OutputLocked, match=f"{tokens} is in use by another holder"):
-            tokenize_to_shards(TokenizeSpec(tokenizer_dir=str(tmp_path / "none"), out_dir=str(tokens), source="web"), [str(inp)])
+            tokenize_to_shards(TokenizeConfig(tokenizer=str(tmp_path / "none"), inputs=[str(inp)], output=str(tokens), source="web"))
         trainer = subprocess.run([sys.executable, "-m", "jobs.cli", "tokenizer", "train", "--input", str(inp),
                                   "--vocab-size", "3000", "--out", str(tok)], cwd=REPO, capture_output=True,
                                  timeout=120)

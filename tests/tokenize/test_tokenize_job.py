@@ -12,7 +12,7 @@ import pytest
 import rsdb
 import tokenizer
 from rsdb.errors import ConfigError
-from tokenizer.shards import TokenizeSpec, tokenize_to_shards
+from tokenizer.shards import TokenizeConfig, tokenize_to_shards
 
 TEXTS = {
     "web": ["The price is 1234567!", "Hello world, hello tokens.", "Привет, мир! 東京2024年"],
@@ -45,8 +45,9 @@ def curated(tmp_path):
 @pytest.mark.parametrize("fast", [True, False], ids=["tiktoken-twin", "tokenizers"])
 def test_tokenize_job_writes_rsdb_shards(ray_cluster, tok_dir, curated, tmp_path, fast):
     out = tmp_path / "tokens"
-    spec = TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source_field="source", fast_encode=fast)
-    summary = tokenize_to_shards(spec, str(curated))
+    cfg = TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(curated)], output=str(out), source_field="source",
+                         fast=fast)
+    summary = tokenize_to_shards(cfg)
     tok = tokenizer.load(tok_dir)
     assert summary.rows == 7 and summary.rejected == 2
     assert summary.docs_per_source == {"web": 3, "code": 2}
@@ -72,14 +73,14 @@ def test_tokenize_job_writes_rsdb_shards(ray_cluster, tok_dir, curated, tmp_path
 
 def test_tokenize_job_resumes_and_is_identical(ray_cluster, tok_dir, curated, tmp_path):
     out = tmp_path / "tokens"
-    spec = TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source="all")
-    first = tokenize_to_shards(spec, str(curated))
+    cfg = TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(curated)], output=str(out), source="all")
+    first = tokenize_to_shards(cfg)
     manifest_before = (out / "all" / "manifest.json").read_text()
     # Simulate a kill after unit 0: drop unit 1's marker and its output, rerun.
     markers = sorted((out / "_units").glob("u*.json"))
     assert len(markers) == 2
     markers[1].unlink()
-    second = tokenize_to_shards(spec, str(curated))
+    second = tokenize_to_shards(cfg)
     assert second.units_skipped == 1
     assert (out / "all" / "manifest.json").read_text() == manifest_before
     assert second.tokens == first.tokens
@@ -87,7 +88,7 @@ def test_tokenize_job_resumes_and_is_identical(ray_cluster, tok_dir, curated, tm
     assert loader_tokens.size == first.tokens
     # A torn marker (not what an atomic write leaves, but a damaged disk can) means: redo that unit.
     markers[0].write_text(markers[0].read_text()[:20])
-    third = tokenize_to_shards(spec, str(curated))
+    third = tokenize_to_shards(cfg)
     assert third.units_skipped == 1 and (out / "all" / "manifest.json").read_text() == manifest_before
 
 
@@ -96,30 +97,37 @@ def test_a_folder_of_the_earlier_run_record_resumes(ray_cluster, tok_dir, curate
     import hashlib
 
     out = tmp_path / "tokens"
-    spec = TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source="all")
-    tokenize_to_shards(spec, str(curated))
-    keep = ("source", "source_field", "text_field", "id_field", "lang_field", "add_bos", "add_eos",
-            "shard_tokens", "max_doc_tokens", "format", "unit_rows")
+    cfg = TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(curated)], output=str(out), source="all")
+    tokenize_to_shards(cfg)
+    earlier = {"source": "all", "source_field": None, "text_field": "text", "id_field": "id", "lang_field": "lang",
+               "add_bos": True, "add_eos": True, "shard_tokens": 1 << 26, "max_doc_tokens": None, "format": "rsdb",
+               "unit_rows": 20_000}  # the earlier TokenizeSpec's fields and defaults
     h = hashlib.sha256((tok_dir / "tokenizer.json").read_bytes())  # the earlier code's fingerprint, spelled out
-    h.update(json.dumps({k: getattr(spec, k) for k in keep}, sort_keys=True).encode())
+    h.update(json.dumps(earlier, sort_keys=True).encode())
     run = out / "_units" / "run.json"
     run.write_text(json.dumps({"fingerprint": h.hexdigest()[:16], "tokenizer": str(tok_dir)}))
-    assert tokenize_to_shards(spec, str(curated)).units_skipped == 2
+    assert tokenize_to_shards(cfg).units_skipped == 2
     run.write_text(json.dumps({"fingerprint": "0123456789abcdef", "tokenizer": str(tok_dir)}))
     with pytest.raises(ConfigError, match="fingerprint 0123456789abcdef, now " + h.hexdigest()[:16]):
-        tokenize_to_shards(spec, str(curated))
+        tokenize_to_shards(cfg)
     run.write_text("{not json")
     with pytest.raises(ConfigError, match=r"_units/run.json: not JSON"):
-        tokenize_to_shards(spec, str(curated))
-    assert tokenize_to_shards(spec, str(curated), overwrite=True).units_skipped == 0
+        tokenize_to_shards(cfg)
+    assert tokenize_to_shards(cfg.model_copy(update={"overwrite": True})).units_skipped == 0
 
 
-def test_tokenize_rejects_bad_spec(tmp_path):
-    with pytest.raises(ConfigError, match="exactly one"):
-        TokenizeSpec(tokenizer_dir="x", out_dir=str(tmp_path))
-    spec = TokenizeSpec(tokenizer_dir="x", out_dir="s3://bucket/tokens", source="a")
-    with pytest.raises(ConfigError, match="local path"):
-        tokenize_to_shards(spec, str(tmp_path))
+def test_tokenize_rejects_bad_config_before_work(tmp_path):
+    from tokenizer.shards import load_config
+
+    base = {"tokenizer": "x", "inputs": ["a"], "output": str(tmp_path)}
+    with pytest.raises(ConfigError, match="not both"):
+        load_config({**base, "source": "a", "source_field": "s"})
+    assert TokenizeConfig(tokenizer="x", inputs="a", output="file:///t").model_dump(
+        include={"inputs", "output", "source_field"}) == {"inputs": ["a"], "output": "/t", "source_field": "source"}
+    with pytest.raises(ConfigError, match=r"^k.yaml: output: s3://bucket/tokens must be a local"):
+        load_config({**base, "output": "s3://bucket/tokens"}, "k.yaml")
+    with pytest.raises(ConfigError, match=r"unit_rows: Input should be greater than 0; workers: .*; knob: Extra"):
+        load_config({**base, "unit_rows": 0, "workers": "many", "knob": 1})
 
 
 def test_inputs_skip_work_state_and_rejected_rows(tmp_path):
@@ -154,15 +162,15 @@ def test_resume_with_another_tokenizer_is_refused(ray_cluster, tok_dir, curated,
     import shutil
 
     out = tmp_path / "tokens"
-    tokenize_to_shards(TokenizeSpec(tokenizer_dir=str(tok_dir), out_dir=str(out), source="all"), str(curated))
+    tokenize_to_shards(TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(curated)], output=str(out), source="all"))
     other = tmp_path / "other-tok"
     shutil.copytree(tok_dir, other)
     data = json.loads((other / "tokenizer.json").read_text())
     data["model"]["vocab"]["zzz-extra"] = max(data["model"]["vocab"].values()) + 1
     (other / "tokenizer.json").write_text(json.dumps(data))
-    spec = TokenizeSpec(tokenizer_dir=str(other), out_dir=str(out), source="all")
+    cfg = TokenizeConfig(tokenizer=str(other), inputs=[str(curated)], output=str(out), source="all")
     with pytest.raises(ConfigError, match=r"tokens holds a tokenize run with other settings \(fingerprint .*"
                                           r"differs in tokenizer .*tokenizer_sha256"):
-        tokenize_to_shards(spec, str(curated))
-    summary = tokenize_to_shards(spec, str(curated), overwrite=True)
+        tokenize_to_shards(cfg)
+    summary = tokenize_to_shards(cfg.model_copy(update={"overwrite": True}))
     assert summary.units_skipped == 0

@@ -15,7 +15,13 @@ import pytest
 import rsdb
 import tokenizer
 from rsdb.errors import ConfigError
-from tokenizer.shards import TokenizeSpec, _read_table, plan_units, tokenize_to_shards
+from tokenizer.shards import (
+    TokenizeConfig,
+    _read_table,
+    load_config,
+    plan_units,
+    tokenize_to_shards,
+)
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "über", "東京", "x = 1", "print(i)"]
 
@@ -65,9 +71,9 @@ def test_plan_splits_large_files_into_row_ranges(two_files):
 
 def test_row_range_units_give_the_same_shards_as_whole_files(ray_cluster, tok_dir, two_files, tmp_path):
     d, rows = two_files
-    whole = tokenize_to_shards(TokenizeSpec(str(tok_dir), str(tmp_path / "a"), source_field="source"), str(d))
-    split = tokenize_to_shards(TokenizeSpec(str(tok_dir), str(tmp_path / "b"), source_field="source", unit_rows=15),
-                               str(d), num_workers=2)
+    whole = tokenize_to_shards(TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(d)], output=str(tmp_path / "a")))
+    split_cfg = TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(d)], output=str(tmp_path / "b"), unit_rows=15)
+    split = tokenize_to_shards(split_cfg.model_copy(update={"workers": 2}))
     assert (whole.units_total, split.units_total) == (2, 4 + 3)
     assert whole.tokens_per_source == split.tokens_per_source and split.rejected == 1
     for src in ("web", "code"):
@@ -78,16 +84,16 @@ def test_row_range_units_give_the_same_shards_as_whole_files(ray_cluster, tok_di
     before = (tmp_path / "b" / "web" / "manifest.json").read_text()
     marker = sorted((tmp_path / "b" / "_units").glob("u00000-part-0-r*.json"))[1]
     marker.unlink()
-    again = tokenize_to_shards(TokenizeSpec(str(tok_dir), str(tmp_path / "b"), source_field="source", unit_rows=15),
-                               str(d))
+    again = tokenize_to_shards(split_cfg)  # workers is not a setting of the output: it resumes
     assert again.units_skipped == 6 and (tmp_path / "b" / "web" / "manifest.json").read_text() == before
 
 
 def test_megatron_format_holds_the_same_documents(ray_cluster, tok_dir, two_files, tmp_path):
     d, _ = two_files
-    tokenize_to_shards(TokenizeSpec(str(tok_dir), str(tmp_path / "rsdb"), source_field="source"), str(d))
-    spec = TokenizeSpec(str(tok_dir), str(tmp_path / "meg"), source_field="source", format="megatron", unit_rows=20)
-    summary = tokenize_to_shards(spec, str(d))
+    tokenize_to_shards(TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(d)], output=str(tmp_path / "rsdb")))
+    cfg = TokenizeConfig(tokenizer=str(tok_dir), inputs=[str(d)], output=str(tmp_path / "meg"), format="megatron",
+                         unit_rows=20)
+    summary = tokenize_to_shards(cfg)
     for src in ("web", "code"):
         folder = tmp_path / "meg" / src
         m = rsdb.open_megatron(folder / "text_document")
@@ -102,13 +108,13 @@ def test_megatron_format_holds_the_same_documents(ray_cluster, tok_dir, two_file
                              epochs=1)
     assert sum(int(b["loss_mask"].sum()) for b in loader) == summary.tokens_per_source["web"]
     # a rerun with every unit done keeps the merged dataset
-    again = tokenize_to_shards(spec, str(d))
+    again = tokenize_to_shards(cfg)
     assert again.units_skipped == again.units_total and again.tokens_per_source == summary.tokens_per_source
 
 
 def test_bad_format_and_missing_tokenizer_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="format"):
-        TokenizeSpec("x", str(tmp_path), source="a", format="parquet")
+    with pytest.raises(ConfigError, match="format: Input should be 'rsdb' or 'megatron'"):
+        load_config({"tokenizer": "x", "inputs": ["a"], "output": str(tmp_path), "format": "parquet"})
     from tokenizer.shards import check_tokenizer_dir
 
     with pytest.raises(ConfigError, match="no such folder"):

@@ -195,14 +195,14 @@ def test_adds_bos_like_the_tokenize_job(small_tok_dir, small_tok, ray_cluster, t
     <|bos|> exactly as the tokenize job starts every training document; the job's ids are
     BOS + text + EOS, and inference adds no EOS."""
     transformers = pytest.importorskip("transformers")
-    from tokenizer.shards import TokenizeSpec, tokenize_to_shards
+    from tokenizer.shards import TokenizeConfig, tokenize_to_shards
 
     import rsdb
 
     texts = ["The price is 1234567!", "東京に行きます。 Привет", "def f(x):\n    return x\n"]
     pq.write_table(pa.table({"id": ["a", "b", "c"], "text": texts}), tmp_path / "in.parquet")
-    tokenize_to_shards(TokenizeSpec(tokenizer_dir=str(small_tok_dir), out_dir=str(tmp_path / "tok"), source="all"),
-                       str(tmp_path / "in.parquet"))
+    tokenize_to_shards(TokenizeConfig(tokenizer=str(small_tok_dir), inputs=[str(tmp_path / "in.parquet")],
+                                      output=str(tmp_path / "tok"), source="all"))
     shards = rsdb.open_shards(tmp_path / "tok" / "all")
     job = sorted(shards[i].tolist() for i in range(shards.num_docs))
     config = json.loads((small_tok_dir / "tokenizer_config.json").read_text())
