@@ -413,8 +413,9 @@ class RemoteContext:
         """Refuse, before any download, a bound that cannot hold the shards the loader maps at once.
 
         With ``block_shards`` 0 that is every shard of the weighted remote sources; with
-        blocks, at least one block plus one more shard per source (the pool's stragglers
-        from the previous block): the largest ``block_shards + 1`` shards of each.
+        blocks, two blocks per source: when a stream moves on to its next block, the
+        pool still holds documents of (up to) every shard of the previous one, so the
+        largest ``2 x block_shards`` shards of each source may be mapped at once.
         """
         bound = self.options.max_cache_bytes
         if bound is None:
@@ -429,13 +430,14 @@ class RemoteContext:
                 f"({names}): with shuffle_block_shards=0 every stream reads a slice of every shard of a weighted "
                 "source in each epoch and keeps it mapped, so the cache must hold them all; set "
                 "shuffle_block_shards (e.g. 2-4) to visit shards a block at a time and release the rest")
-        least = sum(sum(sorted((s.shard_bytes(i) for i in range(s.num_shards)), reverse=True)[: block_shards + 1])
+        least = sum(sum(sorted((s.shard_bytes(i) for i in range(s.num_shards)), reverse=True)[: 2 * block_shards])
                     for s in needed)
         if least > bound:
             raise ConfigError(
-                f"max_cache_bytes={bound} is below the {least} bytes a stream maps at once with "
-                f"shuffle_block_shards={block_shards} (a block of shards plus one, per weighted remote source: "
-                f"{names}); raise the bound or lower shuffle_block_shards")
+                f"max_cache_bytes={bound} is below the {least} bytes a stream may map at once with "
+                f"shuffle_block_shards={block_shards} (two blocks of shards per weighted remote source, the "
+                f"current one and the previous one's documents still in the pool: {names}); raise the bound or "
+                "lower shuffle_block_shards")
 
     # ---- pinned bytes and room ----------------------------------------------------------
     def _pinned(self, delta: int) -> None:
@@ -460,6 +462,14 @@ class RemoteContext:
                 break
             shards.unpin_unused(i)
 
+    def mapped_bytes(self) -> int:
+        """Bytes of the shards this loader has mapped (pinned and in use by the core)."""
+        total = 0
+        for shards in self.sources:
+            with shards._guard:
+                total += sum(shards.shard_bytes(i) for i in shards._pins if i in shards._views)
+        return total
+
     def demand_materialize(self, path: Path, nbytes: int, fill, what: str):
         """``cache.materialize`` for a shard the loader needs now, under a bound.
 
@@ -468,6 +478,7 @@ class RemoteContext:
         land (the prefetcher starts no new one meanwhile), up to ``lock_timeout_s``.
         """
         deadline = time.monotonic() + self.options.lock_timeout_s
+        bound = self.options.max_cache_bytes
         with self._room:
             self._demand_waiting += 1
         try:
@@ -475,9 +486,18 @@ class RemoteContext:
                 self.make_room(nbytes)
                 try:
                     return self.cache.materialize(path, nbytes, fill, what)
-                except CacheFull:
+                except CacheFull as exc:
                     if time.monotonic() >= deadline:
                         raise
+                    mapped = self.mapped_bytes()
+                    if mapped + nbytes > bound:
+                        # This loader's own mapped shards fill the bound, and only this thread,
+                        # blocked here, would unmap them: waiting cannot help. (Prefetched shards
+                        # not mapped yet are not counted: the next make_room unpins them.)
+                        raise CacheFull(
+                            f"{exc}; this loader itself maps {mapped} of them (shards its pool and current "
+                            f"block still read): raise max_cache_bytes above {mapped + nbytes} or lower "
+                            "shuffle_block_shards or buffer_docs") from None
                 with self._room:
                     self._room.wait(0.05)
         finally:

@@ -417,3 +417,21 @@ def test_block_order_keeps_a_small_cache_bounded_within_a_run(scheme, s3, tmp_pa
     st = loader.stats()["remote"]
     assert st["evicted_files"] > 0 and st["fetched_shards"] >= len(shards)
     assert peak[0] <= bound, (peak[0], bound)
+
+
+def test_bound_too_small_for_the_loaders_own_shards_fails_at_once(tmp_path):
+    """Long documents keep older shards mapped past two blocks: a fetch that only this
+    loader's own mapped shards keep out is a CacheFull at once, not a wait of lock_timeout_s."""
+    from rsdb.cache import CacheFull
+
+    paths, _docs = make_corpus(tmp_path / "corpus", {"web": ([1400] + [30] * 20) * 6}, shard_tokens=1500)
+    sizes = sorted((s["bytes"] for s in rsdb.open_shards(paths["web"]).shards), reverse=True)
+    bound = sizes[0] + sizes[1]  # what the up-front check asks for with shuffle_block_shards=1
+    kw = dict(seq_len=64, batch_size=1, buffer_docs=16, seed=3, epochs=1, shuffle_block_shards=1)
+    t0 = time.monotonic()
+    with pytest.raises(CacheFull, match="this loader itself maps .* raise max_cache_bytes above"):
+        loader = rsdb.RSDBLoader({"web": "file://" + paths["web"]}, cache_dir=tmp_path / "c", max_cache_bytes=bound,
+                                 remote={"lock_timeout_s": 30, "prefetch_shards": 2}, **kw)
+        for _ in loader:
+            pass
+    assert time.monotonic() - t0 < 10
