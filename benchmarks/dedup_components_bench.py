@@ -128,7 +128,7 @@ def child(mode: str, n_edges: int, parts: int, out: str) -> None:
     sampler = PeakSampler().__enter__()
     started = time.perf_counter()
     if mode == "ray":
-        from pipeline._shuffle import RayTasks
+        from pipeline._ray import RayTasks
         from pipeline.stages.dedup._components import drops_from_edges
 
         # The edges are made by tasks, as the key shuffle's reducers make them in the pipeline:

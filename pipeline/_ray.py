@@ -12,6 +12,10 @@ rows has been written (counting distinct row ordinals).
 Rejected rows travel with the kept ones (``reject_stage`` set) so that a unit's
 output is one complete record of what happened to each input row; every stage sees
 only the live rows.
+
+Global stages (dedup) get their cluster work from here too: the runner hands
+:class:`RayTasks` to ``GlobalStage.run_distributed``, which starts its shuffle and
+components through it (:mod:`pipeline._shuffle`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline._fs import OutFS
+from pipeline._shuffle import call
 from pipeline.config import InputConfig
 from pipeline.read import READ_STAGE, ROW, UNIT, WorkUnit, read_unit
 from pipeline.stages.base import DUP_OF, REJECT_REASON, REJECT_STAGE, ROW_KEY, GlobalStage, Stage
@@ -242,6 +247,34 @@ class StageUDF:
                 self.out.write_json(stats.for_unit(unit), *unit_dir(self.phase, unit),
                                     f"stats-{self.stage.name}-{first:09d}.json")
         return result
+
+
+class RayTasks:
+    """The :class:`pipeline._shuffle.Tasks` executor on the cluster: each call is a Ray task (1 CPU).
+
+    The runner makes one and hands it to a global stage's ``run_distributed``, so the stage
+    starts cluster work without importing ray. A task function returns a sequence of exactly
+    ``num_returns`` results, each of which becomes its own object (so a reducer fetches only
+    its own partition); the results stay in the object store, the caller holds references.
+    """
+
+    def __init__(self) -> None:
+        import ray
+
+        self._ray = ray
+        self._remote: dict[int, Any] = {}
+
+    def run(self, fn: Any, *args: Any, num_returns: int = 1) -> list[Any]:
+        """Start ``fn(*args)``; always a list of ``num_returns`` references."""
+        remote = self._remote.get(num_returns)
+        if remote is None:
+            remote = self._ray.remote(num_cpus=1)(call).options(num_returns=num_returns)
+            self._remote[num_returns] = remote
+        refs = remote.remote(fn, num_returns, *args)
+        return list(refs) if num_returns > 1 else [refs]
+
+    def get(self, refs: list[Any]) -> list[Any]:
+        return self._ray.get(list(refs))
 
 
 class PartWriter:

@@ -7,58 +7,50 @@ in the object store (the driver holds only their references) and feed the next
 distributed step: the connected components of the duplicate graph, then the per-unit
 drop files (``pipeline.stages.dedup._components``, ``pipeline._drops``).
 
-Tasks are started through a small executor, :class:`RayTasks` on a cluster or
-:class:`LocalTasks` in one process, so the same code path runs under property tests
-that try thousands of graphs without paying Ray's per-task cost.
+Tasks are started through a small executor (:class:`Tasks`) that the runner hands to the
+global stage: :class:`pipeline._ray.RayTasks` on a cluster, :class:`LocalTasks` in one
+process, so the same code path runs under property tests that try thousands of graphs
+without paying Ray's per-task cost, and no stage imports ray.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def _call(fn: Callable[..., Sequence[Any]], num_returns: int, *args: Any) -> Any:
+def call(fn: Callable[..., Sequence[Any]], num_returns: int, *args: Any) -> Any:
+    """A task body: ``fn(*args)``, checked to give ``num_returns`` results (each becomes its own object)."""
     result = fn(*args)
     if len(result) != num_returns:
         raise ValueError(f"{getattr(fn, '__name__', fn)} returned {len(result)} results, expected {num_returns}")
     return result[0] if num_returns == 1 else tuple(result)
 
 
-class RayTasks:
-    """Runs each call as a Ray task (1 CPU); results are object references.
+class Tasks(Protocol):
+    """How the distributed steps start work: the runner's Ray tasks, or :class:`LocalTasks` here.
 
-    A task function returns a sequence of exactly ``num_returns`` results, each of
-    which becomes its own object (so a reducer fetches only its own partition).
+    Global stages receive one from the runner and never create their own, so no stage
+    imports ray (the Ray one is :class:`pipeline._ray.RayTasks`).
     """
 
-    def __init__(self) -> None:
-        import ray
-
-        self._ray = ray
-        self._remote: dict[int, Any] = {}
-
     def run(self, fn: Callable[..., Sequence[Any]], *args: Any, num_returns: int = 1) -> list[Any]:
-        """Start ``fn(*args)``; always a list of ``num_returns`` references."""
-        remote = self._remote.get(num_returns)
-        if remote is None:
-            remote = self._ray.remote(num_cpus=1)(_call).options(num_returns=num_returns)
-            self._remote[num_returns] = remote
-        refs = remote.remote(fn, num_returns, *args)
-        return list(refs) if num_returns > 1 else [refs]
+        """Start ``fn(*args)``, which returns ``num_returns`` results; always a list of ``num_returns`` handles."""
+        ...
 
     def get(self, refs: list[Any]) -> list[Any]:
-        return self._ray.get(list(refs))
+        """The values behind handles (tables, counters)."""
+        ...
 
 
 class LocalTasks:
     """Runs each call at once in this process (tests); results are the values themselves."""
 
     def run(self, fn: Callable[..., Sequence[Any]], *args: Any, num_returns: int = 1) -> list[Any]:
-        result = _call(fn, num_returns, *args)
+        result = call(fn, num_returns, *args)
         return list(result) if num_returns > 1 else [result]
 
     def get(self, refs: list[Any]) -> list[Any]:
@@ -82,12 +74,12 @@ def _reduce(reduce_fn: Callable[[pa.Table], Sequence[Any]], *tables: pa.Table) -
 
 
 def shuffle(inputs: Sequence[Any], map_fn: Callable[[pa.Table], pa.Table], key: str,
-            reduce_fn: Callable[[pa.Table], Sequence[Any]], parts: int, *, tasks: RayTasks | LocalTasks,
+            reduce_fn: Callable[[pa.Table], Sequence[Any]], parts: int, *, tasks: Tasks,
             num_returns: int = 1) -> list[list[Any]]:
     """Start ``reduce_fn`` on each hash partition of ``map_fn(input)`` over all inputs.
 
     Args:
-        inputs: Ray object refs of tables (or tables, with :class:`LocalTasks`).
+        inputs: handles of tables from ``tasks`` (Ray object refs; tables with :class:`LocalTasks`).
         map_fn: per input table, returns rows with an integer ``key`` column.
         key: the column to partition on (already a hash: its low 32 bits pick the partition).
         reduce_fn: per partition (all rows whose key falls in it), returns a sequence of

@@ -40,6 +40,7 @@ from pipeline._fs import OutFS
 from pipeline._lock import LOCK_NAME, OutputLock
 from pipeline._ray import (
     PartWriter,
+    RayTasks,
     StageUDF,
     UnitLoader,
     UnitWorker,
@@ -326,7 +327,7 @@ def _global_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int
     refs = [load.remote(out, k, u, list(g.key_columns), prior) for u in units]
     nbytes = ray.get([ray.remote(_sizes).remote(r) for r in refs])
     parts = max(2, _workers(cfg))
-    summary = g.run_distributed(refs, num_partitions=parts, sink=drops)
+    summary = g.run_distributed(refs, tasks=RayTasks(), num_partitions=parts, sink=drops)  # the stage's cluster work
     docs_in = sum(n for n, _ in nbytes)
     bytes_in = sum(b for _, b in nbytes)
     dropped_bytes = sum(ray.get([ray.remote(_dropped_bytes).remote(r, drops, u.index) for r, u in zip(refs, units)]))

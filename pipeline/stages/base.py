@@ -241,10 +241,11 @@ class GlobalStage(Stage):
 
     It runs in two parts: :meth:`prepare` adds per-document key columns during the
     parallel map phase (hashes, MinHash band keys), then :meth:`find_drops` (or
-    :meth:`run_distributed`, which the Ray runner calls) decides over the key columns
-    of all kept rows which rows to drop. The runner treats that as a separate,
-    resumable phase. ``process`` applies both parts to one table, which is what a
-    single-batch caller (and a unit test) wants.
+    :meth:`run_distributed`, which the runner calls with its task executor) decides over
+    the key columns of all kept rows which rows to drop. The runner treats that as a
+    separate, resumable phase and owns the cluster: it hands the stage the executor that
+    runs its shuffle, so a stage is plain Python over tables. ``process`` applies both
+    parts to one table, which is what a single-batch caller (and a unit test) wants.
     """
 
     #: columns :meth:`prepare` adds and :meth:`find_drops` reads (``_``-prefixed ones are not written out)
@@ -262,19 +263,25 @@ class GlobalStage(Stage):
             a table with columns ``ROW_KEY`` (int64), ``reject_reason`` (string), ``dup_of`` (string).
         """
 
-    def run_distributed(self, key_tables: Sequence[Any], *, num_partitions: int, sink: Any) -> dict[str, Any]:
-        """Decide over a cluster and store the drops per unit; ``key_tables`` are Ray object refs of key columns.
+    def run_distributed(self, key_tables: Sequence[Any], *, tasks: Any, num_partitions: int,
+                        sink: Any) -> dict[str, Any]:
+        """Decide over all key tables with the runner's executor and store the drops per unit.
 
-        ``sink`` is a :class:`pipeline._drops.DropSet`: the drops of unit u go to
-        ``sink.write(u, table)``. Returns ``{"rows": n, "reasons": {reason: n}}``. The
-        default gathers everything in the driver and calls :meth:`find_drops`; the dedup
-        stages override it with a fully distributed version.
+        Args:
+            key_tables: handles of the key columns, one per unit (Ray object refs from the runner).
+            tasks: a :class:`pipeline._shuffle.Tasks` executor the runner hands over (Ray tasks
+                on a cluster, :class:`~pipeline._shuffle.LocalTasks` in one process); a stage
+                starts its cluster work only through it and never imports ray.
+            num_partitions: hash partitions for a shuffle.
+            sink: a :class:`pipeline._drops.DropSet`; the drops of unit u go to ``sink.write(u, table)``.
+
+        Returns ``{"rows": n, "reasons": {reason: n}}`` (and ``rounds``, star rounds of a
+        components step). The default gathers the key tables in one place and calls
+        :meth:`find_drops`; the dedup stages override it with a fully distributed version.
         """
-        import ray
-
         from pipeline._drops import write_unit_drops
 
-        tables = [t if isinstance(t, pa.Table) else ray.get(t) for t in key_tables]
+        tables = tasks.get(list(key_tables))
         return write_unit_drops(sink, self.find_drops(pa.concat_tables(tables, promote_options="permissive")))
 
     def process(self, table: pa.Table) -> StageResult:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from pipeline._drops import DropSet
 from pipeline._fs import OutFS
-from pipeline._shuffle import LocalTasks, RayTasks
+from pipeline._ray import RayTasks
+from pipeline._shuffle import LocalTasks
 from pipeline.config import parse_config
 from pipeline.runner import run_pipeline
 from pipeline.stages.base import ROW_KEY

@@ -4,7 +4,8 @@ Dedup turns groups of equal keys into duplicate edges between rows (row keys, in
 The components are computed without gathering the edges anywhere, by alternating the
 *large-star* and *small-star* operations of Kiveris et al., "Connected Components in
 MapReduce and Beyond" (SoCC 2014), the algorithm text-dedup and GraphFrames use at
-scale. Each operation is one layer of P Ray tasks; task p holds the edges of the nodes
+scale. Each operation is one layer of P tasks (Ray tasks through the runner's
+executor, :class:`pipeline._shuffle.Tasks`); task p holds the edges of the nodes
 that hash to p and hands every output edge to the task owning its endpoint:
 
 * large-star: each node u links every larger neighbour to m(u), the smallest of u and
@@ -39,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline._drops import DropSet, split_by_unit, write_unit_drops
-from pipeline._shuffle import LocalTasks, RayTasks
+from pipeline._shuffle import Tasks
 from pipeline.stages.base import DUP_OF, REJECT_REASON, ROW_KEY, empty_drops
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,7 @@ def _write(sink: DropSet, *tables: pa.Table) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- orchestration
 
 
-def write_drops(tasks: RayTasks | LocalTasks, drop_parts: list[list[Any]], sink: DropSet) -> dict[str, Any]:
+def write_drops(tasks: Tasks, drop_parts: list[list[Any]], sink: DropSet) -> dict[str, Any]:
     """Write per-unit drop files from ``drop_parts`` (per producer, one result per unit bucket).
 
     Returns the stage counters: ``rows`` and ``reasons`` summed over the write tasks.
@@ -211,7 +212,7 @@ def write_drops(tasks: RayTasks | LocalTasks, drop_parts: list[list[Any]], sink:
     return {"rows": sum(s["rows"] for s in done), "reasons": dict(sorted(reasons.items()))}
 
 
-def star_rounds(tasks: RayTasks | LocalTasks, pair_buckets: list[list[Any]], parts: int) -> tuple[list[list[Any]], int]:
+def star_rounds(tasks: Tasks, pair_buckets: list[list[Any]], parts: int) -> tuple[list[list[Any]], int]:
     """Alternate large-star and small-star until the graph is a star forest.
 
     Args:
@@ -233,7 +234,7 @@ def star_rounds(tasks: RayTasks | LocalTasks, pair_buckets: list[list[Any]], par
     raise RuntimeError(f"dedup components did not converge in {MAX_ROUNDS} rounds")
 
 
-def drops_from_edges(tasks: RayTasks | LocalTasks, edge_refs: list[Any], reason: str, parts: int,
+def drops_from_edges(tasks: Tasks, edge_refs: list[Any], reason: str, parts: int,
                      sink: DropSet) -> dict[str, Any]:
     """Duplicate edges (references to tables, one per shuffle partition) -> per-unit drop files.
 

@@ -9,7 +9,10 @@ import pyarrow as pa
 import xxhash
 from pydantic import Field
 
+from pipeline._drops import split_by_unit
+from pipeline._shuffle import Tasks, shuffle
 from pipeline.stages.base import GlobalStage, StageConfig, empty_drops, register_stage
+from pipeline.stages.dedup._components import write_drops
 from pipeline.stages.dedup._groups import components_to_drops, group_drops, group_edges
 
 _WS = re.compile(r"\s+")
@@ -48,15 +51,11 @@ class ExactDedup(GlobalStage):
     def find_drops(self, keys: pa.Table) -> pa.Table:
         return components_to_drops(group_edges(keys, HASH), "exact_duplicate")
 
-    def run_distributed(self, key_tables, *, num_partitions: int, sink) -> dict:
+    def run_distributed(self, key_tables, *, tasks: Tasks, num_partitions: int, sink) -> dict:
         """Hash-partition text hashes; each reducer's groups are whole components, cut by unit and written.
 
         No component step is needed (a row has one hash), and no row or drop reaches the driver.
         """
-        from pipeline._shuffle import RayTasks, shuffle
-        from pipeline.stages.dedup._components import write_drops
-
-        tasks = RayTasks()
         drops = shuffle(key_tables, _key, HASH, partial(_drops, num_partitions), num_partitions, tasks=tasks,
                         num_returns=num_partitions)
         return {**write_drops(tasks, drops, sink), "rounds": 0}
@@ -64,8 +63,6 @@ class ExactDedup(GlobalStage):
 
 def _drops(parts: int, rows: pa.Table) -> list[pa.Table]:
     """Reducer: this partition's duplicates, cut into ``parts`` tables by unit."""
-    from pipeline._drops import split_by_unit
-
     if not rows.num_rows:
         return split_by_unit(empty_drops(), parts)
     return split_by_unit(group_drops(rows, HASH, "exact_duplicate"), parts)

@@ -22,7 +22,9 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
+from pipeline._shuffle import Tasks, shuffle
 from pipeline.stages.base import ROW_KEY, GlobalStage, StageConfig, register_stage
+from pipeline.stages.dedup._components import drops_from_edges
 from pipeline.stages.dedup._groups import components_to_drops, group_edges
 
 BANDS = "_minhash_bands"
@@ -111,12 +113,8 @@ class MinHashDedup(GlobalStage):
     def find_drops(self, keys: pa.Table) -> pa.Table:
         return components_to_drops(group_edges(_explode(keys), "_band"), "near_duplicate")
 
-    def run_distributed(self, key_tables, *, num_partitions: int, sink) -> dict:
-        """Band keys hash-partitioned into duplicate edges, components and drops on the cluster."""
-        from pipeline._shuffle import RayTasks, shuffle
-        from pipeline.stages.dedup._components import drops_from_edges
-
-        tasks = RayTasks()
+    def run_distributed(self, key_tables, *, tasks: Tasks, num_partitions: int, sink) -> dict:
+        """Band keys hash-partitioned into duplicate edges, components and drops, all through ``tasks``."""
         edges = shuffle(key_tables, _explode, "_band", _edges, num_partitions, tasks=tasks)
         return drops_from_edges(tasks, [e[0] for e in edges], "near_duplicate", num_partitions, sink)
 
