@@ -63,7 +63,7 @@ def main() -> int:
     import ray
 
     import tokenizer
-    from tokenizer.shards import TokenizeConfig, tokenize_to_shards
+    from tokenizer.tokenize_job import TokenizeConfig, tokenize_to_shards
 
     rows = load_corpus(Path(args.shared) / "corpus" / "demo.jsonl.zst") * args.copies
     text_bytes = sum(len(r["text"].encode()) for r in rows)

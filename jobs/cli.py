@@ -15,7 +15,7 @@ from rsdb.cli import app as rsdb_app
 from rsdb.diagnostics.cli import app as diagnose_app
 from rsdb.mixture_cli import app as mix_app
 from tokenizer.cli import app as tokenizer_app
-from tokenizer.shards_cli import tokenize_command
+from tokenizer.tokenize_cli import tokenize_command
 
 app = typer.Typer(
     name="trinity-data",

@@ -2,8 +2,8 @@
 
     python -m jobs.tokenize --config tokenize.yaml
 
-A thin entrypoint over :func:`tokenizer.shards.tokenize_to_shards` (resumable per work
-unit of at most ``unit_rows`` rows). The config is :class:`tokenizer.shards.TokenizeConfig`,
+A thin entrypoint over :func:`tokenizer.tokenize_job.tokenize_to_shards` (resumable per work
+unit of at most ``unit_rows`` rows). The config is :class:`tokenizer.tokenize_job.TokenizeConfig`,
 the same model ``trinity-data tokenize`` derives its flags from: every key below is a flag
 there (``unit_rows`` is ``--unit-rows``), and every flag a key here. YAML, any fsspec URI::
 
@@ -27,7 +27,7 @@ import argparse
 from typing import Any
 
 from jobs._entry import Job, Result, run_module
-from tokenizer.shards import TokenizeConfig, load_config
+from tokenizer.tokenize_job import TokenizeConfig, load_config
 
 
 def _load(raw: dict[str, Any], uri: str) -> TokenizeConfig:
@@ -36,7 +36,7 @@ def _load(raw: dict[str, Any], uri: str) -> TokenizeConfig:
 
 def _preflight(cfg: TokenizeConfig) -> None:
     from tokenizer import load
-    from tokenizer.shards import check_tokenizer_dir
+    from tokenizer.tokenize_job import check_tokenizer_dir
 
     # Before Ray starts, rather than in every worker: a wrong path should not cost a cluster start.
     check_tokenizer_dir(cfg.tokenizer)
@@ -44,7 +44,7 @@ def _preflight(cfg: TokenizeConfig) -> None:
 
 
 def _run(cfg: TokenizeConfig, args: argparse.Namespace) -> Result:
-    from tokenizer.shards import tokenize_to_shards
+    from tokenizer.tokenize_job import tokenize_to_shards
 
     s = tokenize_to_shards(cfg)
     return Result(

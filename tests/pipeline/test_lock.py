@@ -138,7 +138,7 @@ def test_two_curate_runs_on_one_folder(tmp_path, corpus_rows, jsonl_writer):
 
 
 def test_tokenize_job_and_tokenizer_trainer_take_the_lock(tmp_path, corpus_rows, jsonl_writer):
-    from tokenizer.shards import TokenizeConfig, tokenize_to_shards
+    from tokenizer.tokenize_job import TokenizeConfig, tokenize_to_shards
 
     inp = jsonl_writer(tmp_path / "docs.jsonl", corpus_rows[:5], bad=False)
     tokens, tok = tmp_path / "tokens", tmp_path / "tok"

@@ -70,7 +70,7 @@ def test_end_to_end(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     assert code["id"] in table.column("id").to_pylist() and "~copy" not in table.column("id").to_pylist()
     # A folder reader (the tokenize job) sees exactly the kept shards (the output folder holds
     # nothing else; the four common readers are checked in test_output_readers.py).
-    from tokenizer.shards import list_inputs
+    from tokenizer.tokenize_job import list_inputs
 
     assert sorted(list_inputs(str(out))) == files
     assert sorted(p.name for p in out.iterdir()) == [Path(f).name for f in files]

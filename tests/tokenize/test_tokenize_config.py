@@ -24,8 +24,8 @@ import rsdb
 import tokenizer
 from common.errors import ConfigError
 from jobs.cli import app
-from tokenizer.shards import TokenizeConfig, load_config
-from tokenizer.shards_cli import config_from_flags, flag_of
+from tokenizer.tokenize_job import TokenizeConfig, load_config
+from tokenizer.tokenize_cli import config_from_flags, flag_of
 
 runner = CliRunner()
 

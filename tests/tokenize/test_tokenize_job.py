@@ -12,7 +12,7 @@ import pytest
 import rsdb
 import tokenizer
 from rsdb.errors import ConfigError
-from tokenizer.shards import TokenizeConfig, tokenize_to_shards
+from tokenizer.tokenize_job import TokenizeConfig, tokenize_to_shards
 
 TEXTS = {
     "web": ["The price is 1234567!", "Hello world, hello tokens.", "Привет, мир! 東京2024年"],
@@ -117,7 +117,7 @@ def test_a_folder_of_the_earlier_run_record_resumes(ray_cluster, tok_dir, curate
 
 
 def test_tokenize_rejects_bad_config_before_work(tmp_path):
-    from tokenizer.shards import load_config
+    from tokenizer.tokenize_job import load_config
 
     base = {"tokenizer": "x", "inputs": ["a"], "output": str(tmp_path)}
     with pytest.raises(ConfigError, match="not both"):
@@ -132,7 +132,7 @@ def test_tokenize_rejects_bad_config_before_work(tmp_path):
 
 def test_inputs_skip_work_state_and_rejected_rows(tmp_path):
     from pipeline.manifest import ManifestError
-    from tokenizer.shards import list_inputs
+    from tokenizer.tokenize_job import list_inputs
 
     d = tmp_path / "curated"
     for rel in ("part-0.parquet", "sub/part-1.parquet", "_work/map0/u0/part.parquet", "rejected/r.parquet",

@@ -15,7 +15,7 @@ import pytest
 import rsdb
 import tokenizer
 from rsdb.errors import ConfigError
-from tokenizer.shards import (
+from tokenizer.tokenize_job import (
     TokenizeConfig,
     _read_table,
     load_config,
@@ -115,7 +115,7 @@ def test_megatron_format_holds_the_same_documents(ray_cluster, tok_dir, two_file
 def test_bad_format_and_missing_tokenizer_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="format: Input should be 'rsdb' or 'megatron'"):
         load_config({"tokenizer": "x", "inputs": ["a"], "output": str(tmp_path), "format": "parquet"})
-    from tokenizer.shards import check_tokenizer_dir
+    from tokenizer.tokenize_job import check_tokenizer_dir
 
     with pytest.raises(ConfigError, match="no such folder"):
         check_tokenizer_dir(str(tmp_path / "nope"))

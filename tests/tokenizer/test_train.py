@@ -195,7 +195,7 @@ def test_adds_bos_like_the_tokenize_job(small_tok_dir, small_tok, ray_cluster, t
     <|bos|> exactly as the tokenize job starts every training document; the job's ids are
     BOS + text + EOS, and inference adds no EOS."""
     transformers = pytest.importorskip("transformers")
-    from tokenizer.shards import TokenizeConfig, tokenize_to_shards
+    from tokenizer.tokenize_job import TokenizeConfig, tokenize_to_shards
 
     import rsdb
 

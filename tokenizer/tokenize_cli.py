@@ -1,6 +1,6 @@
 """`trinity-data tokenize`: curated shards -> RSDB token shards (a Ray Data job).
 
-The flags are derived from :class:`tokenizer.shards.TokenizeConfig`, field by field, so the
+The flags are derived from :class:`tokenizer.tokenize_job.TokenizeConfig`, field by field, so the
 command has every knob the job config has and no other: ``unit_rows`` is ``--unit-rows``,
 a bool ``bos`` is ``--bos/--no-bos``, ``inputs`` is ``--input`` (repeatable) and ``output``
 is ``--out``. A flag not given leaves the model's default; the values given are validated
@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tokenizer.shards import TokenizeConfig
+from tokenizer.tokenize_job import TokenizeConfig
 
 console = Console()
 
@@ -86,7 +86,7 @@ def tokenize_command(**values: Any) -> None:
     from common.cluster import connect_ray
     from common.errors import TrinityError
 
-    from .shards import check_tokenizer_dir, tokenize_to_shards
+    from .tokenize_job import check_tokenizer_dir, tokenize_to_shards
 
     address = values.pop("address")
     try:
