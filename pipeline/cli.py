@@ -49,15 +49,16 @@ def curate(
 
     typer.echo(f"curate: {len(cfg.input.paths)} input path(s) -> {cfg.output.path} "
                f"(stages: {', '.join(s.name for s in cfg.stages) or 'none'})")
+    import ray
+
+    ray_was_up = ray.is_initialized()  # a caller's Ray session (a notebook, a test) is not ours to stop
     try:
         result = run_pipeline(cfg, overwrite=overwrite)
     except TrinityError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         raise typer.Exit(1) from None
     finally:
-        import ray
-
-        if ray.is_initialized():
+        if ray.is_initialized() and not ray_was_up:
             ray.shutdown()
     print_summary(result, cfg.output.path)
 

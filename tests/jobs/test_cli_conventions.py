@@ -122,3 +122,21 @@ def test_quiet_ray_hides_ray_logs_and_operator_bars(monkeypatch):
     finally:
         for n, lvl in levels.items():
             logging.getLogger(n).setLevel(lvl)
+
+
+def test_curate_leaves_a_callers_ray_session_running(tmp_path, monkeypatch, ray_cluster):
+    import ray
+
+    import pipeline.runner
+    from pipeline.errors import PipelineError
+
+    def fake_run(cfg, overwrite=False):
+        raise PipelineError("stop here")
+
+    monkeypatch.setattr(pipeline.runner, "run_pipeline", fake_run)
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "hello"}\n')
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"input: {{paths: [{tmp_path / 'in.jsonl'}]}}\noutput: {{path: {tmp_path / 'out'}}}\n")
+    res = runner.invoke(app, ["curate", "-c", str(cfg)])
+    assert res.exit_code == 1 and "stop here" in res.output
+    assert ray.is_initialized(), "curate stopped a Ray session it did not start"
