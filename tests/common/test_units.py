@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
 import uuid
 from pathlib import Path
 
@@ -162,33 +161,17 @@ def test_phases_keep_their_own_markers_and_the_ledger_pickles(tmp_path):
     assert ledger.done("u000001", phase="map0") is None and ledger.done("u000001", phase="map1") == {"rows": 4}
 
 
-def test_records_and_markers_on_s3(monkeypatch):
+def test_records_and_markers_on_s3(s3_env):
     """The curate output may be on an object store: the same ledger over moto's S3 server on loopback."""
-    pytest.importorskip("s3fs")
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(k, v)
-        import boto3
-
-        boto3.client("s3").create_bucket(Bucket="units")
-        opts = {"skip_instance_cache": True}
-        ledger = UnitLedger("s3://units/out.curation/_work", suffix=".done", storage_options=opts)
-        ledger.claim(_record("f1"))
-        ledger.mark("u1", Counts(rows=2, tokens=9), phase="map0")
-        other = UnitLedger("s3://units/out.curation/_work", suffix=".done", storage_options=opts)  # another process
-        assert other.done("u1", Counts, phase="map0") == Counts(rows=2, tokens=9)
-        assert other.done_units(phase="map0") == {"u1"}
-        with pytest.raises(RunMismatch, match="s3://units/out.curation/_work holds a tokenize run"):
-            other.claim(_record("f2"))
-        other.claim(_record("f2"), overwrite=True)
-        assert ledger.done_units(phase="map0") == set() and ledger.record().fingerprint == "f2"
-    finally:
-        server.stop()
+    s3_env("units")
+    opts = {"skip_instance_cache": True}
+    ledger = UnitLedger("s3://units/out.curation/_work", suffix=".done", storage_options=opts)
+    ledger.claim(_record("f1"))
+    ledger.mark("u1", Counts(rows=2, tokens=9), phase="map0")
+    other = UnitLedger("s3://units/out.curation/_work", suffix=".done", storage_options=opts)  # another process
+    assert other.done("u1", Counts, phase="map0") == Counts(rows=2, tokens=9)
+    assert other.done_units(phase="map0") == {"u1"}
+    with pytest.raises(RunMismatch, match="s3://units/out.curation/_work holds a tokenize run"):
+        other.claim(_record("f2"))
+    other.claim(_record("f2"), overwrite=True)
+    assert ledger.done_units(phase="map0") == set() and ledger.record().fingerprint == "f2"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -149,40 +148,25 @@ def test_runtime_failure_exits_1_and_still_writes_stats(tmp_path, tiny_docs, cap
     assert summary_of(capsys.readouterr().out)["stats"] == "unwritten"
 
 
-def test_config_output_and_stats_on_s3(tmp_path, tiny_docs, capsys, monkeypatch):
+def test_config_output_and_stats_on_s3(tmp_path, tiny_docs, capsys, s3_env):
     """Config, inputs and outputs on s3:// through moto's S3 server on 127.0.0.1."""
-    pytest.importorskip("s3fs")
-    from moto.server import ThreadedMotoServer
+    import fsspec
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-            monkeypatch.setenv(k, v)
-        import boto3
-        import fsspec
-
-        boto3.client("s3").create_bucket(Bucket="trinity-jobs")
-        fs = fsspec.filesystem("s3", skip_instance_cache=True)
-        fs.put(str(tiny_docs), "trinity-jobs/data/docs.jsonl")
-        cfg = {"inputs": ["s3://trinity-jobs/data/docs.jsonl"], "vocab_size": VOCAB, "min_frequency": 1,
-               "output": "s3://trinity-jobs/tokenizers/v1"}
-        with fs.open("trinity-jobs/configs/tok.yaml", "w") as f:
-            f.write(yaml.safe_dump(cfg))
-        assert train_job.main(["--config", "s3://trinity-jobs/configs/tok.yaml"]) == 0
-        s = summary_of(capsys.readouterr().out)
-        assert s["stats"] == "s3://trinity-jobs/tokenizers/v1/train_tokenizer.job.json"
-        fs.invalidate_cache()
-        names = {p.rsplit("/", 1)[1] for p in fs.ls("trinity-jobs/tokenizers/v1")}
-        assert {"tokenizer.json", "train_report.json", "train_tokenizer.job.json"} <= names
-        with fs.open("trinity-jobs/tokenizers/v1/train_tokenizer.job.json") as f:
-            assert json.load(f)["summary"]["vocab_reached"] == VOCAB
-    finally:
-        server.stop()
+    s3_env("trinity-jobs")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.put(str(tiny_docs), "trinity-jobs/data/docs.jsonl")
+    cfg = {"inputs": ["s3://trinity-jobs/data/docs.jsonl"], "vocab_size": VOCAB, "min_frequency": 1,
+           "output": "s3://trinity-jobs/tokenizers/v1"}
+    with fs.open("trinity-jobs/configs/tok.yaml", "w") as f:
+        f.write(yaml.safe_dump(cfg))
+    assert train_job.main(["--config", "s3://trinity-jobs/configs/tok.yaml"]) == 0
+    s = summary_of(capsys.readouterr().out)
+    assert s["stats"] == "s3://trinity-jobs/tokenizers/v1/train_tokenizer.job.json"
+    fs.invalidate_cache()
+    names = {p.rsplit("/", 1)[1] for p in fs.ls("trinity-jobs/tokenizers/v1")}
+    assert {"tokenizer.json", "train_report.json", "train_tokenizer.job.json"} <= names
+    with fs.open("trinity-jobs/tokenizers/v1/train_tokenizer.job.json") as f:
+        assert json.load(f)["summary"]["vocab_reached"] == VOCAB
 
 
 @pytest.mark.parametrize("module", ["curate", "rephrase", "score", "train_tokenizer", "tokenize"])
