@@ -83,7 +83,7 @@ class RemoteOptions(BaseModel):
     max_cache_bytes: Optional[int] = Field(None, ge=1, description="bound on the cache folder; None: unbounded")
     prefetch_shards: int = Field(8, ge=0, description="background downloads in flight (0: fetch on demand only)")
     chunk_bytes: int = Field(16 << 20, ge=1 << 16, description="bytes per ranged read")
-    timeout_s: float = Field(60.0, gt=0, description="connect/read timeout of one request (where the store allows)")
+    timeout_s: float = Field(60.0, gt=0, description="longest wait for one request (one ranged read of chunk_bytes)")
     retries: int = Field(4, ge=0, description="retries of a failed request (transient errors only)")
     backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles per retry, with jitter")
     lock_timeout_s: float = Field(600.0, gt=0, description="longest wait for another process's download")
@@ -103,15 +103,53 @@ def _storage_options(protocol: str, given: Mapping[str, Any] | None, opts: Remot
         cfg.setdefault("read_timeout", opts.timeout_s)
         cfg.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
         out["config_kwargs"] = cfg
+    elif protocol in ("http", "https") and "timeout" not in out:
+        import aiohttp
+
+        # fsspec's HTTP store passes unknown options to every request: aiohttp then gives
+        # up on a connection or a read that stalls for timeout_s (its default is 5 min).
+        out["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=opts.timeout_s, sock_read=opts.timeout_s)
     return out
+
+
+# Stores that never stall (local files, memory): no watchdog thread per request.
+_LOCAL_PROTOCOLS = ("file", "local", "memory")
+
+
+def _within(timeout_s: float, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a thread of its own; TimeoutError if it has not returned in ``timeout_s``.
+
+    The stores' own timeouts (botocore's, aiohttp's) bound each socket operation, not a
+    request: a store that trickles bytes, or a backend with no timeout at all, could
+    hold a read for ever. The watchdog bounds the whole request whatever the store;
+    a request it gives up on is left to end in its daemon thread.
+    """
+    box: list = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            box.append((True, fn(*args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box.append((False, exc))
+        done.set()
+
+    threading.Thread(target=target, name="rsdb-request", daemon=True).start()
+    if not done.wait(timeout_s):
+        raise TimeoutError(f"no complete answer within timeout_s={timeout_s:g} s")
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
 
 
 class Fetcher:
     """Ranged reads of one store with retries; counts what it does (thread-safe)."""
 
-    def __init__(self, fs: Any, opts: RemoteOptions):
+    def __init__(self, fs: Any, opts: RemoteOptions, protocol: str = ""):
         self.fs = fs
         self.opts = opts
+        self.watchdog = protocol not in _LOCAL_PROTOCOLS
         self._lock = threading.Lock()
         self.requests = 0
         self.retries = 0
@@ -130,6 +168,8 @@ class Fetcher:
         for attempt in range(attempts):
             try:
                 self._count(requests=1)
+                if self.watchdog:
+                    return _within(self.opts.timeout_s, fn, *args, **kwargs)
                 return fn(*args, **kwargs)
             except _PERMANENT as exc:
                 raise ShardError(what, f"not found or not readable in the store: {exc}") from None
@@ -386,7 +426,7 @@ class RemoteContext:
             # the instance only with callers of the same options, config_kwargs included,
             # which only this module sets this way.
             fs.retries = 1
-        fetcher = Fetcher(fs, self.options)
+        fetcher = Fetcher(fs, self.options, protocol)
         self._fetchers.append(fetcher)
         murl = f"{uri}/{MANIFEST}"
         raw = fetcher.read_all(murl, f"{fs_path.rstrip('/')}/{MANIFEST}")
