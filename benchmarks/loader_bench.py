@@ -13,6 +13,9 @@ memory are its own, and all are measured in this one run, side by side:
   memcpy_warm   the same copy again over the same mappings after one untimed pass
                 (page tables populated): the pure copy speed, for reference
   rsdb          rsdb.RSDBLoader(packing="rsdb")
+  rsdb_into     the default loader through next_into() with one caller-owned set of
+                arrays reused every batch (next() hands out fresh arrays each batch:
+                the difference is the cost of those allocations)
   rsdb_tokens   the same with fields=("tokens",): only the token array, i.e. the same
                 bytes the bound writes (the default also writes loss_mask,
                 position_ids, doc_ids, source_ids and a small cu_seqlens: 15 bytes per
@@ -78,7 +81,7 @@ sys.path.insert(0, str(HERE))
 
 import loader_corpus as corpus  # noqa: E402
 
-ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_tokens", "rsdb_populate", "rsdb_nopop", "rsdb_noverify", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
+ALL = ["memcpy", "memcpy_warm", "rsdb", "rsdb_into", "rsdb_tokens", "rsdb_populate", "rsdb_nopop", "rsdb_noverify", "sequential", "numpy_ref", "litdata", "mosaic", "rsdb_torch2",
        "torch2_floor", "rsdb_megatron"]
 PEERS = ["litdata", "mosaic"]
 MULTI_PROCESS = ("rsdb_torch2", "torch2_floor")  # judged by wall time, on all cores
@@ -150,6 +153,22 @@ def make_rsdb(cfg, packing="rsdb", **extra):
     return iter(loader)
 
 
+def make_rsdb_into(cfg):
+    """The default loader filling one caller-owned set of arrays, reused every batch."""
+    import rsdb
+
+    loader = rsdb.RSDBLoader(**_loader_args(cfg))
+    bufs = {k: np.empty(shape, dtype) for k, (shape, dtype) in loader.buffer_layout().items()}
+
+    def gen():
+        while True:
+            try:
+                yield loader.next_into(bufs)
+            except StopIteration:
+                return
+    return gen()
+
+
 def make_rsdb_populate(cfg):
     return make_rsdb(cfg, populate="shard")
 
@@ -219,7 +238,7 @@ PRE_IMPORT = {
     "memcpy": ["rsdb"], "memcpy_warm": ["rsdb"], "rsdb": ["rsdb"], "sequential": ["rsdb"], "numpy_ref": ["rsdb", "loader_numpy_ref"],
     "litdata": ["litdata"], "mosaic": ["streaming"], "rsdb_torch2": ["rsdb", "rsdb.torch"], "torch2_floor": [],
     "rsdb_megatron": ["rsdb"], "rsdb_tokens": ["rsdb"], "rsdb_populate": ["rsdb"], "rsdb_nopop": ["rsdb"],
-    "rsdb_noverify": ["rsdb"],
+    "rsdb_noverify": ["rsdb"], "rsdb_into": ["rsdb"],
 }
 
 class _ReadyBatches:
@@ -267,6 +286,7 @@ MAKERS = {
     "rsdb_torch2": make_rsdb_torch2,
     "rsdb_megatron": make_rsdb_megatron,
     "rsdb_tokens": make_rsdb_tokens,
+    "rsdb_into": make_rsdb_into,
     "rsdb_populate": make_rsdb_populate,
     "rsdb_nopop": make_rsdb_nopop,
     "rsdb_noverify": make_rsdb_noverify,
@@ -403,7 +423,7 @@ def _available(name: str) -> str | None:
     need = {"rsdb": ("rsdb", "RSDBLoader"), "sequential": ("rsdb", "RSDBLoader"),
             "rsdb_megatron": ("rsdb", "RSDBLoader"), "rsdb_tokens": ("rsdb", "RSDBLoader"),
             "rsdb_populate": ("rsdb", "RSDBLoader"), "rsdb_nopop": ("rsdb", "RSDBLoader"),
-            "rsdb_noverify": ("rsdb", "RSDBLoader"),
+            "rsdb_noverify": ("rsdb", "RSDBLoader"), "rsdb_into": ("rsdb", "RSDBLoader"),
             "rsdb_torch2": ("rsdb.torch", "RSDBIterableDataset"),
             "litdata": ("litdata", None), "mosaic": ("streaming", None)}.get(name)
     if need is None:

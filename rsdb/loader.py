@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,9 +47,6 @@ _DTYPE_CODE = {np.dtype(np.uint32): _core.DType.U32, np.dtype(np.int32): _core.D
                np.dtype(np.uint16): _core.DType.U16}
 _Status = _core.Status
 STATE_FORMAT = "rsdb-loader-state"
-# CPython's reference counts tell when a reused set of output arrays is free again (see
-# _buffers); an interpreter without them (PyPy) gets fresh arrays for every batch.
-_refcount = getattr(sys, "getrefcount", None)
 #: RSDBLoader arguments passed on to rsdb.remote (the others: LoaderConfig, phases, schedule).
 _REMOTE_ARGS = ("storage_options", "cache_dir", "max_cache_bytes", "remote")
 _FILL_ORDER = ("tokens", "position_ids", "doc_ids", "source_ids", "loss_mask", "_cu", "_n_segments")
@@ -289,6 +285,15 @@ class RSDBLoader:
             shards, so with object-storage sources the loader releases the others and
             ``max_cache_bytes`` may be far smaller than the corpus. Part of the order:
             same value needed to resume.
+        prefetch: the core prefetches the read heads of the next picks into the CPU
+            cache while it copies the current chunk (same batches either way).
+        storage_options: fsspec options for sources given as URIs (``s3://...``); a
+            source given as ``{"path": ..., "storage_options": ...}`` has its own.
+        cache_dir, max_cache_bytes: the local folder remote shards are fetched into
+            (default ``~/.cache/rsdb``), shared by every loader of the node, and its
+            byte bound (None: unbounded).
+        remote: further :class:`rsdb.remote.RemoteOptions` (``prefetch_shards``,
+            ``timeout_s``, ``retries``, ...).
 
     Batches are dicts of numpy arrays, B = batch_size, L = seq_len: ``tokens`` int32,
     ``loss_mask`` bool, ``position_ids`` int32 (restart at 0 at every chunk),
@@ -336,16 +341,15 @@ class RSDBLoader:
         max_cache_bytes: int | None = None,
         remote: Mapping[str, Any] | None = None,
     ):
-        # The signature above is the documented one; LoaderConfig names the scalar options
-        # it validates, so the kwargs kept for pickling and state are read off its fields
-        # (tests/rsdb/test_loader_signature.py keeps the two in step).
+        # LoaderConfig is the one definition of the scalar options (types, bounds,
+        # defaults); the signature spells them out again only for IDEs and help(), and
+        # tests/rsdb/test_loader_signature.py checks names, defaults and docs agree. The
+        # validated config is what pickling and the state keep.
         given = locals()
         # Object-storage sources (rsdb.remote): where and how remote shards are cached.
         self._remote_kwargs = {k: given[k] for k in _REMOTE_ARGS}
-        self._kwargs = {k: given[k] for k in LoaderConfig.model_fields}
-        self._kwargs["fields"] = tuple(fields)
         try:
-            cfg = LoaderConfig(**self._kwargs)
+            cfg = LoaderConfig(**{k: given[k] for k in LoaderConfig.model_fields})
         except ValidationError as exc:
             raise ConfigError("invalid RSDBLoader arguments:\n  "
                               + validation_message(exc, root="config", sep="\n  ")) from None
@@ -462,7 +466,6 @@ class RSDBLoader:
         self._shape = (cfg.batch_size, cfg.seq_len)
         self._nseg = np.zeros(cfg.batch_size, np.int32)
         self._nseg_addr = self._nseg.ctypes.data
-        self._ring: list[tuple[dict[str, np.ndarray], tuple[np.ndarray, ...], tuple[int, ...], int]] = []
         # fill() releases the GIL: keep two threads from driving one core at once.
         self._lock = threading.Lock()
 
@@ -622,19 +625,15 @@ class RSDBLoader:
         return self.num_batches
 
     def _buffers(self) -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
-        """A set of output arrays and their addresses in fill() order."""
-        for bufs, arrs, addr, refs in self._ring:
-            # Reuse a set only when nobody else holds any of its arrays (or views of them):
-            # its refcounts are back to those it had when new (the ring's own references).
-            # A caller that keeps a batch (or a tensor made from it) keeps the set busy.
-            # Reference counts are the only liveness test that costs nothing per batch:
-            # arrays rebuilt over kept storage each batch (to track them by weakref; numpy
-            # views point past a view to its base, so weakrefs to views prove nothing) cost
-            # ~10 us a batch, and fresh arrays pay page faults (writing a default (8, 8193)
-            # batch took 630 us into fresh arrays, 43 us into reused ones). Callers that
-            # manage their own buffers use next_into().
-            if max(map(_refcount, arrs)) <= refs:
-                return bufs, addr
+        """A fresh set of output arrays and their addresses in fill() order.
+
+        ``next()`` hands out new arrays every batch, so a caller may keep any batch (or a
+        tensor made from it) as long as it likes. A caller that wants to reuse memory
+        says so: :meth:`next_into` fills arrays the caller owns. Fresh arrays cost
+        nothing measurable against reused ones: the allocator hands the previous
+        batch's freed memory to the next (``benchmarks/loader_bench.py``, lines ``rsdb``
+        and ``rsdb_into``; figures in docs/rsdb.md, "Batch format").
+        """
         B, L1 = self._shape[0], self._shape[1] + 1
         f = set(self.config.fields)
         bufs = {"tokens": np.empty((B, L1), np.int32)}
@@ -650,9 +649,6 @@ class RSDBLoader:
             # room for every row at full width; the batch gets a (B, W) view of its start
             bufs["_cu"] = np.empty(B * (L1 + 1), np.int32)
         addr = tuple(bufs[k].ctypes.data if k in bufs else 0 for k in _FILL_ORDER[:-1]) + (self._nseg_addr,)
-        arrs = tuple(bufs.values())
-        if len(self._ring) < 4 and _refcount is not None:
-            self._ring.append((bufs, arrs, addr, max(map(_refcount, arrs))))
         return bufs, addr
 
     def __next__(self) -> dict[str, np.ndarray]:
@@ -703,7 +699,6 @@ class RSDBLoader:
             return
         self._core.reshape(shape[0], shape[1] + 1)
         self._shape = shape
-        self._ring.clear()
         self._nseg = np.zeros(shape[0], np.int32)
         self._nseg_addr = self._nseg.ctypes.data
 
@@ -923,7 +918,7 @@ class RSDBLoader:
         return int(-(-int(per_stream.max()) // (b * (L + 1)))) if S else 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"sources": self._sources_given, "kwargs": {**self._kwargs, **self._remote_kwargs},
+        return {"sources": self._sources_given, "kwargs": {**self.config.model_dump(), **self._remote_kwargs},
                 "phases": [[p.tokens, p.weights, p.name] for p in self.phases] if self.phases else None,
                 # phases' batch shapes are already merged into the schedule
                 "schedule": [e.to_json() for e in self.schedule] or None,

@@ -33,3 +33,35 @@ def test_pickled_kwargs_are_every_option(tmp_path):
     kwargs = loader.__getstate__()["kwargs"]
     assert set(kwargs) == set(LoaderConfig.model_fields) | set(_REMOTE_ARGS)
     assert kwargs["seed"] == 3 and kwargs["fields"] == tuple(rsdb.loader.FIELDS)
+
+
+def test_docstring_documents_every_option():
+    doc = RSDBLoader.__doc__
+    missing = [n for n in _keyword_params() if f"{n}:" not in doc and f"{n}," not in doc]
+    assert not missing, f"RSDBLoader's Args do not document {missing}"
+
+
+def test_pickled_kwargs_are_the_validated_config(tmp_path):
+    import rsdb
+
+    rsdb.write_shards(tmp_path, [[1, 2, 3], [4, 5]])
+    loader = RSDBLoader({"s": str(tmp_path)}, seq_len=4, batch_size=1, buffer_docs=2, populate=True,
+                        fields=("loss_mask",))
+    kwargs = loader.__getstate__()["kwargs"]
+    assert kwargs["populate"] == "shard" and kwargs["fields"] == ("tokens", "loss_mask")
+    assert LoaderConfig(**{k: kwargs[k] for k in LoaderConfig.model_fields}) == loader.config
+
+
+def test_next_hands_out_fresh_arrays_a_caller_may_keep(tmp_path):
+    import numpy as np
+
+    import rsdb
+
+    rsdb.write_shards(tmp_path, [list(range(1, 200)), list(range(300, 420))])
+    loader = RSDBLoader({"s": str(tmp_path)}, seq_len=8, batch_size=2, buffer_docs=2, seed=1)
+    kept = [next(loader) for _ in range(6)]  # kept batches, never copied
+    again = RSDBLoader({"s": str(tmp_path)}, seq_len=8, batch_size=2, buffer_docs=2, seed=1)
+    for b in kept:
+        ref = next(again)
+        assert all(np.array_equal(b[k], ref[k]) for k in ref)
+    assert len({b["tokens"].ctypes.data for b in kept}) == len(kept)
