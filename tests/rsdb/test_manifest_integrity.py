@@ -309,3 +309,20 @@ def test_token_shards_pickle_without_their_maps_and_checks(tmp_path):
     s.view(0)
     t = pickle.loads(pickle.dumps(s))
     assert t.verify == "checksum" and not t._views and [d.tolist() for d in t] == docs
+
+
+@pytest.mark.parametrize("name", ["../x.arrow", "a/../../x.arrow", "a/..", "/abs/x.arrow", "a\\b.arrow", ""])
+def test_shard_file_outside_the_directory_is_refused(name):
+    from pydantic import ValidationError
+
+    from rsdb.manifest import ShardEntry
+
+    with pytest.raises(ValidationError, match="relative path inside the shard directory"):
+        ShardEntry(file=name, num_docs=1, num_tokens=1)
+
+
+@pytest.mark.parametrize("name", ["x.arrow", "sub/x.arrow", "x..y.arrow", "./x.arrow"])
+def test_shard_file_inside_the_directory_is_accepted(name):
+    from rsdb.manifest import ShardEntry
+
+    assert ShardEntry(file=name, num_docs=1, num_tokens=1).file == name
