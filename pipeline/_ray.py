@@ -174,9 +174,10 @@ class UnitWorker:
     """Actor body for the fused path: read or load a unit, run the fused stages, commit it."""
 
     def __init__(self, stages: list[tuple[Stage, bool]], loader: UnitLoader, batch_size: int,
-                 commit: bool, compression: str, level: int | None):
+                 commit: bool, compression: str, level: int | None, ledger: Any = None):
         self.stages, self.loader, self.batch_size = stages, loader, batch_size
         self.commit, self.compression, self.level = commit, compression, level
+        self.ledger = ledger  # a common.units.UnitLedger: the unit's done-marker, when it commits
 
     def __call__(self, batch: dict[str, Any]) -> Any:
         out_rows = []
@@ -201,7 +202,7 @@ class UnitWorker:
                     out.write_parquet(result, *folder, "_rows.parquet", compression=self.compression,
                                       level=self.level)
                 out.write_json(stats.for_unit(unit.name), *folder, "stats.json")
-                out.write_json({"rows": unit_rows_expected(result)}, folder[0], f"{unit.name}.done")
+                self.ledger.mark(unit.name, {"rows": unit_rows_expected(result)}, phase=f"map{self.loader.phase}")
             else:
                 self.loader.out.rm(*unit_dir(self.loader.phase, unit.name), recursive=True)
                 self.loader.out.write_json(stats.for_unit(unit.name), *unit_dir(self.loader.phase, unit.name),

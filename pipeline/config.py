@@ -147,12 +147,15 @@ class PipelineConfig(_Model):
         load_stage_plugins()
         return [STAGES[s.name](STAGES[s.name].Config.model_validate(s.options)) for s in self.stages]
 
+    def hashed_settings(self) -> dict[str, Any]:
+        """Everything that changes the output's content (not where it goes, ``ray`` or ``progress``)."""
+        return self.model_dump(mode="json", exclude={"ray": True, "progress": True,
+                                                     "output": {"path", "storage_options"},
+                                                     "input": {"storage_options"}})
+
     def config_hash(self) -> str:
-        """sha256 over everything that changes the output's content (not where it goes, ``ray`` or ``progress``)."""
-        doc = self.model_dump(mode="json", exclude={"ray": True, "progress": True,
-                                                    "output": {"path", "storage_options"},
-                                                    "input": {"storage_options"}})
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        """sha256 over :meth:`hashed_settings` (sorted JSON)."""
+        return hashlib.sha256(json.dumps(self.hashed_settings(), sort_keys=True).encode()).hexdigest()
 
 
 def load_stage_plugins() -> None:

@@ -5,9 +5,10 @@ Phases and what makes each resumable:
 Work state, rejected rows and the manifest live in the run folder ``OUT.curation`` beside
 the output folder ``OUT``, which receives only the kept shards (:mod:`pipeline.layout`).
 
-1. **plan**: the input is split into work units (``pipeline.read``) and saved with the
-   config hash in ``OUT.curation/_work/run.json``; a rerun reuses the plan and refuses a
-   different config.
+1. **plan**: the input is split into work units (``pipeline.read``) and saved in the run
+   record ``OUT.curation/_work/run.json`` (:class:`common.units.RunRecord`: job
+   ``curate``, the config hash as fingerprint, the hashed settings redacted, the unit plan
+   as ``state``); a rerun reuses the plan and refuses a different config.
 2. **map k**: every unit not yet marked done runs through the segment's batch stages
    (and the ``prepare`` part of its global stages); each unit commits one atomic file
    of its rows, kept and rejected, then a ``.done`` marker.
@@ -35,6 +36,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pydantic import BaseModel, ConfigDict
+
+from common.units import RunRecord, RunRecordError, UnitLedger
 from pipeline._drops import DropSet
 from pipeline._fs import OutFS
 from pipeline._lock import LOCK_NAME, OutputLock
@@ -52,7 +56,7 @@ from pipeline._write import KEPT_BASE, unify, unit_schemas, write_shard, write_u
 from pipeline.layout import CARD, MANIFEST, REJECTED, WORK, is_shard_name, run_folder
 from pipeline.manifest import dump_manifest, load_manifest
 from pipeline.progress import UnitProgress
-from pipeline.provenance import run_record, utc_now
+from pipeline.provenance import redact, run_record, utc_now
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.read import READ_STAGE, WorkUnit, plan_units
@@ -61,7 +65,7 @@ from pipeline.stats import StageStats, UnitStats
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # of _work/run.json; 2: the work state moved to the run folder
+JOB = "curate"  # the run record's job (common.units): a folder of another job is refused
 
 
 @dataclass
@@ -180,15 +184,43 @@ def _run_locked(cfg: PipelineConfig, overwrite: bool) -> RunResult:
     return RunResult(manifest, time.perf_counter() - started, len(units), skipped)
 
 
+class CuratePlan(BaseModel):
+    """The curate run's fixed state in its run record (``state``): the work units, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    units: list[WorkUnit]
+
+
+def _legacy_record(raw: dict[str, Any]) -> RunRecord | None:
+    """A ``run.json`` written before :class:`common.units.RunRecord` (``config_hash``, ``units``) as a record."""
+    if "config_hash" not in raw or "units" not in raw:
+        return None
+    return RunRecord(job=JOB, fingerprint=str(raw["config_hash"]), state={"units": raw["units"]})
+
+
+def ledger(cfg: PipelineConfig) -> UnitLedger:
+    """The curate run's record and done-markers: ``OUT.curation/_work/run.json``, ``map<k>/<unit>.done``."""
+    out = OutFS(run_folder(cfg.output.path), cfg.output.storage_options)
+    return UnitLedger(out.uri(WORK), suffix=".done", storage_options=cfg.output.storage_options,
+                      label=OutFS(cfg.output.path, cfg.output.storage_options).uri())
+
+
 def _plan(cfg: PipelineConfig, out: OutFS, chash: str, overwrite: bool) -> list[WorkUnit]:
     data = OutFS(cfg.output.path, cfg.output.storage_options)
-    if out.exists(WORK, "run.json"):
-        state = out.read_json(WORK, "run.json")
-        if state.get("config_hash") == chash:
-            return [WorkUnit.from_json(u) for u in state["units"]]
+    book = ledger(cfg)
+    try:
+        found = book.record(legacy=_legacy_record)
+    except RunRecordError:
+        if not overwrite:
+            raise
+        found = None  # unreadable: --overwrite replaces it with the rest
+    if found is not None:
+        if found.job == JOB and found.fingerprint == chash:
+            return CuratePlan.model_validate(found.state).units
         if not overwrite:
             raise PipelineError(
-                f"{data.uri()} holds a run of a different config (hash {state.get('config_hash', '?')[:12]}, "
+                f"{data.uri()} holds a run of a different config (hash {found.fingerprint[:12]}, "
                 f"this one {chash[:12]}); choose another output.path or pass --overwrite")
     if overwrite:
         for name in out.ls():
@@ -199,8 +231,9 @@ def _plan(cfg: PipelineConfig, out: OutFS, chash: str, overwrite: bool) -> list[
     else:
         _refuse_foreign_files(data)
     units = plan_units(cfg.input)
-    out.write_json({"config_hash": chash, "format_version": FORMAT_VERSION,
-                    "units": [u.to_json() for u in units]}, WORK, "run.json")
+    # the folder holds no record now (or one claim returns as is): this writes the run's record
+    book.claim(RunRecord(job=JOB, fingerprint=chash, settings=redact(cfg.hashed_settings()),
+                         state=CuratePlan(units=units).model_dump(mode="json")))
     log.info("planned %d work units", len(units))
     return units
 
@@ -224,8 +257,9 @@ def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, s
                prev_drops: list[DropSet]) -> int:
     import ray
 
-    done = set(out.ls(f"_work/map{k}"))
-    todo = [u for u in units if f"{u.name}.done" not in done]
+    book = ledger(cfg)
+    done = book.done_units(phase=f"map{k}")
+    todo = [u for u in units if u.name not in done]
     if not todo:
         log.info("map %d: all %d units already done", k, len(units))
         return len(units)
@@ -243,7 +277,7 @@ def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, s
         udf = type(f"Unit[{names}]", (UnitWorker,), {})
         ds = ds.map_batches(udf, batch_size=1, concurrency=workers, num_cpus=1, fn_constructor_kwargs={
             "stages": chain, "loader": loader, "batch_size": cfg.ray.batch_size, "commit": True,
-            "compression": "zstd", "level": level})
+            "compression": "zstd", "level": level, "ledger": book})
         with UnitProgress(todo, desc=f"map {k} [{names}]", enabled=cfg.progress) as bar:
             for b in ds.iter_batches(batch_size=1):
                 bar.done(*b["unit"])
@@ -270,7 +304,7 @@ def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, s
                 for unit, rows in zip(batch.column("unit").to_pylist(), batch.column("rows").to_pylist()):
                     got[unit] += rows
                     if got[unit] == expected[unit]:
-                        out.write_json({"rows": rows}, f"_work/map{k}", f"{unit}.done")
+                        book.mark(unit, {"rows": rows}, phase=f"map{k}")
                         bar.done(unit)
         missing = [u for u in todo if got[u.name] != expected[u.name]]
         if missing:

@@ -191,7 +191,7 @@ def test_pipeline_decisions_equal_one_process_reference(tmp_path, ray_cluster):
     stats = next(s for s in m["stages"] if s["stage"] == "minhash_dedup")
     assert stats["docs_rejected"] == len(got) > 40 and stats["component_rounds"] >= 1
     drop_files = glob.glob(str(tmp_path / "**" / "_work" / "_global0-0-minhash_dedup" / "u*.parquet"), recursive=True)
-    assert 1 < len(drop_files) <= len(json.loads(next(Path(tmp_path).glob("**/_work/run.json")).read_text())["units"])
+    assert 1 < len(drop_files) <= len(json.loads(next(Path(tmp_path).glob("**/_work/run.json")).read_text())["state"]["units"])
 
 
 def test_global_phase_killed_half_way_is_redone_identically(tmp_path, ray_cluster):

@@ -159,7 +159,7 @@ def test_kill_and_resume(tmp_path, ray_cluster, corpus_rows, jsonl_writer):
     finally:
         _cleanup(proc)
     done_before = len(glob.glob(str(killed_run / "_work" / "map0" / "*.done")))
-    total_units = len(json.loads((killed_run / "_work" / "run.json").read_text())["units"])
+    total_units = len(json.loads((killed_run / "_work" / "run.json").read_text())["state"]["units"])
     assert 2 <= done_before < total_units and not (killed_run / "manifest.json").exists()
 
     resumed = _run_cli(cfg_path)
