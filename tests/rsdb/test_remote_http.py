@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rsdb_testutil import make_corpus
 
 import rsdb
 from rsdb.errors import ShardError
-from rsdb_testutil import make_corpus
 
 pytest.importorskip("aiohttp")
 
-KW = dict(seq_len=64, batch_size=2, buffer_docs=4, seed=2, epochs=1)
+KW = {"seq_len": 64, "batch_size": 2, "buffer_docs": 4, "seed": 2, "epochs": 1}
 
 
 class Store:
@@ -38,7 +38,7 @@ class Store:
             def log_message(self, *args) -> None:  # one line per request otherwise
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = store.root / self.path.lstrip("/")
                 if not path.is_file():
                     self.send_error(404)
