@@ -24,11 +24,15 @@ reads with retries, backoff and timeouts) and background prefetch threads.
   early (a pool of ``buffer_docs`` documents spans up to that many shards), so a cold
   cache costs the first batch about ``min(buffer_docs, shards)`` fetches.
 
-Trade-off: a shard stays mapped (pinned in the cache) for the loader's lifetime, since
-the core keeps pointers into every shard it has used. The cache must therefore hold
-every shard of the weighted remote sources; the loader checks that against
-``max_cache_bytes`` before it starts. The bound then protects the disk from other runs
-and datasets sharing the directory, whose files are evicted least recently needed first.
+Trade-off: by default a shard stays mapped (pinned in the cache) for the loader's
+lifetime, since a stream's epoch reads a slice of every shard; the cache must then hold
+every shard of the weighted remote sources, which the loader checks against
+``max_cache_bytes`` before it starts, and the bound protects the disk from other runs
+and datasets sharing the directory. With ``shuffle_block_shards=N`` a stream needs two
+blocks of shards at most in the usual case (its current block and the previous one's
+documents still in the pool); the loader unmaps the rest after every batch, so a bound
+of a fraction of the corpus serves the run, at the price of fetching shards again in
+later epochs.
 """
 
 from __future__ import annotations
