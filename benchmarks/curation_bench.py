@@ -196,6 +196,105 @@ def bench_pipeline(corpus: Path, workers_list: list[int]) -> None:
                  note="wall time of `trinity-data curate` incl. Ray start-up")
 
 
+def map_stages(config: Path, four_rule_sets: bool = False) -> list:
+    """The config's per-row (map) stages, built as the runner builds them; global stages left out.
+
+    ``four_rule_sets``: the English ``quality`` stage (Gopher repetition and quality, FineWeb,
+    C4) in place of ``multilingual_quality``, with the same ``only``, and no ``pii`` (the
+    stages of ``curation_scale_bench.py``)."""
+    from pipeline.config import load_config
+    from pipeline.stages.base import GlobalStage
+
+    cfg = load_config(config)
+    if four_rule_sets:
+        specs = []
+        for spec in cfg.stages:
+            if spec.name == "multilingual_quality":
+                spec = spec.model_copy(update={"name": "quality", "options": {"only": spec.options.get("only")}})
+            if spec.name != "pii":
+                specs.append(spec)
+        cfg = cfg.model_copy(update={"stages": specs})
+    return [s for s in cfg.build_stages() if not isinstance(s, GlobalStage)]
+
+
+def corpus_table(rows: list[dict], rename: dict[str, str]):
+    import pyarrow as pa
+
+    cols = {k: [r.get(k) for r in rows] for k in rows[0]}
+    return pa.table({rename.get(k, k): v for k, v in cols.items()})
+
+
+def run_map_stages(stages: list, table, batch_rows: int) -> tuple[dict[str, float], dict[str, tuple]]:
+    """Every batch through every stage in order, as one unit is: CPU seconds per stage and
+    each document's decision (stage, reason) plus a digest of its kept text and signals."""
+    import hashlib
+
+    cpu = {s.name: 0.0 for s in stages}
+    decisions: dict[str, tuple] = {}
+    for start in range(0, table.num_rows, batch_rows):
+        part = table.slice(start, batch_rows)
+        for s in stages:
+            t0 = time.process_time()
+            res = s.process(part)
+            cpu[s.name] += time.process_time() - t0
+            for row in res.rejected.select(["id", "reject_stage", "reject_reason"]).to_pylist():
+                decisions[row["id"]] = (row["reject_stage"], row["reject_reason"])
+            part = res.kept
+        for row in part.to_pylist():
+            digest = hashlib.sha1(json.dumps({k: v for k, v in row.items() if k != "id"}, sort_keys=True,
+                                             default=str).encode()).hexdigest()[:16]
+            decisions[row["id"]] = ("kept", digest)
+    return cpu, decisions
+
+
+def bench_map_stages(rows: list[dict], config: Path, batch_rows: int, profile: int, decisions_out: str | None,
+                     decisions_check: str | None, four_rule_sets: bool = False) -> None:
+    """MB of input text per CPU-second of each map stage of ``config`` (dedup left out), and in total."""
+    import collections
+
+    import yaml
+
+    raw = yaml.safe_load(config.read_text())
+    table = corpus_table(rows, raw.get("input", {}).get("rename", {}) or {})
+    mb = sum(len(r["text"].encode()) for r in rows) / 1e6
+    stages = map_stages(config, four_rule_sets)
+    run_map_stages(stages, table.slice(0, 50), batch_rows)  # warm-up: models load, rule tables compile
+    stages = map_stages(config, four_rule_sets)  # fresh stages: cold caches, as in a new worker (models stay loaded)
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile(time.process_time)
+        prof.enable()
+    t0 = time.process_time()
+    cpu, decisions = run_map_stages(stages, table, batch_rows)
+    total = time.process_time() - t0
+    if prof is not None:
+        import pstats
+
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(profile)
+        print(buf.getvalue(), file=sys.stderr)
+    outcome = collections.Counter(d[0] if d[0] == "kept" else f"{d[0]}:{d[1]}" for d in decisions.values())
+    load = os.getloadavg()
+    for name, secs in cpu.items():
+        emit(name=f"map_stage/{name}", docs=len(rows), mb=round(mb, 2), cpu_s=round(secs, 2),
+             mb_per_cpu_s=round(mb / secs, 2) if secs else None, load_avg=[round(x, 2) for x in load])
+    emit(name="map_stages/total", config=str(config.name) + (" (quality, no pii)" if four_rule_sets else ""), stages=[s.name for s in stages], docs=len(rows),
+         mb=round(mb, 2), cpu_s=round(total, 2), mb_per_cpu_s=round(mb / total, 3), profiled=bool(profile),
+         kept=outcome["kept"], decisions=dict(sorted(outcome.items())), load_avg=[round(x, 2) for x in load],
+         note="input text MB per CPU-second of this process, all stages in order on batches of one unit's rows")
+    if decisions_out:
+        Path(decisions_out).write_text(json.dumps(decisions, sort_keys=True))
+    if decisions_check:
+        before = json.loads(Path(decisions_check).read_text())
+        now = json.loads(json.dumps(decisions))
+        differ = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        emit(name="map_stages/decisions_vs_reference", reference=decisions_check, docs=len(now),
+             same=len(now) - len(differ), differ=len(differ), first_differing=differ[:10])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default=str(REPO.parent / "shared" / "corpus" / "demo.jsonl.zst"))
@@ -203,9 +302,21 @@ def main() -> int:
     ap.add_argument("--show", type=int, default=None, help="disagreements listed per filter (default: all)")
     ap.add_argument("--no-filters", action="store_true")
     ap.add_argument("--no-pipeline", action="store_true")
+    ap.add_argument("--map-stages", nargs="?", const=str(REPO / "pipeline" / "configs" / "demo.yaml"), default=None,
+                    metavar="CONFIG", help="only time CONFIG's map stages in this process (default: the demo config)")
+    ap.add_argument("--four-rule-sets", action="store_true",
+                    help="with --map-stages: the quality stage (all four rule sets) for multilingual_quality, no pii")
+    ap.add_argument("--batch-rows", type=int, default=500, help="rows per batch for --map-stages (the unit size)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="with --map-stages: cProfile, top N functions")
+    ap.add_argument("--decisions-out", default=None, help="with --map-stages: write every document's decision here")
+    ap.add_argument("--decisions-check", default=None, help="with --map-stages: compare with a --decisions-out file")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rows = load_corpus(Path(args.corpus), args.limit)
+    if args.map_stages:
+        bench_map_stages(rows, Path(args.map_stages), args.batch_rows, args.profile, args.decisions_out,
+                         args.decisions_check, args.four_rule_sets)
+        return 0
     if not args.no_filters:
         bench_filters(rows, args.show)
     if not args.no_pipeline:

@@ -4,9 +4,15 @@
 
 For each scale S the corpus is the demo corpus (or its first ``--base-docs`` documents)
 written S times: copy 0 is the original; in copies 1..S-1 most documents are *distinct*
-(30% of their words replaced by random letter words, so 5-gram MinHash similarity is ~0.1)
-and every tenth document is a *planted near-duplicate* (1% of its words replaced), whose
-ground truth is "drop it, keep the original". The corpus is written as a
+(30% of their words replaced by random letter words) and every tenth document is a
+*planted near-duplicate* (1% of its words replaced), whose ground truth is "drop it, keep
+the original". "Words" are the units the MinHash stage shingles on (runs of letters and
+digits, ``pipeline.stages.dedup.minhash``), not whitespace tokens: a short Chinese poem is
+a few whitespace tokens but many MinHash words, and replacing whitespace tokens left most
+of its 5-word shingles intact. The 5-gram shingle Jaccard of every copy with its original
+is measured with the stage's own shingles and reported (``curation_scale/ground_truth``).
+``--dedup-only`` runs just normalize and the two dedup stages, so every copy reaches
+dedup. The corpus is written as a
 multi-frame ``.jsonl.zst`` (one zstd frame per 4 MB), so every work unit decodes only its
 own frame.
 
@@ -55,6 +61,7 @@ PLANT_EVERY = 10
 # All four rule sets (Gopher quality + repetition, C4, FineWeb) on prose; code passes to dedup.
 STAGES = ["normalize", {"langid": {"prefix_chars": 500}}, {"quality": {"only": {"source": ["web-docs", "docs-rst"]}}},
           "exact_dedup", "minhash_dedup"]
+DEDUP_STAGES = ["normalize", "exact_dedup", "minhash_dedup"]
 
 
 def loadavg() -> list[float]:
@@ -81,31 +88,54 @@ def load_demo(limit: int) -> list[dict]:
     return rows
 
 
+#: the word units MinHash shingles on (``minhash._WORD``: runs of letters and digits)
+_MINHASH_WORD = re.compile(r"[^\W_]+")
+
+
 def perturb(text: str, share: float, rng: random.Random) -> str:
-    """Replace ``share`` of the words (whitespace kept) by fresh random letter words.
+    """Replace ``share`` of the MinHash words (everything between them kept) by fresh random letter words.
 
     Fresh words always differ from the ones they replace (a word drawn from the same text
-    would often be the same one, e.g. in code, and leave the copy an exact duplicate).
+    would often be the same one, e.g. in code, and leave the copy an exact duplicate), and
+    are one MinHash word each (letters only, and the characters around a word are not word
+    characters), so a copy has exactly as many MinHash words as its original.
     """
-    parts = re.split(r"(\s+)", text)
-    words = [i for i, p in enumerate(parts) if p and not p.isspace()]
-    if not words:
+    spans = [m.span() for m in _MINHASH_WORD.finditer(text)]
+    if not spans:
         return text + " " + _fresh(rng)
-    for i in rng.sample(words, max(1, int(len(words) * share))):
-        parts[i] = _fresh(rng)
-    return "".join(parts)
+    out, pos = [], 0
+    for a, b in sorted(rng.sample(spans, max(1, int(len(spans) * share)))):
+        out += [text[pos:a], _fresh(rng)]
+        pos = b
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def shingle_jaccard(hasher, a: str, b: str) -> float:
+    """Jaccard similarity of two texts' MinHash shingle sets (the stage's own shingles)."""
+    sa, sb = set(hasher.shingles(a).tolist()), set(hasher.shingles(b).tolist())
+    return len(sa & sb) / max(1, len(sa | sb))
 
 
 def _fresh(rng: random.Random) -> str:
     return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
 
 
-def build_corpus(rows: list[dict], scale: int, path: Path) -> set[str]:
-    """Write the corpus; returns the ids of the planted near-duplicates."""
+def build_corpus(rows: list[dict], scale: int, path: Path) -> tuple[set[str], dict[str, list[float]], set[str]]:
+    """Write the corpus; returns the ids of the planted near-duplicates, the shingle Jaccard
+    of every distinct and every planted copy with its original, and the ids of the planted
+    copies at or above the LSH threshold (1% of a short document's words can already break
+    most of its shingles: such a copy is not a near-duplicate MinHash is meant to find)."""
     import zstandard
 
+    from pipeline.stages.dedup.minhash import MinHashConfig, MinHasher
+
+    hasher = MinHasher(MinHashConfig())
     rng = random.Random(scale)
     planted: set[str] = set()
+    jaccard: dict[str, list[float]] = {"distinct": [], "planted": []}
+    similar: set[str] = set()  # planted copies whose Jaccard is at least the LSH threshold
+    threshold = lsh_threshold()
     cctx = zstandard.ZstdCompressor(level=3)
     buf = bytearray()
     with open(path, "wb") as f:
@@ -118,13 +148,34 @@ def build_corpus(rows: list[dict], scale: int, path: Path) -> set[str]:
                     rec["text"] = perturb(r["text"], 0.01 if near else 0.30, rng)
                     if near:
                         planted.add(rec["id"])
+                    j = shingle_jaccard(hasher, r["text"], rec["text"])
+                    jaccard["planted" if near else "distinct"].append(j)
+                    if near and j >= threshold:
+                        similar.add(rec["id"])
                 buf += json.dumps(rec, ensure_ascii=False).encode() + b"\n"
                 if len(buf) >= FRAME_BYTES:
                     f.write(cctx.compress(bytes(buf)))
                     buf.clear()
         if buf:
             f.write(cctx.compress(bytes(buf)))
-    return planted
+    return planted, jaccard, similar
+
+
+def lsh_threshold(cfg=None) -> float:
+    """The Jaccard at which two documents share a band with probability 1/2 (LSH's S-curve)."""
+    from pipeline.stages.dedup.minhash import MinHashConfig
+
+    cfg = cfg or MinHashConfig()
+    return (1 - 0.5 ** (1 / cfg.num_bands)) ** (1 / cfg.rows_per_band)
+
+
+def jaccard_summary(values: list[float], threshold: float) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    return {"n": len(v), "min": round(v[0], 3), "median": round(v[len(v) // 2], 3),
+            "p99": round(v[min(len(v) - 1, int(len(v) * 0.99))], 3), "max": round(v[-1], 3),
+            "above_threshold": sum(x >= threshold for x in v)}
 
 
 # ----------------------------------------------------------------------------- cluster
@@ -247,7 +298,7 @@ class LoopbackCluster:
 # ----------------------------------------------------------------------------- one run
 
 
-def precision_recall(out: Path, planted: set[str]) -> dict[str, float | int]:
+def precision_recall(out: Path, planted: set[str], similar: set[str] | None = None) -> dict[str, float | int]:
     import pyarrow.parquet as pq
 
     from pipeline.layout import REJECTED, run_folder
@@ -263,11 +314,14 @@ def precision_recall(out: Path, planted: set[str]) -> dict[str, float | int]:
     return {"planted_reaching_dedup": len(planted & reached), "dropped": len(dropped), "planted_dropped": tp,
             "distinct_copies_dropped": wrong,
             "recall": round(tp / max(1, len(planted & reached)), 4),
-            "precision": round(tp / max(1, tp + wrong), 4)}
+            "precision": round(tp / max(1, tp + wrong), 4),
+            **({"recall_above_threshold": round(len(dropped & similar) / max(1, len(similar & reached)), 4),
+                "planted_above_threshold": len(similar & reached)} if similar is not None else {})}
 
 
 def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[str], scale: int,
-             workers: int, mb: float, unit_rows: int = 1000) -> dict:
+             workers: int, mb: float, unit_rows: int = 1000, stages: list | None = None,
+             similar: set[str] | None = None) -> dict:
     import yaml
 
     out = work / f"out-{scale}x-{workers}w"
@@ -276,7 +330,7 @@ def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[st
     config = work / f"curate-{scale}x-{workers}w.yaml"
     config.write_text(yaml.safe_dump({
         "input": {"paths": [str(corpus)], "rename": {"lang": "lang_label"}, "unit_rows": unit_rows},
-        "stages": STAGES, "output": {"path": str(out)}, "ray": {"workers": workers}, "progress": False}))
+        "stages": stages or STAGES, "output": {"path": str(out)}, "ray": {"workers": workers}, "progress": False}))
     wall, _, store_peak = cluster.submit(config, work)
     from pipeline.manifest import load_manifest
 
@@ -290,7 +344,7 @@ def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[st
            "phases_s": m.get("phases", {}), "serial_fraction": round(serial, 4),
            "driver_cpu_s": round(driver.get("cpu_s", 0.0), 2), "driver_peak_rss_mb": driver.get("peak_rss_mb"),
            "object_store_peak_mb": round(store_peak / 1e6, 1), "amdahl_speedup": amdahl,
-           **precision_recall(out, planted)}
+           **precision_recall(out, planted, similar)}
     emit(**row)
     shutil.rmtree(out, ignore_errors=True)
     return row
@@ -303,7 +357,10 @@ def main() -> None:
     ap.add_argument("--base-docs", type=int, default=0, help="first N demo documents as the base (0: all 3,344)")
     ap.add_argument("--unit-rows", type=int, default=1000, help="input.unit_rows: rows per work unit")
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--dedup-only", action="store_true",
+                    help="stages normalize, exact_dedup, minhash_dedup only (every copy reaches dedup)")
     args = ap.parse_args()
+    stages = DEDUP_STAGES if args.dedup_only else STAGES
     scales = [int(x) for x in args.scales.split(",")]
     worker_counts = [int(x) for x in args.workers.split(",")]
     work = Path(args.work or tempfile.mkdtemp(prefix="curation-scale-"))
@@ -312,17 +369,23 @@ def main() -> None:
     corpora = {}
     for s in scales:
         path = work / f"corpus-{s}x.jsonl.zst"
-        planted = build_corpus(base, s, path)
+        planted, jaccard, similar = build_corpus(base, s, path)
         mb = sum(len(json.dumps(r, ensure_ascii=False).encode()) + 1 for r in base) * s / 1e6
-        corpora[s] = (path, planted, mb)
+        corpora[s] = (path, planted, mb, similar)
         emit(name="curation_scale/corpus", scale=s, docs=len(base) * s, mb=round(mb, 1), planted=len(planted),
              file_mb=round(path.stat().st_size / 1e6, 1))
+        threshold = lsh_threshold()
+        emit(name="curation_scale/ground_truth", scale=s, lsh_threshold=round(threshold, 3),
+             distinct_jaccard=jaccard_summary(jaccard["distinct"], threshold),
+             planted_jaccard=jaccard_summary(jaccard["planted"], threshold),
+             note="5-gram shingle Jaccard of each copy with its original, the MinHash stage's shingles")
     cluster = LoopbackCluster(work)
     rows = []
     try:
         for s in scales:
             for w in worker_counts:
-                rows.append(run_once(cluster, work, *corpora[s][:2], s, w, corpora[s][2], args.unit_rows))
+                rows.append(run_once(cluster, work, *corpora[s][:2], s, w, corpora[s][2], args.unit_rows, stages,
+                                     corpora[s][3]))
     finally:
         cluster.stop()
     by = {(r["scale"], r["workers"]): r for r in rows}

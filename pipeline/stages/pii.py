@@ -135,9 +135,70 @@ def _secret_patterns() -> tuple[re.Pattern[str], ...]:
     return tuple(out)
 
 
+def _required_literals(items: Any) -> list[set[str]]:
+    """Sets of strings, one of each set appearing in every match of a parsed regex sequence.
+
+    Runs of literal characters, the alternatives of a branch whose every alternative has
+    such a run, and the content of groups and of repeats taken at least once are required;
+    anything else (classes, optional parts, look-arounds) is skipped, which only weakens the
+    test, never makes it wrong.
+    """
+    from re import _constants as C  # the parser's opcodes (sre_constants)
+
+    out: list[set[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            out.append({"".join(run)})
+            run.clear()
+
+    for op, av in items:
+        if op is C.LITERAL:
+            run.append(chr(av))
+            continue
+        flush()
+        if op is C.SUBPATTERN:
+            out += _required_literals(av[3])
+        elif op is C.ATOMIC_GROUP:
+            out += _required_literals(av)
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1:
+            out += _required_literals(av[2])
+        elif op is C.BRANCH:
+            alts = [_required_literals(b) for b in av[1]]
+            if all(alts):
+                out.append(set().union(*(max(a, key=lambda x: min(map(len, x))) for a in alts)))
+    flush()
+    return out
+
+
+def _prefilter(rx: re.Pattern[str]):
+    """A cheap test that is False only for texts ``rx`` cannot match (its required literals
+    are missing): most detect-secrets patterns need a keyword that most documents lack, and
+    checking for it costs far less than scanning the text with the pattern."""
+    from re import _parser  # sre_parse
+
+    sets = [x for x in _required_literals(_parser.parse(rx.pattern, rx.flags)) if min(map(len, x)) >= 2]
+    if not sets:
+        return None
+    if rx.flags & re.IGNORECASE:  # the same case folding as the pattern's own
+        flags = rx.flags & (re.IGNORECASE | re.UNICODE | re.ASCII)
+        searches = [re.compile("|".join(map(re.escape, sorted(x))), flags).search for x in sets]
+        return lambda text: all(search(text) for search in searches)
+    literals = [tuple(sorted(x)) for x in sets]
+    return lambda text: all(any(lit in text for lit in alts) for alts in literals)
+
+
+@lru_cache(1)
+def _prefiltered_secret_patterns() -> tuple[tuple[re.Pattern[str], Any], ...]:
+    return tuple((rx, _prefilter(rx)) for rx in _secret_patterns())
+
+
 def _secret_spans(text: str) -> list[tuple[int, int]]:
     spans = [(m.start(), m.end()) for m in _PEM.finditer(text)]
-    for rx in _secret_patterns():
+    for rx, may_match in _prefiltered_secret_patterns():
+        if may_match is not None and not may_match(text):
+            continue
         for m in rx.finditer(text):
             groups = [m.span(i) for i in range(1, (m.re.groups or 0) + 1) if m.group(i)]
             best = max(groups, key=lambda s: s[1] - s[0], default=None)

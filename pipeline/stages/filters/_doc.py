@@ -7,7 +7,7 @@ once however many rule sets look at its words.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable
 
 from pipeline.stages.filters._ngrams import HashPowers
 from pipeline.stages.filters._text import EnglishWords
@@ -17,8 +17,10 @@ Splitter = Callable[[str], list[str]]
 
 class DocCaches:
     """The bounded caches one stage keeps across documents: the English word splitter's
-    chunk tables and the n-gram hash powers. Built per stage (and per worker: pickling a
-    stage drops them), never shared through module globals.
+    chunk tables, the n-gram hash powers and the other languages' word splitters (each with
+    its model and chunk cache, one per configured language: bounded by the config). Built
+    per stage (and per worker: pickling a stage drops them), never shared through module
+    globals.
 
     Args:
         max_entries: the bound of each word-cache table (see :class:`EnglishWords`).
@@ -28,11 +30,45 @@ class DocCaches:
     def __init__(self, max_entries: int = 1 << 19, max_hash_positions: int = 1 << 20):
         self.words = EnglishWords(max_entries)
         self.powers = HashPowers(max_hash_positions)
+        self.splitters: dict[tuple[str, str], Splitter] = {}
+
+    def splitter(self, kind: str, code: str) -> Splitter:
+        """The word splitter of ``kind`` for language ``code``, made on first use (see ``_words.py``)."""
+        fn = self.splitters.get((kind, code))
+        if fn is None:
+            from pipeline.stages.filters._words import splitter
+
+            fn = self.splitters[(kind, code)] = splitter(kind, code)
+        return fn
 
     def clear(self) -> None:
         """Forget everything cached (benchmarks time a cold start with this)."""
         self.words.clear()
         self.powers = HashPowers(self.powers.max_positions)
+        self.splitters.clear()
+
+
+class CachedStage:
+    """Mixin of the filters that keep :class:`DocCaches`: built on first use where the stage
+    runs, dropped when the stage is pickled (a Ray worker builds its own), bounded."""
+
+    _caches: DocCaches | None = None
+
+    @property
+    def caches(self) -> DocCaches:
+        """This stage's word, hash and splitter caches (built on first use, in the worker)."""
+        if self._caches is None:
+            self._caches = DocCaches()
+        return self._caches
+
+    def clear_caches(self) -> None:
+        """Forget every cached word, hash table and splitter."""
+        self._caches = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_caches", None)  # rebuilt where the stage runs
+        return state
 
 
 class Doc:

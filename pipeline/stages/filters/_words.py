@@ -17,15 +17,18 @@ library and settings:
 * ``pythainlp``: PyThaiNLP ``newmm-safe`` (Thai).
 
 Every splitter drops whitespace tokens and strips the rest (DataTrove's ``strip_strings``).
-Models load lazily, once per process and kind; a missing package raises a ``ConfigError``
-with the pip command when the stage is built, not mid-run.
+Each splitter :func:`splitter` returns owns its model and its chunk cache (loaded on the
+first call, never in a module global), so they live and die with the stage holding the
+splitter (``_doc.DocCaches``); a missing package raises a ``ConfigError`` with the pip
+command when the stage is built, not mid-run.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Callable
+from typing import Any, Callable
+
+import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.stages.filters._text import EnglishWords
@@ -61,12 +64,16 @@ def _strip(tokens) -> list[str]:
     return [s for s in (t.strip() for t in tokens) if s]
 
 
-@lru_cache(None)
 def _spacy(code: str):
     import spacy
 
     config = {"nlp": {"tokenizer": {"segmenter": "jieba"}}} if code == "zh" else None
-    return spacy.blank(code, config=config) if config else spacy.blank(code)
+    nlp = spacy.blank(code, config=config) if config else spacy.blank(code)
+    # Only token texts are read, and no tokenizer rule looks at lexeme attributes (shape,
+    # like_url, norm...): without their getters a new lexeme costs a fraction (they were
+    # most of the splitting time). Same tokens, checked on every demo document.
+    nlp.vocab.lex_attr_getters = {}
+    return nlp
 
 
 #: segmenters that look across spaces (jieba; pyvi joins syllables into words): whole text at once
@@ -74,10 +81,26 @@ _WHOLE_TEXT = {"zh", "vi"}
 _CHUNK_CACHE_MAX = 1 << 18  # whitespace chunks per language; emptied when full
 
 
+class _Lazy:
+    """A model built on first use by ``load`` and kept by this object (one per splitter)."""
+
+    def __init__(self, load: Callable[[], Any]):
+        self._load = load
+        self._model: Any = None
+
+    def __call__(self) -> Any:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+
 def _spacy_words(code: str) -> Splitter:
+    from spacy.attrs import IDX, LENGTH
+
+    model = _Lazy(lambda: _spacy(code))
     if code in _WHOLE_TEXT:
         def split_whole(text: str) -> list[str]:
-            nlp = _spacy(code)
+            nlp = model()
             nlp.max_length = len(text) + 10
             with nlp.memory_zone():
                 return _strip(t.text for t in nlp.make_doc(text))
@@ -94,30 +117,31 @@ def _spacy_words(code: str) -> Splitter:
         if new:
             if len(cache) + len(new) > _CHUNK_CACHE_MAX:
                 cache.clear()
-            nlp = _spacy(code)
+            nlp = model()
             joined = "\n".join(new)
             nlp.max_length = len(joined) + 10
             starts = [0]
             for c in new[:-1]:
                 starts.append(starts[-1] + len(c) + 1)
-            got: list[list[str]] = [[] for _ in new]
-            k = 0
             with nlp.memory_zone():
-                for t in nlp.make_doc(joined):
-                    while k + 1 < len(starts) and t.idx >= starts[k + 1]:
-                        k += 1
-                    got[k].append(t.text)
+                # Offsets and lengths as one array: no Token object per token.
+                offsets = nlp.make_doc(joined).to_array([IDX, LENGTH]).reshape(-1, 2)
+            owner = np.searchsorted(np.asarray(starts), offsets[:, 0], side="right") - 1
+            got: list[list[str]] = [[] for _ in new]
+            for k, i, n in zip(owner.tolist(), offsets[:, 0].tolist(), offsets[:, 1].tolist()):
+                tok = joined[i:i + n].strip()
+                if tok:
+                    got[k].append(tok)
             for c, toks in zip(new, got):
-                cache[c] = tuple(_strip(toks))
+                cache[c] = tuple(toks)
         return [t for c in chunks for t in cache[c]]
     return split
 
 
-@lru_cache(None)
 def _sudachi():
     from sudachipy import Dictionary, SplitMode
 
-    return Dictionary(dict="core").create(mode=SplitMode.A), SplitMode.A
+    return Dictionary(dict="core").create(mode=SplitMode.A)
 
 
 def _byte_chunks(text: str, limit: int = 40_000) -> list[str]:
@@ -134,12 +158,15 @@ def _byte_chunks(text: str, limit: int = 40_000) -> list[str]:
     return out
 
 
-def _sudachi_words(text: str) -> list[str]:
-    tok, _ = _sudachi()
-    return _strip(m.surface() for piece in _byte_chunks(text) for m in tok.tokenize(piece))
+def _sudachi_words() -> Splitter:
+    model = _Lazy(_sudachi)
+
+    def split(text: str) -> list[str]:
+        tok = model()
+        return _strip(m.surface() for piece in _byte_chunks(text) for m in tok.tokenize(piece))
+    return split
 
 
-@lru_cache(None)
 def _kiwi():
     from kiwipiepy import Kiwi
 
@@ -149,9 +176,13 @@ def _kiwi():
 _LONG_NUMBER = re.compile("[0-9,]{20,}")  # DataTrove: kiwipiepy mishandles very long numbers
 
 
-def _kiwi_words(text: str) -> list[str]:
-    # DataTrove slices the original text with offsets from the cleaned one; so do we.
-    return _strip(text[t.start:t.end] for t in _kiwi().tokenize(_LONG_NUMBER.sub("", text)))
+def _kiwi_words() -> Splitter:
+    model = _Lazy(_kiwi)
+
+    def split(text: str) -> list[str]:
+        # DataTrove slices the original text with offsets from the cleaned one; so do we.
+        return _strip(text[t.start:t.end] for t in model().tokenize(_LONG_NUMBER.sub("", text)))
+    return split
 
 
 def _indic_words(code: str) -> Splitter:
@@ -169,16 +200,17 @@ def _thai_words(text: str) -> list[str]:
 
 
 def splitter(kind: str, code: str) -> Splitter:
-    """The word splitter of one kind for one language code (checked with :func:`check_available`)."""
+    """A new word splitter of one kind for one language code (checked with :func:`check_available`),
+    owning its model (loaded on the first call) and caches."""
     check_available(kind, code)
     if kind == "en":
         return EnglishWords().split  # its chunk caches belong to the returned splitter
     if kind == "spacy":
         return _spacy_words(code)
     if kind == "sudachi":
-        return _sudachi_words
+        return _sudachi_words()
     if kind == "kiwi":
-        return _kiwi_words
+        return _kiwi_words()
     if kind == "indicnlp":
         return _indic_words(code)
     return _thai_words

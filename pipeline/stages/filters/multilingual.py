@@ -37,8 +37,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.stages.base import Filter, FilterConfig, FilterOutput, register_stage
-from pipeline.stages.filters._doc import Doc, DocCaches
-from pipeline.stages.filters._words import Splitter, check_available, splitter
+from pipeline.stages.filters._doc import CachedStage, Doc
+from pipeline.stages.filters._words import check_available
 from pipeline.stages.filters.fineweb import FineWebQuality, FineWebRules
 from pipeline.stages.filters.gopher_quality import GopherQuality, GopherQualityRules
 from pipeline.stages.filters.gopher_repetition import GopherRepetition, GopherRepetitionRules
@@ -163,7 +163,7 @@ class MultilingualQualityConfig(FilterConfig):
 
 
 @register_stage
-class MultilingualQuality(Filter):
+class MultilingualQuality(CachedStage, Filter):
     """Gopher repetition + FineWeb + Gopher quality with FineWeb 2's per-language thresholds and word splitters."""
 
     name = "multilingual_quality"
@@ -186,27 +186,6 @@ class MultilingualQuality(Filter):
             for filters in self.filters.values():
                 types.update(filters[i].signal_types)
         self.signal_types = types
-        self._splitters: dict[str, Splitter] = {}
-        self._caches: DocCaches | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_splitters"] = {}  # rebuilt in each worker (models load lazily)
-        state["_caches"] = None
-        return state
-
-    @property
-    def caches(self) -> DocCaches:
-        """This stage's English word and hash caches (built on first use, in the worker)."""
-        if self._caches is None:
-            self._caches = DocCaches()
-        return self._caches
-
-    def _split(self, code: str) -> Splitter:
-        fn = self._splitters.get(code)
-        if fn is None:
-            fn = self._splitters[code] = splitter(*self.rules[code].splitter)
-        return fn
 
     def rule_set_for(self, label: str | None) -> str | None:
         """The rule-set code a label gets (after the fallback), None: the document passes untouched."""
@@ -218,7 +197,9 @@ class MultilingualQuality(Filter):
         code = self.rule_set_for(label)
         if code is None:
             return None, {}
-        doc = Doc(text, self.caches, None if self.rules[code].splitter[0] == "en" else self._split(code))
+        kind, split_code = self.rules[code].splitter
+        caches = self.caches  # the English tables, hash powers and every language's splitter
+        doc = Doc(text, caches, None if kind == "en" else caches.splitter(kind, split_code))
         res = combine(self.filters[code], doc)
         return res.reason, {"mq_rules": code, **res.signals}
 

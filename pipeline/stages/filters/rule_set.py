@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.stages.base import Filter, FilterConfig, FilterOutput
-from pipeline.stages.filters._doc import Doc, DocCaches
+from pipeline.stages.filters._doc import CachedStage, Doc
 
 
 class Rules(BaseModel):
@@ -36,7 +36,7 @@ class RuleResult(NamedTuple):
     text: str | None = None  # the edited text (C4 removes lines), None: unchanged
 
 
-class RuleSetFilter(Filter):
+class RuleSetFilter(CachedStage, Filter):
     """A filter made of one or more rule sets.
 
     A single rule set names its decision function (``rule``) and its signal columns
@@ -52,7 +52,6 @@ class RuleSetFilter(Filter):
     def __init__(self, config: FilterConfig | None = None):
         super().__init__(config)
         self.signal_types = self.declare_signals()  # type: ignore[misc]
-        self._caches: DocCaches | None = None
 
     def declare_signals(self) -> dict[str, pa.DataType]:
         """The Arrow type of every signal column this config writes."""
@@ -64,22 +63,6 @@ class RuleSetFilter(Filter):
         if rule is None:
             raise NotImplementedError(f"{type(self).__name__} names no rule and does not override evaluate")
         return rule(doc, self.config)
-
-    @property
-    def caches(self) -> DocCaches:
-        """This stage's word and hash caches (built on first use, in the worker)."""
-        if self._caches is None:
-            self._caches = DocCaches()
-        return self._caches
-
-    def clear_caches(self) -> None:
-        """Forget the cached words and hash tables."""
-        self._caches = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_caches"] = None  # rebuilt where the stage runs
-        return state
 
     def decide(self, text: str) -> RuleResult:
         """:meth:`evaluate` of one text."""

@@ -157,7 +157,7 @@ def test_missing_language_column_is_a_clear_error(stage):
 def test_pickle_round_trip_keeps_decisions(stage, samples):
     stage.evaluate(samples["ja"][0]["text"], "ja")  # loads a splitter, which must not travel
     clone = pickle.loads(pickle.dumps(stage))
-    assert clone._splitters == {}
+    assert clone._caches is None  # splitters and their models are rebuilt where the stage runs
     for code in ("ja", "zh", "de"):
         d = samples[code][0]
         assert clone.evaluate(d["text"], code) == stage.evaluate(d["text"], code)
@@ -173,3 +173,19 @@ def test_words_equal_datatrove_tokenizer(stage, samples, code):
     ours = splitter(*stage.rules[code].splitter)
     for d in samples[code][:2]:
         assert ours(d["text"]) == theirs.word_tokenize(d["text"]), (code, d["id"])
+
+
+def test_splitters_and_models_live_on_the_stage():
+    """Each stage owns its splitters (and their models and chunk caches), one per language
+    it met, never a module global; two stages share none; pickling ships none."""
+    a = MultilingualQuality(MultilingualQualityConfig(languages=["de", "ja"], fallback=None))
+    b = MultilingualQuality(MultilingualQualityConfig(languages=["de", "ja"], fallback=None))
+    text = "Der Hund läuft schnell über die Straße, und die Katze schläft im Garten. " * 8
+    assert a.evaluate(text, "de") == b.evaluate(text, "de")
+    assert set(a.caches.splitters) == {("spacy", "de")}
+    assert a.caches.splitters[("spacy", "de")] is not b.caches.splitters[("spacy", "de")]
+    a.evaluate("今日は良い天気です。", "ja")
+    assert set(a.caches.splitters) == {("spacy", "de"), ("sudachi", "ja")}  # bounded by the configured languages
+    assert pickle.loads(pickle.dumps(a))._caches is None
+    a.clear_caches()
+    assert a._caches is None and a.evaluate(text, "de") == b.evaluate(text, "de")

@@ -143,3 +143,44 @@ def test_curate_on_ray_with_the_new_stages(tmp_path, ray_cluster, corpus_rows, j
     kept = {r["id"]: r for r in pq.read_table(sorted(glob.glob(str(out / "part-*.parquet")))).to_pylist()}
     assert PLANTED["email"] not in kept["~pii"]["text"] and "<EMAIL>" in kept["~pii"]["text"]
     assert kept["~pii"]["pii_email"] == 1 and kept["~pii"]["pii_iban"] == 1
+
+
+def _secret_alphabet() -> str:
+    """Every character the detect-secrets patterns name, plus separators: random texts over it
+    often hold a pattern's keywords, and sometimes a whole match."""
+    from pipeline.stages.pii import _secret_patterns
+
+    chars = set("=:'\"[] \n_-./@")
+    for rx in _secret_patterns():
+        chars |= {c for c in rx.pattern if c.isalnum()}
+    return "".join(sorted(chars))
+
+
+def test_secret_prefilter_never_skips_a_text_a_pattern_matches():
+    """The required-literal test may only say no where the pattern finds nothing: random texts
+    built from the patterns' own characters and keywords, and keyword-bearing assignments."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pipeline.stages.pii import _prefiltered_secret_patterns
+
+    patterns = _prefiltered_secret_patterns()
+    assert sum(f is not None for _, f in patterns) >= len(patterns) - 3  # almost every pattern has one
+    words = ["key", "KEY", "pass", "token", "ibm", "cloud", "iam", "cloudant", "secret", "aws", "sk_live_", "ghp_",
+             "xoxb-", "AKIA", "glpat-", "SG.", "eyJ", "AccountKey=", "https://", "://u:p@h", "BEGIN RSA PRIVATE KEY"]
+    piece = st.one_of(st.sampled_from(words), st.text(_secret_alphabet(), max_size=12),
+                      st.text("abcdef0123456789", min_size=20, max_size=70))
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.lists(piece, max_size=12).map(" ".join))
+    def check(text: str) -> None:
+        for rx, may_match in patterns:
+            if may_match is not None and not may_match(text):
+                assert rx.search(text) is None, (rx.pattern, text)
+
+    check()
+    aws_key = 'aws_secret_access_key = "' + "A" * 40 + '"'
+    ibm = "ibm_cloud_iam_api_key = " + "x" * 44
+    for text in (aws_key, ibm, PLANTED["aws"], PLANTED["github"]):
+        hits = [rx for rx, _ in patterns if rx.search(text)]
+        assert hits and all(f is None or f(text) for rx, f in patterns if rx in hits), text
