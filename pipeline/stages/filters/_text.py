@@ -35,6 +35,10 @@ from typing import Any
 _DATA = Path(__file__).with_name("rule_data.json")
 
 
+# The ``lru_cache(1)`` functions of this module hold immutable tables compiled once per
+# process from ``rule_data.json`` (their size is fixed by that file, whatever the input;
+# compiling the rules takes ~0.15 s, too much for every ``EnglishWords``). Everything that
+# grows with the documents (chunk, word and hash tables) is on the stage, bounded.
 @lru_cache(1)
 def _data() -> dict[str, Any]:
     return json.loads(_DATA.read_text(encoding="utf-8"))
