@@ -187,16 +187,20 @@ def cache_bytes(root: str | os.PathLike) -> int:
 
     Leaves out the cache's bookkeeping: one empty ``.lock`` per shard and the cache, and
     the running total ``.usage`` (a decimal number) with its ``.tmp`` while it is rewritten.
+    Files are counted once per inode: a directory listing taken while a ``.part`` is renamed
+    into place may hold both names of the one file (POSIX allows it), and counting both would
+    report a bound breach that never happened on disk.
     """
     if not os.path.isdir(root):
         return 0
-    total = 0
+    sizes: dict[tuple[int, int], int] = {}
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             if name.endswith((".lock", ".tmp")) or name == ".usage":
                 continue
             try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
+                st = os.stat(os.path.join(dirpath, name))
             except FileNotFoundError:
-                pass
-    return total
+                continue
+            sizes[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(sizes.values())
