@@ -170,33 +170,16 @@ class Proxy:
                     pass
 
 
-def dir_bytes(root: str | os.PathLike) -> int:
-    """Bytes of every regular file under ``root`` (finished shards and partial downloads)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(dirpath, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total
+def _sum_sizes(root: str | os.PathLike, keep=lambda name: True) -> int:
+    """Bytes of the files under ``root`` whose name ``keep`` accepts, each inode counted once.
 
-
-def cache_bytes(root: str | os.PathLike) -> int:
-    """Bytes that ``max_cache_bytes`` bounds under ``root``: finished shards and partial downloads.
-
-    Leaves out the cache's bookkeeping: one empty ``.lock`` per shard and the cache, and
-    the running total ``.usage`` (a decimal number) with its ``.tmp`` while it is rewritten.
-    Files are counted once per inode: a directory listing taken while a ``.part`` is renamed
-    into place may hold both names of the one file (POSIX allows it), and counting both would
-    report a bound breach that never happened on disk.
+    A directory listing taken while a ``.part`` is renamed into place may hold both names of
+    the one file (POSIX allows it); counting both would report bytes that never were on disk.
     """
-    if not os.path.isdir(root):
-        return 0
     sizes: dict[tuple[int, int], int] = {}
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
-            if name.endswith((".lock", ".tmp")) or name == ".usage":
+            if not keep(name):
                 continue
             try:
                 st = os.stat(os.path.join(dirpath, name))
@@ -204,3 +187,19 @@ def cache_bytes(root: str | os.PathLike) -> int:
                 continue
             sizes[(st.st_dev, st.st_ino)] = st.st_size
     return sum(sizes.values())
+
+
+def dir_bytes(root: str | os.PathLike) -> int:
+    """Bytes of every regular file under ``root`` (finished shards and partial downloads)."""
+    return _sum_sizes(root)
+
+
+def cache_bytes(root: str | os.PathLike) -> int:
+    """Bytes that ``max_cache_bytes`` bounds under ``root``: finished shards and partial downloads.
+
+    Leaves out the cache's bookkeeping: one empty ``.lock`` per shard and the cache, and
+    the running total ``.usage`` (a decimal number) with its ``.tmp`` while it is rewritten.
+    """
+    if not os.path.isdir(root):
+        return 0
+    return _sum_sizes(root, lambda name: not (name.endswith((".lock", ".tmp")) or name == ".usage"))
