@@ -49,6 +49,7 @@ from pipeline._ray import (
     UnitLoader,
     UnitWorker,
     load_unit_rows,
+    run_unit_actors,
     row_keys,
     unit_dir,
 )
@@ -270,18 +271,15 @@ def _map_phase(cfg: PipelineConfig, out: OutFS, units: list[WorkUnit], k: int, s
     special = [i for i, (s, _) in enumerate(chain) if s.ray_map_kwargs()]
     workers = min(_workers(cfg), len(todo))
     level = cfg.output.compression_level
-    items = [{"unit": json.dumps(u.to_json())} for u in todo]
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    blobs = [json.dumps(u.to_json()) for u in todo]
     names = "+".join(s.name for s, _ in chain) or "copy"
-    if not special:
-        udf = type(f"Unit[{names}]", (UnitWorker,), {})
-        ds = ds.map_batches(udf, batch_size=1, concurrency=workers, num_cpus=1, fn_constructor_kwargs={
-            "stages": chain, "loader": loader, "batch_size": cfg.ray.batch_size, "commit": True,
-            "compression": "zstd", "level": level, "ledger": book})
+    if not special:  # every stage fused into one actor per worker, each unit committed by its actor
+        kwargs = {"stages": chain, "loader": loader, "batch_size": cfg.ray.batch_size, "commit": True,
+                  "compression": "zstd", "level": level, "ledger": book}
         with UnitProgress(todo, desc=f"map {k} [{names}]", enabled=cfg.progress) as bar:
-            for b in ds.iter_batches(batch_size=1):
-                bar.done(*b["unit"])
+            run_unit_actors(kwargs, blobs, workers, label=f"Unit[{names}]", on_done=bar.done)
     else:
+        ds = ray.data.from_items([{"unit": b} for b in blobs], override_num_blocks=len(blobs))
         head = chain[: special[0]]
         udf = type(f"Unit[{'+'.join(s.name for s, _ in head) or 'read'}]", (UnitWorker,), {})
         ds = ds.map_batches(udf, batch_size=1, concurrency=workers, num_cpus=1, batch_format="pyarrow",
