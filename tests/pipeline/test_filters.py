@@ -213,11 +213,36 @@ def test_sentence_count_matches_spacy_sentencizer():
         assert count_sentences(line) == n, line
 
 
+def test_sentence_count_against_spacy_sentencizer_itself():
+    """Random lines of sentence punctuation, abbreviations, special cases and odd whitespace."""
+    spacy = pytest.importorskip("spacy")
+    import random
+
+    from pipeline.stages.filters._text import count_sentences
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    pieces = ["Hi", ".", "!", "?", " ", "  ", "\t", ")", "(", "e.g.", "Mr.", "...", "。", "x", "'s", "3.5", "U.S.",
+              "!?", "a", "world", ":)", '"', "—", "don't"]
+    rng = random.Random(3)
+    for _ in range(1500):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))).strip()
+        if line:
+            assert count_sentences(line) == len(list(nlp(line).sents)), line
+
+
 def test_symbol_words_use_datatrove_punctuation():
     from pipeline.stages.filters._text import is_symbol_word
 
     assert is_symbol_word("...") and is_symbol_word("#") and is_symbol_word("「")
     assert not is_symbol_word("€") and not is_symbol_word("©") and not is_symbol_word("a.")
+
+
+def test_no_letter_is_a_punctuation_character():
+    """Gopher quality counts an all-letter word as an alpha, non-symbol word without looking it up."""
+    from pipeline.stages.filters._text import punctuation_set
+
+    assert not any(ch.isalpha() for ch in punctuation_set())
 
 
 def test_duplicate_ngrams_are_keyed_by_joined_words():

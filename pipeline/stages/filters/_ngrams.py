@@ -5,6 +5,10 @@ hash built from its words' hashes, and equal n-grams are found with one sort. Tw
 exist because DataTrove uses two: word sequences for the "top n-gram" rules
 (:func:`word_ngram_hashes`) and words joined without separator for the "duplicated
 n-gram" rules (:func:`joined_ngram_hashes`, ``"ab"+"c"`` equals ``"a"+"bc"``).
+
+The two scans over those hashes (:func:`top_ngram_chars`, :func:`dup_ngram_chars`) run in
+the compiled ``pipeline._textops`` (one pass over a hash table each); the NumPy versions
+here (``*_reference``) are what they are tested against.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+
+from pipeline import _textops
 
 _P = np.uint64(0x9E3779B97F4A7C15)
 _Q = 0x100000001B3  # odd: invertible modulo 2**64
@@ -119,7 +125,7 @@ def _group(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return inverse, first, sizes
 
 
-def top_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
+def top_ngram_chars_reference(h: np.ndarray, chars: np.ndarray, n: int) -> int:
     """Characters covered by the most frequent n-gram (ties: the one seen first), spaces included."""
     _, first, counts = _group(h)
     best = counts.max()
@@ -127,7 +133,7 @@ def top_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
     return int(chars[i] + (n - 1)) * int(best)
 
 
-def dup_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
+def dup_ngram_chars_reference(h: np.ndarray, chars: np.ndarray, n: int) -> int:
     """Characters in repeated n-grams, scanning left to right and skipping past each repeat
     (DataTrove's ``find_all_duplicate``: an n-gram counts as seen only where the scan
     stopped on it, not where it jumped over it)."""
@@ -151,3 +157,13 @@ def dup_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
             seen[x] = 1
             idx += 1
     return total
+
+
+def top_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
+    """:func:`top_ngram_chars_reference`, compiled (``h`` must not be empty)."""
+    return _textops.top_ngram_chars(h, chars, n)
+
+
+def dup_ngram_chars(h: np.ndarray, chars: np.ndarray, n: int) -> int:
+    """:func:`dup_ngram_chars_reference`, compiled."""
+    return _textops.dup_ngram_chars(h, chars, n)

@@ -449,10 +449,14 @@ _Matchy = tuple[tuple[str, ...], frozenset[int], bool, bool]
 
 def _plain(s: str, r: _Rules) -> bool:
     """No prefix, suffix or infix can match anywhere in ``s`` (it is one token, URL or not)."""
-    pf, inf = r.prefix_first, r.infix_first
-    sl = r.suffix_last if _DIGITS.search(s) else r.suffix_last_no_digit
-    return (pf is not None and sl is not None and inf is not None and s != ""
-            and s[0] not in pf and s[-1] not in sl and inf.isdisjoint(s))
+    pf, inf, sl = r.prefix_first, r.infix_first, r.suffix_last
+    if pf is None or sl is None or inf is None or not s or s[0] in pf or not inf.isdisjoint(s):
+        return False
+    last = s[-1]
+    if last not in sl:
+        return True
+    # ``suffix_last_no_digit`` is a subset of ``suffix_last``: the digit test decides the rest
+    return last not in r.suffix_last_no_digit and not _DIGITS.search(s)
 
 
 def _fill(chunk: str, r: _Rules, cache: dict[str, tuple[str, ...]], matchy: dict[str, _Matchy]) -> tuple[str, ...]:
@@ -723,23 +727,35 @@ class EnglishWords:
         """
         if not _sentence_punct_re().search(line, 0, len(line) - 1):
             return 1  # a punctuation token can only be the last one: nothing can follow it
-        punct = sentence_punctuation()
+        punct = sentence_punctuation()  # single characters: only a chunk holding one can end a sentence
         chunks, vals = self._chunk_tokens(line)
-        seps = _WS.findall(line)
+        seps: list[str] | None = None
         lead = 1 if line[:1].isspace() else 0
-        n, seen = 1, False
-        for k, toks in enumerate(vals):
-            for tok in toks:
-                if tok in punct:
-                    seen = True
-                elif seen and not self.is_punct_token(tok):
-                    n += 1
-                    seen = False
-            if seen and k + lead < len(seps):
-                sep = seps[k + lead]
-                if sep != " " and (sep[0] != " " or len(sep) > 1):
-                    n += 1  # a whitespace token follows
-                    seen = False
+        n, done = 1, 0  # chunks before ``done`` are counted
+        for k in [k for k, c in enumerate(chunks) if not punct.isdisjoint(c)]:
+            if k < done:
+                continue
+            seen = False
+            while True:  # from a chunk that may end a sentence, on while one may be ending
+                for tok in vals[k]:
+                    if tok in punct:
+                        seen = True
+                    elif seen and not self.is_punct_token(tok):
+                        n += 1
+                        seen = False
+                if not seen:
+                    break  # the chunks up to the next candidate cannot change the count
+                if seps is None:
+                    seps = _WS.findall(line)
+                if k + lead < len(seps):
+                    sep = seps[k + lead]
+                    if sep != " " and (sep[0] != " " or len(sep) > 1):
+                        n += 1  # a whitespace token follows
+                        break
+                k += 1
+                if k == len(chunks):
+                    break
+            done = k + 1
         return n
 
 

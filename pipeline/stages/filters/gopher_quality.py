@@ -46,6 +46,11 @@ def gopher_quality(doc: Doc, r: GopherQualityRules) -> RuleResult:
     # Per distinct word, weighted by its count: DataTrove's per-word sums, in fewer steps.
     n_ns = ns_chars = n_alpha = 0
     for w, k in counts.items():
+        if w.isalpha():  # letters only: an alpha word, and no letter is in the punctuation set
+            n_ns += k
+            ns_chars += k * len(w)
+            n_alpha += k
+            continue
         if not words.is_symbol_word(w):
             n_ns += k
             ns_chars += k * len(w)
