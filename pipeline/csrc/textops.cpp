@@ -116,8 +116,8 @@ int64_t top_ngram_chars(const Hashes& h, const Chars& chars, int64_t n) {
 
 NB_MODULE(_textops, m) {
   m.doc() = "Native text scans of the quality rules (private; see pipeline/stages/filters/_ngrams.py)";
-  m.def("dup_ngram_chars", &dup_ngram_chars, "hashes"_a, "chars"_a, "n"_a,
+  m.def("dup_ngram_chars", &dup_ngram_chars, "hashes"_a.noconvert(), "chars"_a.noconvert(), "n"_a,
         "Characters in repeated n-grams, DataTrove's left-to-right scan (see _ngrams.py).");
-  m.def("top_ngram_chars", &top_ngram_chars, "hashes"_a, "chars"_a, "n"_a,
+  m.def("top_ngram_chars", &top_ngram_chars, "hashes"_a.noconvert(), "chars"_a.noconvert(), "n"_a,
         "Characters covered by the most frequent n-gram (ties: the first to occur).");
 }
