@@ -55,7 +55,7 @@ class MinHasher:
         words = _WORD.findall(_DIGIT.sub("0", text.lower()))
         if not words:
             return np.zeros(0, dtype=np.uint64)
-        h = np.fromiter((xxhash.xxh64_intdigest(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+        h = np.fromiter(map(xxhash.xxh64_intdigest, map(str.encode, words)), dtype=np.uint64, count=len(words))
         n = self.cfg.ngram
         if len(h) < n:
             return np.array([np.bitwise_xor.reduce(h * self.pow[: len(h)])], dtype=np.uint64)
