@@ -27,7 +27,7 @@ exact_dedup, minhash_dedup.
 Reported per run (one JSON line): wall time of the job, wall time per phase (plan, map,
 each dedup, write) from the manifest, the serial fraction (driver CPU seconds / wall: work
 the driver does itself, which no worker count speeds up), driver peak RSS, object-store
-peak (``ray status`` sampled every second), the Amdahl projection to 100 and 1,000 workers
+peak (``ray status`` sampled every 5 seconds), the Amdahl projection to 100 and 1,000 workers
 from the serial fraction, and planted near-duplicate precision and recall; then the
 growth from the smallest to the largest scale (wall, driver RSS) and the speed-up of 2
 workers over 1. The load average is printed with every line: on a shared machine the
@@ -251,13 +251,20 @@ class LoopbackCluster:
             out["object_store_used"] = float(m.group(1)) * unit.get(m.group(2), 1)
         return out
 
+    def noop_job_wall(self) -> float:
+        """Wall seconds of ``ray job submit`` of a job that does nothing: Ray's fixed cost per job."""
+        started = time.perf_counter()
+        subprocess.run([RAY, "job", "submit", "--address", self.dash_url, "--", sys.executable, "-c", "pass"],
+                       env=self.env, capture_output=True, text=True, cwd=REPO, check=True)
+        return time.perf_counter() - started
+
     def submit(self, config: Path, work: Path) -> tuple[float, str, float]:
         """``ray job submit`` the curate job; (wall seconds, its output, object-store peak in bytes)."""
         peak = [0.0]
         stop = threading.Event()
 
         def sample() -> None:
-            while not stop.wait(1.0):
+            while not stop.wait(5.0):  # each `ray status` is a Python process: sampling it often takes a core
                 try:
                     peak[0] = max(peak[0], self.status().get("object_store_used", 0.0))
                 except subprocess.SubprocessError:
@@ -382,6 +389,9 @@ def main() -> None:
     cluster = LoopbackCluster(work)
     rows = []
     try:
+        noop = [round(cluster.noop_job_wall(), 2) for _ in range(2)]
+        emit(name="curation_scale/noop_job", job_wall_s=noop,
+             note="ray job submit of `python -c pass`: submission, job supervisor and driver start-up")
         for s in scales:
             for w in worker_counts:
                 rows.append(run_once(cluster, work, *corpora[s][:2], s, w, corpora[s][2], args.unit_rows, stages,
