@@ -27,7 +27,7 @@ exact_dedup, minhash_dedup.
 Reported per run (one JSON line): wall time of the job, wall time per phase (plan, map,
 each dedup, write) from the manifest, the serial fraction (driver CPU seconds / wall: work
 the driver does itself, which no worker count speeds up), driver peak RSS, object-store
-peak (``ray status`` sampled every 5 seconds), the Amdahl projection to 100 and 1,000 workers
+peak (the dashboard's cluster status, ``ray status``'s text, sampled every second), the Amdahl projection to 100 and 1,000 workers
 from the serial fraction, and planted near-duplicate precision and recall; then the
 growth from the smallest to the largest scale (wall, driver RSS) and the speed-up of 2
 workers over 1. The load average is printed with every line: on a shared machine the
@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = Path(os.environ.get("TRINITY_SHARED", REPO.parent / "shared")) / "corpus" / "demo.jsonl.zst"
@@ -228,7 +229,7 @@ class LoopbackCluster:
         def ready() -> bool:
             try:
                 return ok()
-            except subprocess.SubprocessError:  # `ray status` timed out: not ready yet
+            except (subprocess.SubprocessError, OSError, ValueError, KeyError):  # not answering yet
                 return False
 
         while not ready():
@@ -238,14 +239,18 @@ class LoopbackCluster:
             time.sleep(1)
 
     def status(self) -> dict[str, float]:
-        """CPUs and object-store use from ``ray status`` (``0.0/2.0 CPU``, ``12.3MiB/762.9MiB object_store_memory``)."""
-        res = subprocess.run([RAY, "status", f"--address={self.gcs}"], env=self.env, capture_output=True, text=True,
-                             timeout=60)
+        """CPUs and object-store use (``0.0/2.0 CPU``, ``12.3MiB/762.9MiB object_store_memory``) from the
+        dashboard's ``/api/cluster_status``, the text ``ray status`` prints: one HTTP request, where
+        each ``ray status`` is a new Python process costing about a CPU-second."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.dash_url}/api/cluster_status?format=1", timeout=30) as r:
+            text = json.loads(r.read())["data"]["clusterStatus"]
         out: dict[str, float] = {}
-        m = re.search(r"([\d.]+)/([\d.]+) CPU", res.stdout)
+        m = re.search(r"([\d.]+)/([\d.]+) CPU", text)
         if m:
             out["cpu_total"] = float(m.group(2))
-        m = re.search(r"([\d.]+)([KMGT]?i?B)/([\d.]+)([KMGT]?i?B) object_store_memory", res.stdout)
+        m = re.search(r"([\d.]+)([KMGT]?i?B)/([\d.]+)([KMGT]?i?B) object_store_memory", text)
         if m:
             unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 1e3, "MB": 1e6, "GB": 1e9}
             out["object_store_used"] = float(m.group(1)) * unit.get(m.group(2), 1)
@@ -264,14 +269,15 @@ class LoopbackCluster:
         stop = threading.Event()
 
         def sample() -> None:
-            while not stop.wait(5.0):  # each `ray status` is a Python process: sampling it often takes a core
+            while not stop.wait(1.0):
                 try:
                     peak[0] = max(peak[0], self.status().get("object_store_used", 0.0))
-                except subprocess.SubprocessError:
+                except (OSError, ValueError, KeyError):
                     pass
 
         t = threading.Thread(target=sample, daemon=True)
         t.start()
+        self.cpu = CpuAccount()
         started = time.perf_counter()
         res = subprocess.run([RAY, "job", "submit", "--address", self.dash_url,
                               "--submission-id", f"curate-scale-{secrets.token_hex(4)}",
@@ -279,6 +285,7 @@ class LoopbackCluster:
                               "--", sys.executable, "-m", "jobs.curate", "--config", str(config)],
                              env=self.env, capture_output=True, text=True, cwd=REPO)
         wall = time.perf_counter() - started
+        self.cpu_s = self.cpu.finish()
         stop.set()
         t.join()
         if res.returncode != 0:
@@ -300,6 +307,90 @@ class LoopbackCluster:
             log.close()
         for t in self.temps:
             shutil.rmtree(t, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _kind(cmdline: str) -> str:
+    """Which part of the run a process is, from its command line."""
+    if cmdline.startswith("ray::") or "default_worker.py" in cmdline:
+        return "ray_workers"  # the map actors and the dedup/write tasks (and idle pooled workers)
+    for needle, kind in (("jobs.curate", "driver"), ("raylet", "raylet"), ("gcs_server", "gcs"),
+                         ("dashboard", "dashboard_and_agents"), ("runtime_env", "dashboard_and_agents"),
+                         ("log_monitor", "dashboard_and_agents"), ("monitor.py", "dashboard_and_agents"),
+                         ("ray status", "ray_cli"), ("ray job", "ray_cli"), ("bin/ray ", "ray_cli")):
+        if needle in cmdline:
+            return kind
+    return "other"
+
+
+def _proc_cpu() -> dict[int, tuple[str, float, str]]:
+    """CPU seconds (user + system) of every live process, with its kind and command line."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited meanwhile
+        out[int(d)] = (_kind(cmd), (int(fields[11]) + int(fields[12])) / _TICK, cmd[:100])
+    return out
+
+
+def _machine_cpu() -> dict[str, float]:
+    """Machine-wide busy, idle and steal seconds since boot (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        v = [int(x) / _TICK for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0.0] * 8)[:8]
+    return {"busy": user + nice + system + irq + softirq, "idle": idle + iowait, "steal": steal}
+
+
+class CpuAccount:
+    """Where the machine's CPU went during one job: seconds per process kind, plus idle and
+    steal (time the hypervisor gave to others). ``/proc`` is read every half second, so a
+    short-lived process loses at most its last half second."""
+
+    def __init__(self) -> None:
+        self.first = _proc_cpu()  # processes already running: only their growth counts
+        self.last = dict(self.first)
+        self.m0 = _machine_cpu()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            self._sample()
+
+    def _sample(self) -> None:
+        for pid, (kind, cpu, cmd) in _proc_cpu().items():
+            if not cmd and pid in self.last:  # an exited process (zombie) shows no command line
+                kind, cmd = self.last[pid][0], self.last[pid][2]
+            self.last[pid] = (kind, cpu, cmd)
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join()
+        self._sample()
+        m1 = _machine_cpu()
+        by: dict[str, float] = {}
+        other: list[tuple[float, str]] = []
+        for pid, (kind, cpu, cmd) in self.last.items():
+            used = cpu - self.first.get(pid, (kind, 0.0, cmd))[1]
+            by[kind] = by.get(kind, 0.0) + used
+            if kind == "other" and used >= 1.0:
+                other.append((round(used, 1), cmd))
+        out: dict[str, Any] = {k: round(v, 1) for k, v in sorted(by.items())}
+        out["other_top"] = sorted(other, reverse=True)[:3]
+        out.update({f"machine_{k}": round(m1[k] - self.m0[k], 1) for k in m1})
+        return out
 
 
 # ----------------------------------------------------------------------------- one run
@@ -324,6 +415,11 @@ def precision_recall(out: Path, planted: set[str], similar: set[str] | None = No
             "precision": round(tp / max(1, tp + wrong), 4),
             **({"recall_above_threshold": round(len(dropped & similar) / max(1, len(similar & reached)), 4),
                 "planted_above_threshold": len(similar & reached)} if similar is not None else {})}
+
+
+def stage_seconds(manifest: dict) -> dict[str, float]:
+    """Summed per-unit wall seconds of each map stage: the work itself, without waiting."""
+    return {st["stage"]: round(st.get("seconds", 0.0), 1) for st in manifest.get("stages", [])}
 
 
 def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[str], scale: int,
@@ -351,6 +447,7 @@ def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[st
            "phases_s": m.get("phases", {}), "serial_fraction": round(serial, 4),
            "driver_cpu_s": round(driver.get("cpu_s", 0.0), 2), "driver_peak_rss_mb": driver.get("peak_rss_mb"),
            "object_store_peak_mb": round(store_peak / 1e6, 1), "amdahl_speedup": amdahl,
+           "cpu_s_by_process": cluster.cpu_s, "stage_seconds": stage_seconds(m),
            **precision_recall(out, planted, similar)}
     emit(**row)
     shutil.rmtree(out, ignore_errors=True)
