@@ -14,7 +14,7 @@ PIP := $(BIN)/python -m pip install -q
 
 DEPS_STAMP  := $(VENV)/.deps-stamp
 BUILD_STAMP := $(VENV)/.build-stamp
-CSRC := $(wildcard rsdb/csrc/*.cpp rsdb/csrc/*.hpp rsdb/csrc/*.h pipeline/csrc/*.cpp)
+CSRC := $(wildcard rsdb/csrc/*.cpp rsdb/csrc/*.hpp rsdb/csrc/*.h pipeline/csrc/*.cpp pipeline/csrc/*.hpp)
 
 .PHONY: demo test test-asan bench fuzz venv clean
 

@@ -10,6 +10,10 @@ hashes): a pair with Jaccard similarity s becomes a candidate with probability
 1 - (1 - s^8)^14, i.e. ~50% at s = 0.72, 95% at s = 0.83, 5% at s = 0.50.
 Text is simplified first (lowercase, punctuation dropped, digits folded to 0) so
 formatting noise does not hide a copy.
+
+The per-document work runs compiled (``pipeline._minhash``, one call per batch); the
+NumPy/Python methods ``*_reference`` below are the definition it must equal bit for bit
+(``tests/pipeline/test_minhash_native.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pyarrow.compute as pc
 import xxhash
 from pydantic import Field
 
+from pipeline import _minhash
 from pipeline._shuffle import Tasks, shuffle
 from pipeline.stages.base import ROW_KEY, GlobalStage, StageConfig, register_stage
 from pipeline.stages.dedup._components import drops_from_edges
@@ -52,6 +57,22 @@ class MinHasher:
         self.pow = np.array([pow(0x100000001B3, j, 1 << 64) for j in range(cfg.ngram)], dtype=np.uint64)
 
     def shingles(self, text: str) -> np.ndarray:
+        """Sorted distinct shingle hashes of ``text`` (uint64)."""
+        return _minhash.shingles(text.lower(), self.cfg.ngram, self.cfg.max_shingles)
+
+    def band_keys_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, counts): ``num_bands`` int64 keys for each text that has a word, in order,
+        and each text's key count (0 for a text without words)."""
+        c = self.cfg
+        return _minhash.band_keys([t.lower() for t in texts], self.a, self.b, c.ngram, c.max_shingles,
+                                  c.num_bands, c.rows_per_band)
+
+    def band_keys(self, text: str) -> list[int]:
+        return self.band_keys_batch([text])[0].tolist()
+
+    # ---- the reference the compiled path must equal
+
+    def shingles_reference(self, text: str) -> np.ndarray:
         words = _WORD.findall(_DIGIT.sub("0", text.lower()))
         if not words:
             return np.zeros(0, dtype=np.uint64)
@@ -67,17 +88,17 @@ class MinHasher:
         acc = np.unique(acc)
         return acc[: self.cfg.max_shingles]
 
-    def signature(self, shingles: np.ndarray) -> np.ndarray:
+    def signature_reference(self, shingles: np.ndarray) -> np.ndarray:
         # Multiply-shift hashing: (a*x + b) mod 2^64, top 32 bits; a is odd. No modulo, so fast.
         with np.errstate(over="ignore"):
             v = (shingles[:, None] * self.a[None, :] + self.b[None, :]) >> np.uint64(32)
         return v.min(axis=0).astype(np.uint32)
 
-    def band_keys(self, text: str) -> list[int]:
-        sh = self.shingles(text)
+    def band_keys_reference(self, text: str) -> list[int]:
+        sh = self.shingles_reference(text)
         if not len(sh):
             return []
-        sig = self.signature(sh)
+        sig = self.signature_reference(sh)
         r = self.cfg.rows_per_band
         return [xxhash.xxh64_intdigest(sig[i * r : (i + 1) * r].tobytes(), seed=i) - (1 << 63)
                 for i in range(self.cfg.num_bands)]
@@ -107,8 +128,11 @@ class MinHashDedup(GlobalStage):
         return self._hasher
 
     def prepare(self, table: pa.Table) -> pa.Table:
-        bands = [self.hasher.band_keys(t or "") for t in table.column("text").to_pylist()]
-        return table.append_column(BANDS, pa.array(bands, pa.list_(pa.int64())))
+        keys, counts = self.hasher.band_keys_batch([t or "" for t in table.column("text").to_pylist()])
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        bands = pa.ListArray.from_arrays(pa.array(offsets), pa.array(keys, pa.int64()))
+        return table.append_column(BANDS, bands)
 
     def find_drops(self, keys: pa.Table) -> pa.Table:
         return components_to_drops(group_edges(_explode(keys), "_band"), "near_duplicate")
