@@ -59,3 +59,17 @@ def test_band_keys_refuse_bad_input():
         _minhash.band_keys(["ok"], h.a[:10], h.b, 5, 100, 14, 8)
     with pytest.raises(TypeError):  # float seeds are not silently converted
         _minhash.band_keys(["ok"], h.a.astype(np.float64), h.b, 5, 100, 14, 8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2028\u3000\u200b_")),
+               max_size=40) | st.text(max_size=80))
+def test_exact_dedup_whitespace_collapse_equals_the_regex(text):
+    """exact_dedup collapses whitespace with str.split; it must equal re's \\s+ (the definition)."""
+    import re
+
+    from pipeline.stages.dedup.exact import ExactDedup, ExactDedupConfig
+
+    stage = ExactDedup(ExactDedupConfig())
+    expected = xxhash.xxh64_intdigest(re.sub(r"\s+", " ", text).strip().lower().encode("utf-8", "surrogatepass"))
+    assert stage.prepare(pa.table({"text": [text]})).column("_exact_hash").to_pylist() == [expected - (1 << 63)]
