@@ -4,7 +4,8 @@
 
 For each scale S the corpus is the demo corpus (or its first ``--base-docs`` documents)
 written S times: copy 0 is the original; in copies 1..S-1 most documents are *distinct*
-(30% of their words replaced by random letter words) and every tenth document is a
+(30% of their words replaced by random letter words, or with ``--fresh-words corpus`` by
+words of the base corpus drawn by frequency) and every tenth document is a
 *planted near-duplicate* (1% of its words replaced), whose ground truth is "drop it, keep
 the original". "Words" are the units the MinHash stage shingles on (runs of letters and
 digits, ``pipeline.stages.dedup.minhash``), not whitespace tokens: a short Chinese poem is
@@ -37,7 +38,9 @@ figures are only comparable within one run.
 from __future__ import annotations
 
 import argparse
+import bisect
 import io
+import itertools
 import json
 import os
 import random
@@ -93,8 +96,37 @@ def load_demo(limit: int) -> list[dict]:
 _MINHASH_WORD = re.compile(r"[^\W_]+")
 
 
-def perturb(text: str, share: float, rng: random.Random) -> str:
-    """Replace ``share`` of the MinHash words (everything between them kept) by fresh random letter words.
+class FreshWords:
+    """Replacement words: random letter strings (``letters``: each a word never seen before,
+    the worst case for the quality stage's word caches) or words drawn from the base corpus
+    by their frequency in it (``corpus``: new documents made of known words, as web text is).
+    A corpus word without digits is one MinHash word, as a letter string is."""
+
+    def __init__(self, kind: str, rows: list[dict]):
+        self.kind = kind
+        self.vocab: list[str] = []
+        if kind == "corpus":
+            counts: dict[str, int] = {}
+            for r in rows:
+                for w in _MINHASH_WORD.findall(r["text"]):
+                    if not any(ch.isdigit() for ch in w):  # digits fold to 0 in MinHash: "12" would equal "34"
+                        counts[w] = counts.get(w, 0) + 1
+            words = sorted(counts)
+            self.vocab = words
+            self.cum = list(itertools.accumulate(counts[w] for w in words))
+
+    def __call__(self, rng: random.Random, old: str = "") -> str:
+        while True:
+            if self.kind == "letters":
+                w = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
+            else:
+                w = self.vocab[bisect.bisect_left(self.cum, rng.random() * self.cum[-1])]
+            if w.lower() != old.lower():  # a replacement equal to the word would leave the copy unchanged
+                return w
+
+
+def perturb(text: str, share: float, rng: random.Random, fresh: FreshWords) -> str:
+    """Replace ``share`` of the MinHash words (everything between them kept) by fresh words.
 
     Fresh words always differ from the ones they replace (a word drawn from the same text
     would often be the same one, e.g. in code, and leave the copy an exact duplicate), and
@@ -103,10 +135,10 @@ def perturb(text: str, share: float, rng: random.Random) -> str:
     """
     spans = [m.span() for m in _MINHASH_WORD.finditer(text)]
     if not spans:
-        return text + " " + _fresh(rng)
+        return text + " " + fresh(rng)
     out, pos = [], 0
     for a, b in sorted(rng.sample(spans, max(1, int(len(spans) * share)))):
-        out += [text[pos:a], _fresh(rng)]
+        out += [text[pos:a], fresh(rng, text[a:b])]
         pos = b
     out.append(text[pos:])
     return "".join(out)
@@ -118,11 +150,8 @@ def shingle_jaccard(hasher, a: str, b: str) -> float:
     return len(sa & sb) / max(1, len(sa | sb))
 
 
-def _fresh(rng: random.Random) -> str:
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 9)))
-
-
-def build_corpus(rows: list[dict], scale: int, path: Path) -> tuple[set[str], dict[str, list[float]], set[str]]:
+def build_corpus(rows: list[dict], scale: int, path: Path,
+                 fresh: FreshWords) -> tuple[set[str], dict[str, list[float]], set[str]]:
     """Write the corpus; returns the ids of the planted near-duplicates, the shingle Jaccard
     of every distinct and every planted copy with its original, and the ids of the planted
     copies at or above the LSH threshold (1% of a short document's words can already break
@@ -146,7 +175,7 @@ def build_corpus(rows: list[dict], scale: int, path: Path) -> tuple[set[str], di
                 if copy:
                     near = i % PLANT_EVERY == 0
                     rec["id"] = f"{r['id']}~c{copy}"
-                    rec["text"] = perturb(r["text"], 0.01 if near else 0.30, rng)
+                    rec["text"] = perturb(r["text"], 0.01 if near else 0.30, rng, fresh)
                     if near:
                         planted.add(rec["id"])
                     j = shingle_jaccard(hasher, r["text"], rec["text"])
@@ -463,6 +492,9 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--dedup-only", action="store_true",
                     help="stages normalize, exact_dedup, minhash_dedup only (every copy reaches dedup)")
+    ap.add_argument("--fresh-words", choices=["letters", "corpus"], default="letters",
+                    help="replacement words of the perturbed copies: random letters (never seen: the "
+                         "word caches' worst case) or corpus words by frequency (as web text)")
     args = ap.parse_args()
     stages = DEDUP_STAGES if args.dedup_only else STAGES
     scales = [int(x) for x in args.scales.split(",")]
@@ -470,13 +502,14 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="curation-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     base = load_demo(args.base_docs)
+    fresh = FreshWords(args.fresh_words, base)
     corpora = {}
     for s in scales:
         path = work / f"corpus-{s}x.jsonl.zst"
-        planted, jaccard, similar = build_corpus(base, s, path)
+        planted, jaccard, similar = build_corpus(base, s, path, fresh)
         mb = sum(len(json.dumps(r, ensure_ascii=False).encode()) + 1 for r in base) * s / 1e6
         corpora[s] = (path, planted, mb, similar)
-        emit(name="curation_scale/corpus", scale=s, docs=len(base) * s, mb=round(mb, 1), planted=len(planted),
+        emit(name="curation_scale/corpus", scale=s, fresh_words=args.fresh_words, docs=len(base) * s, mb=round(mb, 1), planted=len(planted),
              file_mb=round(path.stat().st_size / 1e6, 1))
         threshold = lsh_threshold()
         emit(name="curation_scale/ground_truth", scale=s, lsh_threshold=round(threshold, 3),
