@@ -17,7 +17,7 @@ dedup. The corpus is written as a
 multi-frame ``.jsonl.zst`` (one zstd frame per 4 MB), so every work unit decodes only its
 own frame.
 
-The cluster: ``ray start --head`` (1 CPU, job server on 127.0.0.1) plus one
+The cluster (``jobs.loopback.LoopbackCluster``): ``ray start --head`` (1 CPU, job server on 127.0.0.1) plus one
 ``ray start --address`` worker node (1 CPU, its own object store), each in its own
 process group under its own ``--temp-dir``, stopped by signalling those groups (never
 ``ray stop``). Token auth is off for this loopback cluster (``RAY_AUTH_MODE=disabled``).
@@ -47,9 +47,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,9 +54,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from jobs.loopback import LoopbackCluster  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO = Path(os.environ.get("TRINITY_SHARED", REPO.parent / "shared")) / "corpus" / "demo.jsonl.zst"
-RAY = str(Path(sys.executable).parent / "ray")
 FRAME_BYTES = 4 << 20
 PLANT_EVERY = 10
 # All four rule sets (Gopher quality + repetition, C4, FineWeb) on prose; code passes to dedup.
@@ -211,131 +210,41 @@ def jaccard_summary(values: list[float], threshold: float) -> dict[str, float | 
 # ----------------------------------------------------------------------------- cluster
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def noop_job_wall(cluster: LoopbackCluster) -> float:
+    """Wall seconds of ``ray job submit`` of a job that does nothing: Ray's fixed cost per job."""
+    started = time.perf_counter()
+    res = cluster.submit([sys.executable, "-c", "pass"])
+    if res.returncode != 0:
+        raise RuntimeError(f"no-op job failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    return time.perf_counter() - started
 
 
-class LoopbackCluster:
-    """A head node and one worker node on 127.0.0.1, each ``num_cpus`` CPUs, stopped by process group."""
+def submit_curate(cluster: LoopbackCluster, config: Path) -> tuple[float, str, float, dict[str, Any]]:
+    """``ray job submit`` the curate job; (wall seconds, its output, object-store peak in bytes,
+    CPU seconds per process kind)."""
+    peak = [0.0]
+    stop = threading.Event()
 
-    def __init__(self, work: Path, num_cpus: int = 1, object_store: int = 400_000_000):
-        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        self.env.update(RAY_AUTH_MODE="disabled", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                        PYTHONPATH=str(REPO),
-                        # a busy machine starts a raylet slowly; Ray's default wait is 10 s
-                        RAY_raylet_start_wait_time_s="300")
-        self.port, self.dash = free_port(), free_port()
-        self.dash_url = f"http://127.0.0.1:{self.dash}"
-        self.gcs = f"127.0.0.1:{self.port}"
-        self.procs: list[subprocess.Popen] = []
-        self.temps = [tempfile.mkdtemp(prefix="tcs-h-"), tempfile.mkdtemp(prefix="tcs-w-")]
-        self.logs = [open(work / "head.log", "w"), open(work / "worker.log", "w")]
-        common = ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
-                  f"--object-store-memory={object_store}", "--disable-usage-stats"]
-
-        def ports() -> list[str]:  # fixed default ports would clash with other clusters on the host
-            return [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                    f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-                    f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
-
-        self._start([RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=true",
-                     "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}",
-                     f"--ray-client-server-port={free_port()}", f"--temp-dir={self.temps[0]}", *common, *ports()], 0)
-        self._wait(lambda: subprocess.run([RAY, "job", "list", "--address", self.dash_url], env=self.env,
-                                          capture_output=True).returncode == 0, "head")
-        self._start([RAY, "start", f"--address={self.gcs}", f"--temp-dir={self.temps[1]}", *common, *ports()], 1)
-        self._wait(lambda: self.status().get("cpu_total", 0) >= 2 * num_cpus, "worker node")
-
-    def _start(self, cmd: list[str], i: int) -> None:
-        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=self.logs[i], stderr=subprocess.STDOUT,
-                                           start_new_session=True))
-
-    def _wait(self, ok, what: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-
-        def ready() -> bool:
+    def sample() -> None:
+        while not stop.wait(1.0):
             try:
-                return ok()
-            except (subprocess.SubprocessError, OSError, ValueError, KeyError):  # not answering yet
-                return False
+                peak[0] = max(peak[0], cluster.status().get("object_store_used", 0.0))
+            except (OSError, ValueError, KeyError):
+                pass
 
-        while not ready():
-            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                self.stop()
-                raise RuntimeError(f"Ray {what} did not come up (see head.log / worker.log)")
-            time.sleep(1)
-
-    def status(self) -> dict[str, float]:
-        """CPUs and object-store use (``0.0/2.0 CPU``, ``12.3MiB/762.9MiB object_store_memory``) from the
-        dashboard's ``/api/cluster_status``, the text ``ray status`` prints: one HTTP request, where
-        each ``ray status`` is a new Python process costing about a CPU-second."""
-        import urllib.request
-
-        with urllib.request.urlopen(f"{self.dash_url}/api/cluster_status?format=1", timeout=30) as r:
-            text = json.loads(r.read())["data"]["clusterStatus"]
-        out: dict[str, float] = {}
-        m = re.search(r"([\d.]+)/([\d.]+) CPU", text)
-        if m:
-            out["cpu_total"] = float(m.group(2))
-        m = re.search(r"([\d.]+)([KMGT]?i?B)/([\d.]+)([KMGT]?i?B) object_store_memory", text)
-        if m:
-            unit = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 1e3, "MB": 1e6, "GB": 1e9}
-            out["object_store_used"] = float(m.group(1)) * unit.get(m.group(2), 1)
-        return out
-
-    def noop_job_wall(self) -> float:
-        """Wall seconds of ``ray job submit`` of a job that does nothing: Ray's fixed cost per job."""
-        started = time.perf_counter()
-        subprocess.run([RAY, "job", "submit", "--address", self.dash_url, "--", sys.executable, "-c", "pass"],
-                       env=self.env, capture_output=True, text=True, cwd=REPO, check=True)
-        return time.perf_counter() - started
-
-    def submit(self, config: Path, work: Path) -> tuple[float, str, float]:
-        """``ray job submit`` the curate job; (wall seconds, its output, object-store peak in bytes)."""
-        peak = [0.0]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.wait(1.0):
-                try:
-                    peak[0] = max(peak[0], self.status().get("object_store_used", 0.0))
-                except (OSError, ValueError, KeyError):
-                    pass
-
-        t = threading.Thread(target=sample, daemon=True)
-        t.start()
-        self.cpu = CpuAccount()
-        started = time.perf_counter()
-        res = subprocess.run([RAY, "job", "submit", "--address", self.dash_url,
-                              "--submission-id", f"curate-scale-{secrets.token_hex(4)}",
-                              "--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(REPO)}}),
-                              "--", sys.executable, "-m", "jobs.curate", "--config", str(config)],
-                             env=self.env, capture_output=True, text=True, cwd=REPO)
-        wall = time.perf_counter() - started
-        self.cpu_s = self.cpu.finish()
-        stop.set()
-        t.join()
-        if res.returncode != 0:
-            raise RuntimeError(f"curate job failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
-        return wall, res.stdout, peak[0]
-
-    def stop(self) -> None:
-        for p in reversed(self.procs):
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    continue
-        for log in self.logs:
-            log.close()
-        for t in self.temps:
-            shutil.rmtree(t, ignore_errors=True)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    cpu = CpuAccount()
+    started = time.perf_counter()
+    res = cluster.submit([sys.executable, "-m", "jobs.curate", "--config", str(config)],
+                         submission_id=f"curate-scale-{secrets.token_hex(4)}")
+    wall = time.perf_counter() - started
+    cpu_s = cpu.finish()
+    stop.set()
+    t.join()
+    if res.returncode != 0:
+        raise RuntimeError(f"curate job failed:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}")
+    return wall, res.stdout, peak[0], cpu_s
 
 
 # ----------------------------------------------------------------------------- CPU accounting
@@ -463,7 +372,7 @@ def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[st
     config.write_text(yaml.safe_dump({
         "input": {"paths": [str(corpus)], "rename": {"lang": "lang_label"}, "unit_rows": unit_rows},
         "stages": stages or STAGES, "output": {"path": str(out)}, "ray": {"workers": workers}, "progress": False}))
-    wall, _, store_peak = cluster.submit(config, work)
+    wall, _, store_peak, cpu_s = submit_curate(cluster, config)
     from pipeline.manifest import load_manifest
 
     m = load_manifest(str(out)).to_json()
@@ -476,7 +385,7 @@ def run_once(cluster: LoopbackCluster, work: Path, corpus: Path, planted: set[st
            "phases_s": m.get("phases", {}), "serial_fraction": round(serial, 4),
            "driver_cpu_s": round(driver.get("cpu_s", 0.0), 2), "driver_peak_rss_mb": driver.get("peak_rss_mb"),
            "object_store_peak_mb": round(store_peak / 1e6, 1), "amdahl_speedup": amdahl,
-           "cpu_s_by_process": cluster.cpu_s, "stage_seconds": stage_seconds(m),
+           "cpu_s_by_process": cpu_s, "stage_seconds": stage_seconds(m),
            **precision_recall(out, planted, similar)}
     emit(**row)
     shutil.rmtree(out, ignore_errors=True)
@@ -516,10 +425,11 @@ def main() -> None:
              distinct_jaccard=jaccard_summary(jaccard["distinct"], threshold),
              planted_jaccard=jaccard_summary(jaccard["planted"], threshold),
              note="5-gram shingle Jaccard of each copy with its original, the MinHash stage's shingles")
-    cluster = LoopbackCluster(work)
+    cluster = LoopbackCluster(work, worker_nodes=1, num_cpus=1)
+    cluster.start()
     rows = []
     try:
-        noop = [round(cluster.noop_job_wall(), 2) for _ in range(2)]
+        noop = [round(noop_job_wall(cluster), 2) for _ in range(2)]
         emit(name="curation_scale/noop_job", job_wall_s=noop,
              note="ray job submit of `python -c pass`: submission, job supervisor and driver start-up")
         for s in scales:
