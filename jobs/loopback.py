@@ -37,6 +37,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def job_server_available() -> bool:
+    """Whether ``ray start --include-dashboard=true`` can serve jobs here (the ``ray[default]`` extra)."""
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401  (what `ray start` itself checks)
+    except ImportError:
+        return False
+    return True
+
+
 def _ray() -> str:
     return str(Path(sys.executable).parent / "ray")
 

@@ -12,7 +12,6 @@ import secrets
 import shlex
 import signal
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from jobs.loopback import free_port, job_server_available
 
 REPO = Path(__file__).resolve().parents[2]
 N_DOCS, N_DUPS = 90, 4  # see conftest.tiny_docs
@@ -145,20 +146,6 @@ def test_model_jobs_on_a_tiny_model(ray_cluster, tiny_docs, tiny_model, tmp_path
 # ----------------------------------------------------------------------------- ray job submit
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _dashboard_installed() -> bool:
-    try:
-        import ray.dashboard.optional_deps  # noqa: F401  (what `ray start` itself checks)
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.fixture
 def ray_head(tmp_path):
     """A Ray head with the job server on 127.0.0.1 (token auth on), in its own process group.
@@ -167,7 +154,7 @@ def ray_head(tmp_path):
     the machine. ``--temp-dir`` keeps it out of /tmp/ray, so a plain ``ray.init()`` elsewhere
     does not find and join it.
     """
-    dash = _free_port()
+    dash = free_port()
     # Ray's socket paths must stay under 108 bytes, so not under pytest's long tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="trh-")
     env = dict(os.environ)
@@ -178,12 +165,12 @@ def ray_head(tmp_path):
     )
     env.pop("RAY_ADDRESS", None)
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
-           f"--port={_free_port()}", "--node-ip-address=127.0.0.1", "--include-dashboard=true",
+           f"--port={free_port()}", "--node-ip-address=127.0.0.1", "--include-dashboard=true",
            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=1",
            # Fixed default ports (52365 for the agent...) clash with other Ray clusters on the host.
-           f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-           f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
-           f"--ray-client-server-port={_free_port()}", "--object-store-memory=200000000",
+           f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+           f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+           f"--ray-client-server-port={free_port()}", "--object-store-memory=200000000",
            f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     log = open(tmp_path / "head.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -228,7 +215,7 @@ def _submit(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
         time.sleep(2)
 
 
-@pytest.mark.skipif(not _dashboard_installed(), reason="the job server needs ray[default] (pip install 'ray[default]')")
+@pytest.mark.skipif(not job_server_available(), reason="the job server needs ray[default] (pip install 'ray[default]')")
 @pytest.mark.timeout(480)
 def test_ray_job_submit_to_a_loopback_head(ray_head, tiny_docs, tmp_path):
     """`ray job submit --working-dir ... -- python -m jobs.train_tokenizer --config <relative>`:

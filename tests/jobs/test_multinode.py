@@ -17,15 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.loopback import LoopbackCluster
-
-
-def _dashboard_installed() -> bool:
-    try:
-        import ray.dashboard.optional_deps  # noqa: F401  (what `ray start` itself checks)
-    except ImportError:
-        return False
-    return True
+from jobs.loopback import LoopbackCluster, job_server_available
 
 
 def _digests(out: Path) -> dict[str, str]:
@@ -49,7 +41,7 @@ def _config(tmp: Path, docs: Path, name: str, workers: int) -> tuple[Path, Path]
     return path, out
 
 
-@pytest.mark.skipif(not _dashboard_installed(), reason="the job server needs ray[default] (pip install 'ray[default]')")
+@pytest.mark.skipif(not job_server_available(), reason="the job server needs ray[default] (pip install 'ray[default]')")
 @pytest.mark.timeout(600)
 def test_curate_on_two_loopback_nodes_equals_one_worker(tiny_docs, tmp_path):
     with LoopbackCluster(tmp_path / "cluster", worker_nodes=1, num_cpus=1, object_store=150_000_000) as cluster:

@@ -67,9 +67,6 @@ class MinHasher:
         return _minhash.band_keys([t.lower() for t in texts], self.a, self.b, c.ngram, c.max_shingles,
                                   c.num_bands, c.rows_per_band)
 
-    def band_keys(self, text: str) -> list[int]:
-        return self.band_keys_batch([text])[0].tolist()
-
     # ---- the reference the compiled path must equal
 
     def shingles_reference(self, text: str) -> np.ndarray:
